@@ -1,0 +1,1 @@
+//! A headless Wayland compositor per streaming session.

@@ -1,0 +1,1 @@
+//! GStreamer elements that turn encoded media into Moonlight's RTP packets.

@@ -1,0 +1,1 @@
+//! Hati: a Moonlight-compatible game-streaming host.
