@@ -1,0 +1,528 @@
+//! `config.toml`: the typed configuration, the embedded default (`config/default.toml`), and the
+//! merge of a user's file over it. A user's file holds only what it changes: tables merge key by
+//! key, any other value (lists such as `[[apps]]` included) replaces the default's.
+//!
+//! Every error names the key and, when it comes from the user's file, its line.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The documented default configuration, embedded in the binary.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Why a configuration could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{origin}:{line}:{column}: TOML syntax error: {message}")]
+    Syntax {
+        /// Where the text came from (a path, or "embedded default").
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's description.
+        message: String,
+    },
+    /// A key is unknown, or its value has the wrong type or an invalid value.
+    #[error("{origin}{}: key `{key}`: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// Where the text came from.
+        origin: String,
+        /// The dotted key path, e.g. `network.http_port` or `apps[1].title`.
+        key: String,
+        /// 1-based line of the key in the user's file, when it is there.
+        line: Option<usize>,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The whole configuration after merging the user's file over the default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The name Moonlight shows for this host.
+    pub hostname: String,
+    /// Addresses and ports.
+    pub network: NetworkConfig,
+    /// PIN entry limits.
+    pub pairing: PairingConfig,
+    /// The apps offered to clients, in order; IDs are positions starting at 1.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    /// GStreamer pipeline parts.
+    pub gstreamer: GstreamerConfig,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Address every server listens on.
+    pub bind: IpAddr,
+    /// The HTTP port; the others derive from it unless set.
+    pub http_port: u16,
+    /// HTTPS port (default `http_port - 5`).
+    pub https_port: Option<u16>,
+    /// RTSP port (default `http_port + 21`).
+    pub rtsp_port: Option<u16>,
+    /// Video UDP port (default `http_port + 9`).
+    pub video_port: Option<u16>,
+    /// Control (ENet) UDP port (default `http_port + 10`).
+    pub control_port: Option<u16>,
+    /// Audio UDP port (default `http_port + 11`).
+    pub audio_port: Option<u16>,
+    /// Advertise `_nvstream._tcp` with mDNS.
+    pub mdns: bool,
+}
+
+/// Every port Hati listens on, with the derived defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// HTTP (pairing, serverinfo).
+    pub http: u16,
+    /// HTTPS (mutual TLS).
+    pub https: u16,
+    /// RTSP (TCP).
+    pub rtsp: u16,
+    /// Video (UDP).
+    pub video: u16,
+    /// Control stream (UDP, ENet).
+    pub control: u16,
+    /// Audio (UDP).
+    pub audio: u16,
+}
+
+/// `[pairing]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingConfig {
+    /// Failed PIN attempts per client address before a lockout.
+    pub max_failed_attempts: u32,
+    /// Length of that lockout.
+    pub lockout_seconds: u64,
+    /// How long a pairing client waits for the PIN.
+    pub pin_timeout_seconds: u64,
+}
+
+/// One `[[apps]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The title Moonlight shows.
+    pub title: String,
+    /// Box art: a PNG file (relative paths are relative to the config file).
+    pub icon: Option<PathBuf>,
+}
+
+/// `[gstreamer]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GstreamerConfig {
+    /// `[gstreamer.video]`.
+    pub video: VideoPipelineConfig,
+}
+
+/// `[gstreamer.video]`: per codec, an ordered list of encoders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoPipelineConfig {
+    /// H.264 encoders, best first.
+    #[serde(default)]
+    pub h264_encoders: Vec<EncoderConfig>,
+    /// HEVC encoders, best first.
+    #[serde(default)]
+    pub hevc_encoders: Vec<EncoderConfig>,
+    /// AV1 encoders, best first.
+    #[serde(default)]
+    pub av1_encoders: Vec<EncoderConfig>,
+}
+
+/// One encoder entry: usable when every element in `check_elements` exists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderConfig {
+    /// A short name for logs ("x264", "nvcodec").
+    pub name: String,
+    /// GStreamer element factories that must exist for this entry to be chosen.
+    pub check_elements: Vec<String>,
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn default_config() -> Result<Self, ConfigError> {
+        Self::from_toml(DEFAULT_TOML, "embedded default", None)
+    }
+
+    /// Loads `path` merged over the default, or the default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Self::default_config();
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string(), path.parent())
+    }
+
+    /// Parses a user's TOML text merged over the default. `origin` names it in errors;
+    /// relative icon paths are resolved against `base_dir`.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let user: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| syntax_error(e, text, origin))?;
+        let mut merged: toml::Table = DEFAULT_TOML
+            .parse()
+            .map_err(|e: toml::de::Error| syntax_error(e, DEFAULT_TOML, "embedded default"))?;
+        merge_tables(&mut merged, user);
+
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.into_inner().message().to_owned();
+                invalid(text, origin, key, message)
+            })?;
+        config.resolve_and_validate(text, origin, base_dir)?;
+        Ok(config)
+    }
+
+    /// The ports, with derived defaults filled in.
+    pub fn ports(&self) -> Ports {
+        let n = &self.network;
+        // Validation guarantees the derived values fit in a u16.
+        let derive = |explicit: Option<u16>, offset: i32| {
+            explicit.unwrap_or_else(|| u16::try_from(i32::from(n.http_port) + offset).unwrap_or(0))
+        };
+        Ports {
+            http: n.http_port,
+            https: derive(n.https_port, -5),
+            rtsp: derive(n.rtsp_port, 21),
+            video: derive(n.video_port, 9),
+            control: derive(n.control_port, 10),
+            audio: derive(n.audio_port, 11),
+        }
+    }
+
+    fn resolve_and_validate(
+        &mut self,
+        text: &str,
+        origin: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        let fail = |key: String, message: String| invalid(text, origin, key, message);
+        if self.hostname.trim().is_empty() {
+            return Err(fail("hostname".into(), "must not be empty".into()));
+        }
+        let n = &self.network;
+        let derived = [
+            ("https_port", n.https_port, -5),
+            ("rtsp_port", n.rtsp_port, 21),
+            ("video_port", n.video_port, 9),
+            ("control_port", n.control_port, 10),
+            ("audio_port", n.audio_port, 11),
+        ];
+        if n.http_port == 0 {
+            return Err(fail("network.http_port".into(), "must not be 0".into()));
+        }
+        for (name, explicit, offset) in derived {
+            let value = explicit
+                .map(i32::from)
+                .unwrap_or(i32::from(n.http_port) + offset);
+            if !(1..=65535).contains(&value) {
+                let key = if explicit.is_some() {
+                    format!("network.{name}")
+                } else {
+                    "network.http_port".into()
+                };
+                return Err(fail(
+                    key,
+                    format!("{name} would be {value}, outside 1..=65535; set it explicitly"),
+                ));
+            }
+        }
+        let ports = self.ports();
+        let all = [
+            ports.http,
+            ports.https,
+            ports.rtsp,
+            ports.video,
+            ports.control,
+            ports.audio,
+        ];
+        for (i, port) in all.iter().enumerate() {
+            if all.iter().skip(i + 1).any(|other| other == port) {
+                return Err(fail("network".into(), format!("port {port} is used twice")));
+            }
+        }
+        for (i, app) in self.apps.iter_mut().enumerate() {
+            if app.title.trim().is_empty() {
+                return Err(fail(format!("apps[{i}].title"), "must not be empty".into()));
+            }
+            if let Some(icon) = &app.icon {
+                let resolved = match base_dir {
+                    Some(dir) if icon.is_relative() => dir.join(icon),
+                    _ => icon.clone(),
+                };
+                if !resolved.is_file() {
+                    return Err(fail(
+                        format!("apps[{i}].icon"),
+                        format!("no such file: {}", resolved.display()),
+                    ));
+                }
+                app.icon = Some(resolved);
+            }
+        }
+        if let Some((i, j)) = first_duplicate(self.apps.iter().map(|a| a.title.as_str())) {
+            return Err(fail(
+                format!("apps[{j}].title"),
+                format!("same title as apps[{i}]"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Deep-merges `user` into `base`: tables merge recursively, anything else replaces.
+fn merge_tables(base: &mut toml::Table, user: toml::Table) {
+    for (key, value) in user {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(user_table)) => {
+                merge_tables(base_table, user_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn first_duplicate<'a>(items: impl Iterator<Item = &'a str>) -> Option<(usize, usize)> {
+    let items: Vec<&str> = items.collect();
+    items
+        .iter()
+        .enumerate()
+        .find_map(|(j, b)| items.iter().take(j).position(|a| a == b).map(|i| (i, j)))
+}
+
+fn syntax_error(error: toml::de::Error, text: &str, origin: &str) -> ConfigError {
+    let (line, column) = error
+        .span()
+        .map(|span| line_column(text, span.start))
+        .unwrap_or((1, 1));
+    ConfigError::Syntax {
+        origin: origin.to_owned(),
+        line,
+        column,
+        message: error.message().to_owned(),
+    }
+}
+
+fn invalid(text: &str, origin: &str, key: String, message: String) -> ConfigError {
+    let line = key_line(text, &key);
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        key,
+        line,
+        message,
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The line of a dotted key path (`network.http_port`, `apps[1].title`) in `text`, if the key
+/// appears there. Falls back to the nearest enclosing key that does.
+fn key_line(text: &str, path: &str) -> Option<usize> {
+    let document = toml_edit::ImDocument::parse(text).ok()?;
+    let mut item: &toml_edit::Item = document.as_item();
+    let mut span = None;
+    for segment in split_key_path(path) {
+        let next = match segment {
+            PathSegment::Key(key) => item.get(key),
+            PathSegment::Index(index) => item.get(index),
+        };
+        let Some(next) = next else { break };
+        item = next;
+        span = item_span(item).or(span);
+    }
+    span.map(|offset| line_column(text, offset).0)
+}
+
+fn item_span(item: &toml_edit::Item) -> Option<usize> {
+    match item {
+        toml_edit::Item::Value(value) => value.span().map(|s| s.start),
+        toml_edit::Item::Table(table) => table.span().map(|s| s.start),
+        toml_edit::Item::ArrayOfTables(tables) => tables.span().map(|s| s.start),
+        toml_edit::Item::None => None,
+    }
+}
+
+enum PathSegment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn split_key_path(path: &str) -> Vec<PathSegment<'_>> {
+    let mut segments = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            segments.push(PathSegment::Key(key));
+        }
+        while let Some((index, after)) = rest.split_once(']') {
+            if let Ok(index) = index.parse() {
+                segments.push(PathSegment::Index(index));
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::default_config().unwrap();
+        assert_eq!(config.hostname, "Hati");
+        assert_eq!(
+            config.ports(),
+            Ports {
+                http: 47989,
+                https: 47984,
+                rtsp: 48010,
+                video: 47998,
+                control: 47999,
+                audio: 48000
+            }
+        );
+        assert!(config.network.mdns);
+        assert_eq!(
+            config.apps.first().map(|a| a.title.as_str()),
+            Some("Test pattern")
+        );
+    }
+
+    #[test]
+    fn user_file_changes_only_its_keys() {
+        let config =
+            Config::from_toml("[network]\nhttp_port = 50000\n", "user.toml", None).unwrap();
+        assert_eq!(config.ports().http, 50000);
+        assert_eq!(config.ports().https, 49995);
+        assert_eq!(config.ports().audio, 50011);
+        assert_eq!(config.hostname, "Hati");
+        assert!(config.network.mdns);
+        assert!(!config.gstreamer.video.h264_encoders.is_empty());
+    }
+
+    #[test]
+    fn explicit_port_overrides_derivation() {
+        let config = Config::from_toml(
+            "[network]\nhttp_port = 50000\nrtsp_port = 51000\n",
+            "u",
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.ports().rtsp, 51000);
+    }
+
+    #[test]
+    fn apps_list_replaces_default() {
+        let config = Config::from_toml(
+            "[[apps]]\ntitle = \"A\"\n[[apps]]\ntitle = \"B\"\n",
+            "u",
+            None,
+        )
+        .unwrap();
+        let titles: Vec<_> = config.apps.iter().map(|a| a.title.as_str()).collect();
+        assert_eq!(titles, ["A", "B"]);
+    }
+
+    #[test]
+    fn typo_names_key_and_line() {
+        let text = "hostname = \"x\"\n\n[network]\nhtp_port = 1\n";
+        let error = Config::from_toml(text, "cfg.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cfg.toml:4"), "{error}");
+        assert!(error.contains("network.htp_port"), "{error}");
+        assert!(error.contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let text = "[network]\nmdns = true\nhttp_port = \"fast\"\n";
+        let error = Config::from_toml(text, "cfg.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cfg.toml:3"), "{error}");
+        assert!(error.contains("network.http_port"), "{error}");
+        assert!(error.contains("invalid type"), "{error}");
+    }
+
+    #[test]
+    fn error_inside_apps_array_names_index_and_line() {
+        let text = "[[apps]]\ntitle = \"A\"\n\n[[apps]]\ntitle = 7\n";
+        let error = Config::from_toml(text, "cfg.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("apps[1].title"), "{error}");
+        assert!(error.contains("cfg.toml:5"), "{error}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let error = Config::from_toml("[network\n", "cfg.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("cfg.toml:1:"), "{error}");
+        assert!(error.contains("syntax"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let cases = [
+            ("[network]\nbind = \"not-an-ip\"\n", "network.bind"),
+            ("[network]\nhttp_port = 65530\n", "network.http_port"),
+            ("[network]\nhttp_port = 0\n", "network.http_port"),
+            ("hostname = \"  \"\n", "hostname"),
+            (
+                "[[apps]]\ntitle = \"A\"\n[[apps]]\ntitle = \"A\"\n",
+                "apps[1].title",
+            ),
+            (
+                "[[apps]]\ntitle = \"A\"\nicon = \"/nonexistent.png\"\n",
+                "apps[0].icon",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = Config::from_toml(text, "u", None).unwrap_err().to_string();
+            assert!(error.contains(key), "{text:?} gave {error}");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Paired clients (`clients.json`): each client's certificate, name and pairing time. HTTPS
+//! requests are authorised by the SHA-256 fingerprint of the client's certificate being here.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{StateDir, StateError, read_optional, write_atomic};
+
+const FILE_NAME: &str = "clients.json";
+
+/// The SHA-256 fingerprint of a DER certificate, as lower-case hex.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    hati_protocol::query::encode_hex(&Sha256::digest(cert_der)).to_ascii_lowercase()
+}
+
+/// One paired client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairedClient {
+    /// SHA-256 fingerprint of its certificate (hex); the client's ID.
+    pub id: String,
+    /// A name for people: the device name it sent, made unique.
+    pub name: String,
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// When it paired, seconds since the Unix epoch.
+    pub paired_at: u64,
+}
+
+/// The paired-client list, persisted on every change.
+#[derive(Debug)]
+pub struct ClientStore {
+    path: PathBuf,
+    clients: Vec<PairedClient>,
+}
+
+/// The outcome of looking a client up by name or ID prefix.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// Exactly one client matched.
+    One(&'a PairedClient),
+    /// Nothing matched.
+    None,
+    /// Several clients matched; the caller must be more specific.
+    Ambiguous(Vec<&'a PairedClient>),
+}
+
+impl ClientStore {
+    /// Loads `clients.json` from the state dir (an absent file means no clients).
+    pub fn load(state: &StateDir) -> Result<Self, StateError> {
+        let path = state.file(FILE_NAME);
+        let clients = match read_optional(&path)? {
+            Some(text) => serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
+        Ok(Self { path, clients })
+    }
+
+    /// Every paired client, oldest first.
+    pub fn list(&self) -> &[PairedClient] {
+        &self.clients
+    }
+
+    /// Whether a certificate with this fingerprint is paired.
+    pub fn is_paired(&self, fingerprint: &str) -> bool {
+        self.clients.iter().any(|c| c.id == fingerprint)
+    }
+
+    /// Adds (or re-pairs) a client and persists the list. Returns the stored entry.
+    pub fn add(
+        &mut self,
+        cert_der: &[u8],
+        cert_pem: String,
+        device_name: &str,
+    ) -> Result<PairedClient, StateError> {
+        let id = fingerprint(cert_der);
+        let name = self.unique_name(device_name, &id);
+        let paired_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let client = PairedClient {
+            id: id.clone(),
+            name,
+            cert_pem,
+            paired_at,
+        };
+        let mut next = self.clients.clone();
+        next.retain(|c| c.id != id);
+        next.push(client.clone());
+        self.save(next)?;
+        Ok(client)
+    }
+
+    /// Removes a client by fingerprint and persists the list. Returns it if it was there.
+    pub fn remove(&mut self, id: &str) -> Result<Option<PairedClient>, StateError> {
+        let Some(position) = self.clients.iter().position(|c| c.id == id) else {
+            return Ok(None);
+        };
+        let mut next = self.clients.clone();
+        let removed = next.remove(position);
+        self.save(next)?;
+        Ok(Some(removed))
+    }
+
+    /// Finds a client by exact name, or by a prefix (at least 4 hex digits) of its ID.
+    pub fn find(&self, name_or_id: &str) -> Lookup<'_> {
+        let by_name: Vec<_> = self
+            .clients
+            .iter()
+            .filter(|c| c.name == name_or_id)
+            .collect();
+        let matches = if by_name.is_empty() && name_or_id.len() >= 4 {
+            let prefix = name_or_id.to_ascii_lowercase();
+            self.clients
+                .iter()
+                .filter(|c| c.id.starts_with(&prefix))
+                .collect()
+        } else {
+            by_name
+        };
+        match matches.as_slice() {
+            [] => Lookup::None,
+            [one] => Lookup::One(one),
+            _ => Lookup::Ambiguous(matches),
+        }
+    }
+
+    fn unique_name(&self, device_name: &str, id: &str) -> String {
+        let base: String = device_name
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
+            .take(32)
+            .collect();
+        // Moonlight clients all send the same placeholder name, so it is made unique by ID.
+        let base = if base.is_empty() || base == "roth" {
+            "client".to_owned()
+        } else {
+            base
+        };
+        let taken = |name: &str| self.clients.iter().any(|c| c.name == name && c.id != id);
+        if !taken(&base) && base != "client" {
+            return base;
+        }
+        let short = id.get(..8).unwrap_or(id);
+        format!("{base}-{short}")
+    }
+
+    fn save(&mut self, next: Vec<PairedClient>) -> Result<(), StateError> {
+        let json = serde_json::to_string_pretty(&next).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.path, json.as_bytes(), 0o600)?;
+        self.clients = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, StateDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        (dir, state)
+    }
+
+    #[test]
+    fn add_find_remove_persist() {
+        let (_dir, state) = store();
+        let mut clients = ClientStore::load(&state).unwrap();
+        let a = clients.add(b"cert-a", "A".into(), "roth").unwrap();
+        let b = clients.add(b"cert-b", "B".into(), "Living room").unwrap();
+        assert!(a.name.starts_with("client-"));
+        assert_eq!(b.name, "Living room");
+
+        let reloaded = ClientStore::load(&state).unwrap();
+        assert_eq!(reloaded.list().len(), 2);
+        assert!(reloaded.is_paired(&fingerprint(b"cert-a")));
+        assert_eq!(reloaded.find("Living room"), Lookup::One(&b));
+        assert_eq!(reloaded.find(&a.id[..10]), Lookup::One(&a));
+        assert_eq!(reloaded.find("nobody"), Lookup::None);
+
+        let mut clients = reloaded;
+        assert_eq!(clients.remove(&a.id).unwrap(), Some(a.clone()));
+        assert_eq!(clients.remove(&a.id).unwrap(), None);
+        assert!(!ClientStore::load(&state).unwrap().is_paired(&a.id));
+    }
+
+    #[test]
+    fn repairing_replaces_the_entry() {
+        let (_dir, state) = store();
+        let mut clients = ClientStore::load(&state).unwrap();
+        clients.add(b"cert", "A".into(), "phone").unwrap();
+        clients.add(b"cert", "A".into(), "phone").unwrap();
+        assert_eq!(clients.list().len(), 1);
+        assert_eq!(clients.list()[0].name, "phone");
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_with_path() {
+        let (_dir, state) = store();
+        std::fs::write(state.file(FILE_NAME), "[{").unwrap();
+        let error = ClientStore::load(&state).unwrap_err().to_string();
+        assert!(
+            error.contains("clients.json") && error.contains("corrupt"),
+            "{error}"
+        );
+    }
+}

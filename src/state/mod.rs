@@ -1,0 +1,158 @@
+//! The state directory: host identity and paired clients, each one file written atomically
+//! (temp file, fsync, rename, fsync of the directory), so a crash never leaves half a file.
+//! A file that fails to parse is reported with its path and left untouched.
+
+pub mod clients;
+pub mod identity;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Why state could not be read or written.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// An OS error on a state file or directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A state file exists but its contents are not what Hati wrote.
+    #[error("{path} is corrupt ({message}); fix or move it away, Hati will not overwrite it")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What failed to parse.
+        message: String,
+    },
+    /// Generating the host certificate failed.
+    #[error("cannot generate the host certificate: {0}")]
+    Certificate(String),
+}
+
+/// The directory holding Hati's persistent state.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating with mode 0700 if needed) the state directory at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StateError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|source| StateError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).map_err(|source| {
+            StateError::Io {
+                path: root.clone(),
+                source,
+            }
+        })?;
+        Ok(Self { root })
+    }
+
+    /// The default location: `$XDG_DATA_HOME/hati`, else `~/.local/share/hati`.
+    pub fn default_path() -> PathBuf {
+        match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            Some(data) => PathBuf::from(data).join("hati"),
+            None => {
+                let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+                PathBuf::from(home).join(".local/share/hati")
+            }
+        }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The admin API's unix socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.file("admin.sock")
+    }
+}
+
+/// Writes `contents` to `path` atomically with the given permission bits.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map_err(io)
+}
+
+/// Reads `path`, or `None` if it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<String>, StateError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x.json"]);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn state_dir_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path().join("s")).unwrap();
+        let mode = fs::metadata(state.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}
