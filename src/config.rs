@@ -60,7 +60,7 @@ pub struct Config {
     pub network: NetworkConfig,
     /// PIN entry limits.
     pub pairing: PairingConfig,
-    /// The apps offered to clients, in order; IDs are positions starting at 1.
+    /// The apps offered to clients, in order.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
     /// GStreamer pipeline parts.
@@ -159,6 +159,21 @@ pub struct EncoderConfig {
     pub name: String,
     /// GStreamer element factories that must exist for this entry to be chosen.
     pub check_elements: Vec<String>,
+}
+
+impl AppConfig {
+    /// The app's ID in `/applist`: derived from its title, so it stays the same when apps are
+    /// reordered, and never 0 (clients reject 0).
+    pub fn id(&self) -> u32 {
+        (stable_hash(&self.title) & 0x7fff_ffff).max(1)
+    }
+}
+
+/// A hash of `text` that is the same on every machine and every run.
+pub fn stable_hash(text: &str) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 impl Config {

@@ -1,5 +1,233 @@
-//! The `hati` command line: serve, pair, clients, unpair, config check.
+//! The `hati` command line: `serve`, `pair`, `clients`, `unpair`, `config check`.
 
-fn main() {
-    println!("hati: skeleton");
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hati::admin::{self, AdminClientError, encode_query_value};
+use hati::config::Config;
+use hati::state::StateDir;
+use hati::state::clients::ClientStore;
+
+/// A Moonlight-compatible game-streaming host.
+#[derive(Parser)]
+#[command(name = "hati", version, about)]
+struct Cli {
+    /// State directory (host identity, paired clients, admin socket).
+    /// Default: $XDG_DATA_HOME/hati, else ~/.local/share/hati.
+    #[arg(long, global = true, env = "HATI_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host (the embedded default config is used unless --config is given).
+    Serve {
+        /// A config.toml holding the keys to change from the default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Enter the PIN Moonlight shows, completing the pairing it started.
+    Pair {
+        /// The 4-digit PIN.
+        pin: String,
+    },
+    /// List paired clients.
+    Clients,
+    /// Remove a paired client.
+    Unpair {
+        /// The client's name or (a prefix of) its ID, as `hati clients` shows.
+        client: String,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a config file (merged over the default) without starting the host.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hati: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let state_dir = cli.state_dir;
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging();
+            let config = Config::load(config.as_deref())?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(hati::host::serve(config, state_dir))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pair { pin } => {
+            let socket = state(&state_dir).admin_socket();
+            let path = format!("/pair?pin={}", encode_query_value(&pin));
+            println!("waiting for the client to finish pairing…");
+            let (status, body) = admin::request(&socket, "POST", &path)?;
+            match body.get("paired") {
+                Some(client) if status == 200 => {
+                    println!(
+                        "paired: {} (ID {})",
+                        text(client, "name"),
+                        short(&text(client, "id"))
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => fail(&body),
+            }
+        }
+        Command::Clients => {
+            let socket = state(&state_dir).admin_socket();
+            let clients = match admin::request(&socket, "GET", "/clients") {
+                Ok((_, body)) => body.as_array().cloned().unwrap_or_default(),
+                Err(AdminClientError::NotRunning(_)) => {
+                    let store = ClientStore::load(&StateDir::open(state(&state_dir).path())?)?;
+                    store.list().iter().map(admin::client_json).collect()
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if clients.is_empty() {
+                println!("no paired clients");
+            }
+            for client in &clients {
+                let when = client
+                    .get("paired_at")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                println!(
+                    "{}  {}  paired {}",
+                    short(&text(client, "id")),
+                    text(client, "name"),
+                    format_time(when)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unpair { client } => {
+            let socket = state(&state_dir).admin_socket();
+            let path = format!("/unpair?client={}", encode_query_value(&client));
+            let (status, body) = match admin::request(&socket, "POST", &path) {
+                Ok((status, body)) => (status, body),
+                Err(AdminClientError::NotRunning(_)) => {
+                    let mut store = ClientStore::load(&StateDir::open(state(&state_dir).path())?)?;
+                    let (status, body) = admin::unpair(&mut store, &client);
+                    (status.as_u16(), body)
+                }
+                Err(error) => return Err(error.into()),
+            };
+            match body.get("unpaired") {
+                Some(client) if status == 200 => {
+                    println!(
+                        "unpaired: {} (ID {})",
+                        text(client, "name"),
+                        short(&text(client, "id"))
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => fail(&body),
+            }
+        }
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => {
+            let config = Config::load(Some(&file))?;
+            let ports = config.ports();
+            println!(
+                "{}: OK ({} app(s); HTTP {} HTTPS {} RTSP {} video {} control {} audio {})",
+                file.display(),
+                config.apps.len(),
+                ports.http,
+                ports.https,
+                ports.rtsp,
+                ports.video,
+                ports.control,
+                ports.audio
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn state(state_dir: &Option<PathBuf>) -> StateDirPath {
+    StateDirPath(state_dir.clone().unwrap_or_else(StateDir::default_path))
+}
+
+/// A state directory path that is not created just to look for a socket in it.
+struct StateDirPath(PathBuf);
+
+impl StateDirPath {
+    fn admin_socket(&self) -> PathBuf {
+        self.0.join("admin.sock")
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+fn fail(body: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "hati: {}",
+        body.get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("unexpected answer")
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+fn text(value: &serde_json::Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn format_time(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(0))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }

@@ -506,5 +506,37 @@ impl Drop for ClearWaiting<'_> {
     }
 }
 
+/// Waits for the outcome of `attempt` on `events`: the paired client, or why it failed.
+pub async fn wait_for_outcome(
+    mut events: broadcast::Receiver<PairingEvent>,
+    attempt: u64,
+    timeout: Duration,
+) -> Result<PairedClient, String> {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(PairingEvent::Paired { attempt: a, client }) if a == attempt => {
+                    return Ok(client);
+                }
+                Ok(PairingEvent::Failed { attempt: a, reason }) if a == attempt => {
+                    return Err(reason);
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err("the host is shutting down".into());
+                }
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the client did not finish pairing within {} s",
+                timeout.as_secs()
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,276 @@
+//! The local admin endpoint: HTTP/1.1 with JSON bodies on a unix socket in the state directory
+//! (mode 0600), never on a network port. `hati pair`, `hati clients` and `hati unpair` use it;
+//! so can `curl --unix-socket ~/.local/share/hati/admin.sock http://hati/clients`.
+//!
+//! | Request | Answer |
+//! |---|---|
+//! | `POST /pair?pin=NNNN` | waits for the pairing's outcome: `{"paired": {client}}` or `{"error": …}` |
+//! | `GET /clients` | `[{client}, …]` |
+//! | `POST /unpair?client=NAME_OR_ID` | `{"unpaired": {client}}` or `{"error": …}` |
+//! | `GET /status` | host name, ports, codecs, whether a client waits for a PIN |
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use hati_protocol::query::Query;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::host::Host;
+use crate::pairing::wait_for_outcome;
+use crate::state::StateDir;
+use crate::state::clients::{ClientStore, Lookup, PairedClient};
+
+/// How long `hati pair` waits for the client to finish pairing after the PIN.
+const PAIR_OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The bound admin socket, removed when dropped.
+pub struct AdminSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl AdminSocket {
+    /// Binds `admin.sock` in the state dir, refusing if another host is running there.
+    pub fn bind(state: &StateDir) -> anyhow::Result<Self> {
+        let path = state.admin_socket();
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                anyhow::bail!(
+                    "another hati is already running with the state directory {} (its admin socket answers)",
+                    state.path().display()
+                );
+            }
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove stale {}", path.display()))?;
+        }
+        let listener = UnixListener::bind(&path)
+            .with_context(|| format!("cannot create the admin socket {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+        Ok(Self { listener, path })
+    }
+
+    /// Serves requests until shutdown.
+    pub async fn serve(self, host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let host = host.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request| {
+                            let host = host.clone();
+                            async move { Ok::<_, Infallible>(route(request, &host).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(false)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl Drop for AdminSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response<Full<Bytes>> {
+    let query = Query::parse(request.uri().query().unwrap_or("")).unwrap_or_default();
+    let (status, body) = match (request.method(), request.uri().path()) {
+        (&Method::POST, "/pair") => pair(host, query.get("pin").unwrap_or("")).await,
+        (&Method::GET, "/clients") => {
+            let clients = host
+                .clients
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (
+                StatusCode::OK,
+                json!(clients.list().iter().map(client_json).collect::<Vec<_>>()),
+            )
+        }
+        (&Method::POST, "/unpair") => {
+            let mut clients = host
+                .clients
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            unpair(&mut clients, query.get("client").unwrap_or(""))
+        }
+        (&Method::GET, "/status") => (
+            StatusCode::OK,
+            json!({
+                "hostname": host.config.hostname,
+                "ports": { "http": host.ports.http, "https": host.ports.https, "rtsp": host.ports.rtsp },
+                "codecs": { "h264": host.codecs.h264, "hevc": host.codecs.hevc, "av1": host.codecs.av1 },
+                "client_waiting_for_pin": host.pairing.waiting_secret().is_some(),
+            }),
+        ),
+        (method, path) => (
+            StatusCode::NOT_FOUND,
+            json!({ "error": format!("no admin endpoint {method} {path}") }),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn pair(host: &Host, pin: &str) -> (StatusCode, Value) {
+    match host.pairing.submit_pin(pin, None) {
+        Ok((attempt, events)) => {
+            match wait_for_outcome(events, attempt, PAIR_OUTCOME_TIMEOUT).await {
+                Ok(client) => (StatusCode::OK, json!({ "paired": client_json(&client) })),
+                Err(reason) => (
+                    StatusCode::CONFLICT,
+                    json!({ "error": format!("pairing failed: {reason}") }),
+                ),
+            }
+        }
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            json!({ "error": error.to_string() }),
+        ),
+    }
+}
+
+/// Removes a client by name or ID prefix; shared by the admin API and offline `hati unpair`.
+pub fn unpair(clients: &mut ClientStore, name_or_id: &str) -> (StatusCode, Value) {
+    let id = match clients.find(name_or_id) {
+        Lookup::One(client) => client.id.clone(),
+        Lookup::None => {
+            return (
+                StatusCode::NOT_FOUND,
+                json!({ "error": format!("no paired client named or with ID `{name_or_id}`") }),
+            );
+        }
+        Lookup::Ambiguous(matches) => {
+            let names: Vec<_> = matches
+                .iter()
+                .map(|c| format!("{} ({})", c.name, short_id(&c.id)))
+                .collect();
+            return (
+                StatusCode::CONFLICT,
+                json!({ "error": format!("`{name_or_id}` matches several clients: {}; use a longer ID", names.join(", ")) }),
+            );
+        }
+    };
+    match clients.remove(&id) {
+        Ok(Some(client)) => (StatusCode::OK, json!({ "unpaired": client_json(&client) })),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "the client was already removed" }),
+        ),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": error.to_string() }),
+        ),
+    }
+}
+
+/// A client as the admin API shows it (no certificate).
+pub fn client_json(client: &PairedClient) -> Value {
+    json!({ "id": client.id, "name": client.name, "paired_at": client.paired_at })
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Why the CLI could not talk to the running host.
+#[derive(Debug, Error)]
+pub enum AdminClientError {
+    /// No host is listening on the socket.
+    #[error(
+        "no running hati found (no admin socket at {0}); start it with `hati serve`, with the same --state-dir"
+    )]
+    NotRunning(PathBuf),
+    /// The socket exists but the exchange failed.
+    #[error("talking to hati at {path}: {source}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The answer was not what the admin API sends.
+    #[error("unexpected answer from hati: {0}")]
+    BadAnswer(String),
+}
+
+/// Sends one request to the admin socket and returns the HTTP status and JSON body.
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path_and_query: &str,
+) -> Result<(u16, Value), AdminClientError> {
+    let io = |source| AdminClientError::Io {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(AdminClientError::NotRunning(socket.to_owned()));
+        }
+        Err(e) => return Err(io(e)),
+    };
+    stream
+        .set_read_timeout(Some(PAIR_OUTCOME_TIMEOUT + Duration::from_secs(10)))
+        .map_err(io)?;
+    write!(stream, "{method} {path_and_query} HTTP/1.1\r\nHost: hati\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        .map_err(io)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(io)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| AdminClientError::BadAnswer(answer.to_string()))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| AdminClientError::BadAnswer(head.to_owned()))?;
+    let body =
+        serde_json::from_str(body).map_err(|_| AdminClientError::BadAnswer(body.to_owned()))?;
+    Ok((status, body))
+}
+
+/// Percent-encodes a query value.
+pub fn encode_query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,158 @@
+//! The running host: configuration, identity, paired clients and pairing state shared by every
+//! server, and `serve`, which starts them and waits for shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, Ports};
+use crate::encoders::CodecSupport;
+use crate::pairing::PairingManager;
+use crate::state::StateDir;
+use crate::state::clients::ClientStore;
+use crate::state::identity::HostIdentity;
+
+/// State shared by the HTTP, HTTPS and admin servers.
+pub struct Host {
+    /// The merged configuration.
+    pub config: Config,
+    /// Ports, derived once.
+    pub ports: Ports,
+    /// Where state lives.
+    pub state: StateDir,
+    /// Host certificate, key and unique ID.
+    pub identity: HostIdentity,
+    /// Paired clients (written rarely: on pairing and unpairing).
+    pub clients: RwLock<ClientStore>,
+    /// PIN pairing.
+    pub pairing: PairingManager,
+    /// Codecs this machine can encode.
+    pub codecs: CodecSupport,
+    /// The `hati pair` command line to show people (with `--state-dir` when not the default).
+    pub pair_command: String,
+}
+
+impl Host {
+    /// Loads state and probes encoders.
+    pub fn new(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let explicit_state_dir = state_dir.is_some();
+        let state = StateDir::open(state_dir.unwrap_or_else(StateDir::default_path))
+            .context("cannot open the state directory")?;
+        let identity = HostIdentity::load_or_create(&state)?;
+        let clients = ClientStore::load(&state)?;
+        gst::init().context("cannot initialise GStreamer")?;
+        let codecs = CodecSupport::probe(&config.gstreamer.video);
+        let pair_command = if explicit_state_dir {
+            format!("hati --state-dir {} pair <PIN>", state.path().display())
+        } else {
+            "hati pair <PIN>".to_owned()
+        };
+        Ok(Self {
+            ports: config.ports(),
+            pairing: PairingManager::new(config.pairing.clone()),
+            config,
+            state,
+            identity,
+            clients: RwLock::new(clients),
+            codecs,
+            pair_command,
+        })
+    }
+
+    /// Whether the certificate with this fingerprint is paired.
+    pub fn is_paired(&self, fingerprint: &str) -> bool {
+        self.clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_paired(fingerprint)
+    }
+}
+
+/// Runs the host until Ctrl-C or SIGTERM.
+pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let host = Arc::new(Host::new(config, state_dir)?);
+    let bind = host.config.network.bind;
+    let listen = |port: u16, key: &'static str| async move {
+        let address = SocketAddr::new(bind, port);
+        TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (set by {key} in the config)"))
+    };
+    let http = listen(host.ports.http, "network.http_port").await?;
+    let https = listen(host.ports.https, "network.https_port").await?;
+    let tls = crate::http::tls::server_config(&host.identity).context("cannot set up TLS")?;
+    let admin = crate::admin::AdminSocket::bind(&host.state)?;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+
+    let mdns = if host.config.network.mdns {
+        match crate::mdns::Advertisement::start(&host.config.hostname, host.ports.http, bind) {
+            Ok(advert) => Some(advert),
+            Err(error) => {
+                tracing::warn!(%error, "mDNS advertisement failed; clients must add this host by address");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    match &host.codecs {
+        CodecSupport { h264: None, .. } => tracing::error!(
+            "no H.264 encoder found in GStreamer (see [gstreamer.video] h264_encoders): clients cannot stream"
+        ),
+        codecs => {
+            tracing::info!(h264 = ?codecs.h264, hevc = ?codecs.hevc, av1 = ?codecs.av1, "video encoders")
+        }
+    }
+    let paired = host
+        .clients
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .list()
+        .len();
+    tracing::info!(
+        hostname = %host.config.hostname,
+        http = %http.local_addr()?,
+        https = %https.local_addr()?,
+        state_dir = %host.state.path().display(),
+        paired_clients = paired,
+        "hati is running; pair from Moonlight, then enter the PIN with `{}`",
+        host.pair_command
+    );
+
+    let tasks = [
+        tokio::spawn(crate::http::serve_http(
+            http,
+            host.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::http::serve_https(
+            https,
+            tls,
+            host.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(admin.serve(host.clone(), shutdown.clone())),
+    ];
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(mdns);
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -1,0 +1,135 @@
+//! `GET /pair` and `GET /unpair` (PROTOCOL.md §1.4): request parsing and XML replies around the
+//! pairing state machine in `crate::pairing`.
+
+use hati_protocol::query::{Query, encode_hex};
+use hati_protocol::xml::XmlReply;
+
+use super::{RequestContext, Transport};
+use crate::host::Host;
+use crate::pairing::{PairError, ServerCertRequest};
+
+/// Dispatches one `/pair` phase.
+pub async fn pair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
+    let key = context.pairing_key(query);
+    let result = if query.get("phrase") == Some("getservercert") {
+        server_cert(host, context, query, key).await
+    } else if query.get("phrase") == Some("pairchallenge") {
+        // The router let this HTTPS request through, so its certificate is paired.
+        match context.transport {
+            Transport::Https { .. } => Ok(XmlReply::ok().element("paired", 1)),
+            Transport::Http => Err(PairError::Malformed(
+                "pairchallenge must come over HTTPS".into(),
+            )),
+        }
+    } else if query.get("clientchallenge").is_some() {
+        hex(query, "clientchallenge")
+            .and_then(|c| host.pairing.client_challenge(&key, &c, &host.identity))
+            .map(|response| {
+                XmlReply::ok()
+                    .element("paired", 1)
+                    .element("challengeresponse", encode_hex(&response))
+            })
+    } else if query.get("serverchallengeresp").is_some() {
+        hex(query, "serverchallengeresp")
+            .and_then(|r| {
+                host.pairing
+                    .server_challenge_response(&key, &r, &host.identity)
+            })
+            .map(|secret| {
+                XmlReply::ok()
+                    .element("paired", 1)
+                    .element("pairingsecret", encode_hex(&secret))
+            })
+    } else if query.get("clientpairingsecret").is_some() {
+        hex(query, "clientpairingsecret")
+            .and_then(|s| host.pairing.client_pairing_secret(&key, &s, &host.clients))
+            .map(|client| {
+                tracing::info!(client = %client.name, id = %short(&client.id), "client paired");
+                XmlReply::ok().element("paired", 1)
+            })
+    } else {
+        Err(PairError::Malformed("unknown pairing phase".into()))
+    };
+    match result {
+        Ok(reply) => reply,
+        Err(PairError::AlreadyPairing) => {
+            tracing::warn!(peer = %context.peer, "pairing refused: another client is already waiting for its PIN");
+            // Sunshine's signal for "already pairing": an empty certificate.
+            XmlReply::ok().element("paired", 1).element("plaincert", "")
+        }
+        Err(error) => {
+            tracing::warn!(peer = %context.peer, %error, "pairing failed");
+            XmlReply::error(400, error.to_string()).element("paired", 0)
+        }
+    }
+}
+
+async fn server_cert(
+    host: &Host,
+    context: &RequestContext,
+    query: &Query,
+    key: String,
+) -> Result<XmlReply, PairError> {
+    let request = ServerCertRequest {
+        key,
+        address: context.peer.ip(),
+        device_name: query.get("devicename").unwrap_or("").to_owned(),
+        salt: hex(query, "salt")?,
+        client_cert_pem: hex(query, "clientcert")?,
+    };
+    let device = request.device_name.clone();
+    let peer = context.peer.ip();
+    let page = format!("http://{}:{}/pin", context.local.ip(), host.ports.http);
+    host.pairing
+        .server_cert(request, |attempt, secret| {
+            tracing::info!(
+                attempt,
+                client = %peer,
+                device = %device,
+                "a client is waiting to pair: enter the PIN Moonlight shows with `{}`, or open {page}#{secret}",
+                host.pair_command,
+            );
+        })
+        .await?;
+    Ok(XmlReply::ok()
+        .element("paired", 1)
+        .element("plaincert", encode_hex(host.identity.cert_pem.as_bytes())))
+}
+
+/// `/unpair`: over HTTPS a paired client removes itself; over HTTP a client abandons the
+/// pairing attempt it has in progress (moonlight does this after a wrong PIN).
+pub fn unpair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
+    if let Some(id) = context.client_fingerprint() {
+        let removed = host
+            .clients
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        return match removed {
+            Ok(Some(client)) => {
+                tracing::info!(client = %client.name, id = %short(&client.id), "client unpaired itself");
+                XmlReply::ok()
+            }
+            Ok(None) => XmlReply::ok(),
+            Err(error) => {
+                tracing::error!(%error, "cannot store the client list");
+                XmlReply::error(500, error.to_string())
+            }
+        };
+    }
+    if host.pairing.abandon(&context.pairing_key(query)) {
+        tracing::warn!(peer = %context.peer, "the client abandoned pairing after the PIN was entered: wrong PIN?");
+    }
+    XmlReply::ok()
+}
+
+fn hex(query: &Query, name: &'static str) -> Result<Vec<u8>, PairError> {
+    query
+        .hex(name)
+        .map_err(|e| PairError::Malformed(e.to_string()))
+}
+
+/// The first 12 hex digits of a client ID, enough to tell clients apart in logs.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

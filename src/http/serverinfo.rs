@@ -1,0 +1,88 @@
+//! `GET /serverinfo` (PROTOCOL.md §1.3): every field the clients read.
+
+use std::net::IpAddr;
+
+use hati_protocol::xml::XmlReply;
+
+use super::{RequestContext, Transport};
+use crate::host::Host;
+
+/// The version that selects TCP RTSP, the encrypted control stream and Sunshine extensions.
+pub const APP_VERSION: &str = "7.1.431.-1";
+/// The GFE version Sunshine reports (moonlight-qt on macOS needs one for HEVC).
+pub const GFE_VERSION: &str = "3.23.0.74";
+/// `MaxLumaPixelsHEVC` when HEVC is offered (Sunshine's value).
+const MAX_LUMA_PIXELS_HEVC: u64 = 1_869_449_984;
+/// Display modes offered for GFE-style mode selection.
+const DISPLAY_MODES: [(u32, u32, u32); 4] = [
+    (1280, 720, 60),
+    (1920, 1080, 60),
+    (2560, 1440, 60),
+    (3840, 2160, 60),
+];
+
+/// Builds the reply for this client.
+pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
+    let https = matches!(context.transport, Transport::Https { .. });
+    // The router only lets paired certificates through on HTTPS.
+    let paired = https;
+    let local_ip = local_ipv4(context.local.ip());
+    let mac = if https {
+        mac_address(context.local.ip())
+    } else {
+        None
+    };
+    let codecs = host.codecs.server_codec_mode_support();
+    let (current_game, state) = (0u32, "SUNSHINE_SERVER_FREE");
+    XmlReply::ok()
+        .element("hostname", &host.config.hostname)
+        .element("appversion", APP_VERSION)
+        .element("GfeVersion", GFE_VERSION)
+        .element("uniqueid", &host.identity.unique_id)
+        .element("HttpsPort", host.ports.https)
+        .element("ExternalPort", host.ports.http)
+        .element(
+            "MaxLumaPixelsHEVC",
+            if host.codecs.hevc.is_some() {
+                MAX_LUMA_PIXELS_HEVC
+            } else {
+                0
+            },
+        )
+        .element("mac", mac.unwrap_or_else(|| "00:00:00:00:00:00".into()))
+        .element("LocalIP", local_ip)
+        .element("ServerCodecModeSupport", codecs)
+        .nested("SupportedDisplayMode", |mut modes| {
+            for (width, height, fps) in DISPLAY_MODES {
+                modes = modes.nested("DisplayMode", |mode| {
+                    mode.element("Width", width)
+                        .element("Height", height)
+                        .element("RefreshRate", fps)
+                });
+            }
+            modes
+        })
+        .element("PairStatus", u8::from(paired))
+        .element("currentgame", current_game)
+        .element("state", state)
+}
+
+fn local_ipv4(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The MAC address of the interface that owns `ip` (for Wake-on-LAN).
+fn mac_address(ip: IpAddr) -> Option<String> {
+    let ip = local_ipv4(ip);
+    let interface = if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .find(|i| i.ip() == ip && !i.is_loopback())?;
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", interface.name)).ok()?;
+    Some(mac.trim().to_owned())
+}
