@@ -781,6 +781,7 @@ impl OpusLayout {
         let mut m = self.mapping.to_vec();
         if !self.high_quality
             && let Some(tail) = m.get_mut(3..)
+            && !tail.is_empty()
         {
             tail.rotate_left(1);
         }
