@@ -867,4 +867,4 @@ impl DescribeBody {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
