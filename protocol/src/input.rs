@@ -1028,5 +1028,21 @@ impl Writer {
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::InputEvent;
+
+    /// Parses an input packet; an accepted one must re-encode to an equal event.
+    pub fn input(data: &[u8]) {
+        if let Ok(event) = InputEvent::parse(data) {
+            if let InputEvent::KeyDown(k) | InputEvent::KeyUp(k) = &event {
+                let _ = k.key_code();
+            }
+            assert_eq!(InputEvent::parse(&event.encode()), Ok(event));
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -866,5 +866,24 @@ impl DescribeBody {
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::StreamConfig;
+
+    /// Parses an ANNOUNCE body; an accepted one must survive [`StreamConfig::to_sdp`].
+    pub fn announce(data: &[u8]) {
+        if let Ok(config) = StreamConfig::parse(data) {
+            let _ = config.audio_encrypted();
+            let _ = config.opus_layout(Some(true));
+            let _ = config.encoder_bitrate_kbps(20, true);
+            assert_eq!(
+                StreamConfig::parse(config.to_sdp("fuzz").as_bytes()),
+                Ok(config)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests;

@@ -403,3 +403,92 @@ fn every_known_magic_rejects_every_wrong_length() {
         }
     }
 }
+
+/// A small deterministic mutator (xorshift64*) for the stable-Rust robustness tests: it feeds
+/// `f` every seed, then `rounds` inputs made by stacking a few random edits on a random seed
+/// (bit flips, interesting bytes, inserts, deletes, truncation, duplication, splicing), plus
+/// purely random buffers. The fuzz targets call the same `fuzzing` functions.
+pub(crate) fn mutate_and_feed(seeds: &[Vec<u8>], rounds: usize, f: impl Fn(&[u8])) {
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            if n == 0 {
+                0
+            } else {
+                (self.next() % n as u64) as usize
+            }
+        }
+    }
+    const INTERESTING: [u8; 10] = [0, 1, 0x7F, 0x80, 0xFF, b' ', b':', b'\r', b'\n', b'0'];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for seed in seeds {
+        f(seed);
+    }
+    for round in 0..rounds {
+        if round % 16 == 0 {
+            let len = rng.below(64);
+            let buf: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            f(&buf);
+            continue;
+        }
+        let mut buf = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(4) {
+            let pos = rng.below(buf.len() + 1);
+            match rng.below(8) {
+                0 if !buf.is_empty() => {
+                    let i = rng.below(buf.len());
+                    buf[i] ^= 1 << rng.below(8);
+                }
+                1 if !buf.is_empty() => {
+                    let i = rng.below(buf.len());
+                    buf[i] = INTERESTING[rng.below(INTERESTING.len())];
+                }
+                2 => {
+                    let n = 1 + rng.below(8);
+                    let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                    buf.splice(pos..pos, bytes);
+                }
+                3 => {
+                    let end = (pos + 1 + rng.below(16)).min(buf.len());
+                    buf.drain(pos.min(end)..end);
+                }
+                4 => buf.truncate(pos),
+                5 => {
+                    let end = (pos + rng.below(32)).min(buf.len());
+                    let chunk = buf[pos.min(end)..end].to_vec();
+                    buf.splice(pos..pos, chunk);
+                }
+                6 => {
+                    let other = &seeds[rng.below(seeds.len())];
+                    let from = rng.below(other.len() + 1);
+                    buf.truncate(pos);
+                    buf.extend_from_slice(&other[from..]);
+                }
+                _ if buf.len() >= 4 => {
+                    // Rewrite a 16- or 32-bit field at a random place with a boundary value.
+                    let i = rng.below(buf.len() - 3);
+                    let v = [0u32, 1, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF][rng.below(5)];
+                    buf[i..i + 4].copy_from_slice(&v.to_le_bytes());
+                }
+                _ => {}
+            }
+        }
+        f(&buf);
+    }
+}
+
+/// Every input vector as a seed.
+pub(crate) fn seeds() -> Vec<Vec<u8>> {
+    vectors().into_iter().map(|(_, bytes, _)| bytes).collect()
+}
+
+#[test]
+fn robustness_no_panic() {
+    mutate_and_feed(&seeds(), 50_000, fuzzing::input);
+}

@@ -546,3 +546,37 @@ fn every_error_maps_to_400() {
     assert_eq!(RtspError::Decrypt.status(), StatusCode::BAD_REQUEST);
     assert_eq!(StatusCode::BAD_REQUEST.reason(), "BAD REQUEST");
 }
+
+/// The handshake requests and a few responses as seeds.
+pub(crate) fn seeds() -> Vec<Vec<u8>> {
+    let mut seeds = handshake();
+    seeds.push(
+        RtspResponse::ok(3)
+            .with_header("Session", "DEADBEEFCAFE;timeout = 90")
+            .with_header("Transport", "server_port=48000")
+            .encode(),
+    );
+    seeds.push(
+        RtspResponse::ok(2)
+            .with_body(crate::sdp::DescribeBody::default().encode())
+            .encode(),
+    );
+    seeds
+}
+
+#[test]
+fn robustness_no_panic() {
+    let seeds = seeds();
+    crate::input::tests::mutate_and_feed(&seeds, 20_000, fuzzing::request);
+    crate::input::tests::mutate_and_feed(&seeds, 10_000, fuzzing::response);
+    crate::input::tests::mutate_and_feed(&seeds[..3], 2_000, fuzzing::sealed_request);
+    let cipher = RtspCipher::new(&[0x42; 16]);
+    let sealed: Vec<_> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| cipher.seal_request(i as u32, s).unwrap())
+        .collect();
+    crate::input::tests::mutate_and_feed(&sealed, 5_000, |d| {
+        let _ = cipher.parse_request(d);
+    });
+}

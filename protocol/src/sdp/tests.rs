@@ -518,3 +518,21 @@ fn error_out_of_range() {
         );
     }
 }
+
+/// The known-answer ANNOUNCE body and variants as seeds.
+pub(crate) fn seeds() -> Vec<Vec<u8>> {
+    let mut other = expected_720p();
+    other.codec = VideoCodec::Hevc;
+    other.audio.channels = 6;
+    other.audio.channel_mask = 0x3F;
+    vec![
+        ANNOUNCE_720P60_H264.as_bytes().to_vec(),
+        ANNOUNCE_720P60_H264.replace(" \r\n", "\n").into_bytes(),
+        other.to_sdp("fe80::1").into_bytes(),
+    ]
+}
+
+#[test]
+fn robustness_no_panic() {
+    crate::input::tests::mutate_and_feed(&seeds(), 20_000, fuzzing::announce);
+}
