@@ -492,3 +492,34 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
 fn robustness_no_panic() {
     mutate_and_feed(&seeds(), 50_000, fuzzing::input);
 }
+
+/// Regenerates the committed fuzz seed corpus under `fuzz/seeds/` from the known-answer
+/// vectors of every module: `cargo test -p hati-protocol -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files; run by hand after changing the vectors"]
+fn write_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let rtsp = crate::rtsp::tests::seeds();
+    let cipher = crate::rtsp::RtspCipher::new(&[0x42; 16]);
+    // The sealed target reads frames and also seals its input, so it gets both kinds.
+    let sealed: Vec<_> = rtsp
+        .iter()
+        .enumerate()
+        .map(|(i, s)| cipher.seal_request(i as u32, s).unwrap())
+        .chain(rtsp.iter().cloned())
+        .collect();
+    for (target, seeds) in [
+        ("rtsp_request", rtsp.clone()),
+        ("rtsp_response", rtsp),
+        ("rtsp_sealed_request", sealed),
+        ("sdp_announce", crate::sdp::tests::seeds()),
+        ("control_envelope", crate::control::tests::seeds()),
+        ("input_packet", seeds()),
+    ] {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, seed) in seeds.iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i:02}")), seed).unwrap();
+        }
+    }
+}
