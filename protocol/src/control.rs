@@ -415,6 +415,10 @@ pub enum ClientMessage {
     },
 }
 
+/// Each message arm checks the exact payload length before reading, so reads cannot run short;
+/// this error is there so that a wrong layout gives an error rather than a panic.
+const SHORT: ControlError = ControlError::TooShort;
+
 fn expect_len(message: &'static str, payload: &[u8], expected: usize) -> Result<(), ControlError> {
     if payload.len() == expected {
         Ok(())
@@ -432,9 +436,6 @@ impl ClientMessage {
     pub fn parse(message: &ControlMessage<'_>) -> Result<Self, ControlError> {
         let payload = message.payload;
         let mut r = Reader::new(payload);
-        // Each arm checks the exact payload length first, so the reads below cannot run short;
-        // `SHORT` is there so that a wrong table gives an error rather than a panic.
-        const SHORT: ControlError = ControlError::TooShort;
         Ok(match message.packet_type {
             packet_type::REQUEST_IDR => {
                 expect_len("request IDR", payload, 2)?;
@@ -752,7 +753,6 @@ impl HostMessage {
     pub fn parse(message: &ControlMessage<'_>) -> Result<Option<Self>, ControlError> {
         let payload = message.payload;
         let mut r = Reader::new(payload);
-        const SHORT: ControlError = ControlError::TooShort;
         Ok(Some(match message.packet_type {
             packet_type::TERMINATION => {
                 expect_len("termination", payload, 4)?;

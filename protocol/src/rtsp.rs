@@ -90,9 +90,10 @@ pub enum RtspError {
     /// Bytes follow a complete message where none may (inside an encrypted frame).
     #[error("trailing bytes after RTSP message")]
     TrailingBytes,
-    /// An encrypted frame holds an incomplete message.
-    #[error("encrypted RTSP frame holds an incomplete message")]
-    SealedTruncated,
+    /// A buffer that must hold a whole message ends early: the plaintext of an encrypted frame,
+    /// or a response read until the connection closed.
+    #[error("RTSP message is truncated")]
+    Truncated,
     /// A frame expected to be encrypted lacks the high bit of `typeAndLength`.
     #[error("RTSP frame is not encrypted")]
     NotSealed,
@@ -403,7 +404,7 @@ impl RtspRequest {
     /// Parses a buffer that must hold exactly one whole request, as inside an encrypted frame.
     pub fn parse_exact(buf: &[u8]) -> Result<Self, RtspError> {
         match Self::parse(buf)? {
-            Parsed::Incomplete => Err(RtspError::SealedTruncated),
+            Parsed::Incomplete => Err(RtspError::Truncated),
             Parsed::Complete { request, consumed } if consumed == buf.len() => Ok(request),
             Parsed::Complete { .. } => Err(RtspError::TrailingBytes),
         }
@@ -463,6 +464,18 @@ impl RtspRequest {
         out.extend_from_slice(&self.body);
         out
     }
+}
+
+/// The identifier a SETUP reply hands the client (§2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupIdentifier<'a> {
+    /// Audio and video: `X-SS-Ping-Payload`. The client uses it only if it is exactly 16 ASCII
+    /// characters (Sunshine sends 8 random bytes in hex).
+    PingPayload(&'a str),
+    /// Control: `X-SS-Connect-Data`, which the client puts in the ENet CONNECT `data` field.
+    ConnectData(u32),
+    /// Neither (legacy pings and IP matching).
+    None,
 }
 
 /// An RTSP status code.
@@ -535,6 +548,22 @@ impl RtspResponse {
         Self::new(StatusCode::OK, cseq)
     }
 
+    /// A SETUP reply (§2.5): `Session: <id>;timeout = 90`, `Transport: server_port=<port>`, and
+    /// the identifier the client echoes later.
+    pub fn setup(cseq: u32, session_id: &str, server_port: u16, id: SetupIdentifier<'_>) -> Self {
+        let reply = Self::ok(cseq)
+            .with_header("Session", format_args!("{session_id};timeout = 90"))
+            .with_header("Transport", format_args!("server_port={server_port}"));
+        match id {
+            SetupIdentifier::PingPayload(payload) => {
+                reply.with_header("X-SS-Ping-Payload", payload)
+            }
+            // Plain decimal: the client reads it with strtoul(.., 0), where a leading 0 is octal.
+            SetupIdentifier::ConnectData(data) => reply.with_header("X-SS-Connect-Data", data),
+            SetupIdentifier::None => reply,
+        }
+    }
+
     /// The reply for a request that failed to parse (`CSeq: 0` when it was not readable).
     pub fn for_error(error: &RtspError, cseq: u32) -> Self {
         Self::new(error.status(), cseq)
@@ -579,7 +608,7 @@ impl RtspResponse {
     /// Parses a whole response the way the client reads it (body = everything after the blank
     /// line). For tests and fuzzing; the host never receives responses.
     pub fn parse(buf: &[u8]) -> Result<Self, RtspError> {
-        let head = parse_head(buf)?.ok_or(RtspError::SealedTruncated)?;
+        let head = parse_head(buf)?.ok_or(RtspError::Truncated)?;
         let mut parts = head.start.splitn(3, ' ');
         let (Some(version), Some(code), Some(_reason)) = (parts.next(), parts.next(), parts.next())
         else {

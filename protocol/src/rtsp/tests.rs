@@ -232,6 +232,28 @@ fn response_headers_have_exactly_one_space() {
 }
 
 #[test]
+fn known_answer_setup_replies() {
+    assert_eq!(
+        RtspResponse::setup(
+            3,
+            "DEADBEEFCAFE",
+            48000,
+            SetupIdentifier::PingPayload("0123456789abcdef")
+        )
+        .encode(),
+        b"RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: DEADBEEFCAFE;timeout = 90\r\n\
+Transport: server_port=48000\r\nX-SS-Ping-Payload: 0123456789abcdef\r\n\r\n"
+    );
+    assert_eq!(
+        RtspResponse::setup(5, "DEADBEEFCAFE", 47999, SetupIdentifier::ConnectData(8)).encode(),
+        b"RTSP/1.0 200 OK\r\nCSeq: 5\r\nSession: DEADBEEFCAFE;timeout = 90\r\n\
+Transport: server_port=47999\r\nX-SS-Connect-Data: 8\r\n\r\n"
+    );
+    let plain = RtspResponse::setup(4, "S", 47998, SetupIdentifier::None);
+    assert_eq!(plain.headers.len(), 2);
+}
+
+#[test]
 fn responses_round_trip() {
     let r = RtspResponse::ok(3)
         .with_header("Session", "DEADBEEFCAFE;timeout = 90")
@@ -480,17 +502,14 @@ fn error_trailing_bytes() {
 }
 
 #[test]
-fn error_sealed_truncated() {
+fn error_truncated() {
     let raw = &handshake()[5];
     let cipher = RtspCipher::new(&KEY);
     let frame = cipher.seal_request(1, &raw[..raw.len() - 1]).unwrap();
-    assert_eq!(
-        cipher.parse_request(&frame),
-        Err(RtspError::SealedTruncated)
-    );
+    assert_eq!(cipher.parse_request(&frame), Err(RtspError::Truncated));
     assert_eq!(
         RtspResponse::parse(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n"),
-        Err(RtspError::SealedTruncated)
+        Err(RtspError::Truncated)
     );
 }
 
