@@ -1,3 +1,6 @@
+//! Tests for control envelope and messages (docs/PROTOCOL.md §3.2–3.5): known answers, round trips,
+//! one test per error variant, and a mutation robustness run of the module's fuzzing entry point.
+
 use super::*;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

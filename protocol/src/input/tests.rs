@@ -1,3 +1,6 @@
+//! Tests for input packets (docs/PROTOCOL.md §3.6–3.7): known answers, round trips, one test per
+//! error variant, and a mutation robustness run of the module's fuzzing entry point.
+
 use super::*;
 
 /// Builds a packet from a magic and body, with the BE32 size field.

@@ -1,3 +1,7 @@
+//! Tests for RTSP requests, responses and encrypted frames (docs/PROTOCOL.md §2.1–2.3, §2.5, §2.8):
+//! known answers, round trips, one test per error variant, and a mutation robustness run of the
+//! module's fuzzing entry point.
+
 use super::*;
 use crate::sdp::tests::ANNOUNCE_720P60_H264;
 

@@ -1,3 +1,7 @@
+//! Tests for ANNOUNCE parsing and DESCRIBE building (docs/PROTOCOL.md §2.4, §2.6, §5.5): known
+//! answers, round trips, one test per error variant, and a mutation robustness run of the module's
+//! fuzzing entry point.
+
 use super::*;
 
 /// The ANNOUNCE body moonlight-common-c (`SdpGenerator.c`) builds for a `7.1.431.-1` host that
