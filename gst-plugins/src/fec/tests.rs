@@ -31,14 +31,13 @@ fn ref_inv(a: u8) -> u8 {
 fn ref_cauchy_parity(data: &[Vec<u8>], parity: usize) -> Vec<Vec<u8>> {
     let d = data.len();
     let len = data[0].len();
+    let coeff: Vec<Vec<u8>> = (0..parity)
+        .map(|j| (0..d).map(|i| ref_inv(((parity + i) ^ j) as u8)).collect())
+        .collect();
     (0..parity)
         .map(|j| {
             (0..len)
-                .map(|k| {
-                    (0..d).fold(0u8, |acc, i| {
-                        acc ^ ref_mul(ref_inv(((parity + i) ^ j) as u8), data[i][k])
-                    })
-                })
+                .map(|k| (0..d).fold(0u8, |acc, i| acc ^ ref_mul(coeff[j][i], data[i][k])))
                 .collect()
         })
         .collect()
