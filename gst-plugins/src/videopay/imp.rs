@@ -13,6 +13,10 @@
 //!     ! udpsink host=127.0.0.1 port=47998
 //! ```
 //!
+//! Input caps: `video/x-h264` / `video/x-h265` with `stream-format=byte-stream,alignment=au`
+//! (Annex B with in-band parameter sets on IDR, §4.3), or `video/x-av1,alignment=tu` in the
+//! low-overhead OBU format (`stream-format=obu-stream` or unset, as `av1enc` sends it).
+//!
 //! Frame header fields:
 //! * frame type: 2 (IDR) for buffers without `DELTA_UNIT`, else 1;
 //! * RTP timestamp: the running time of the buffer PTS in 90 kHz ticks (0 without a PTS);
@@ -200,12 +204,14 @@ impl MoonlightVideoPay {
                         continue;
                     }
                 }
-                let packet = out
-                    .copy_region(
-                        gst::BufferCopyFlags::MEMORY | gst::BufferCopyFlags::TIMESTAMPS,
-                        k * stride..(k + 1) * stride,
-                    )
+                // A sub-buffer sharing the frame's memory: no copy.
+                let mut packet = out
+                    .copy_region(gst::BufferCopyFlags::MEMORY, k * stride..(k + 1) * stride)
                     .map_err(|_| gst::FlowError::Error)?;
+                if let Some(p) = packet.get_mut() {
+                    p.set_pts(buffer.pts());
+                    p.set_dts(buffer.dts());
+                }
                 list_ref.add(packet);
             }
         }
@@ -255,10 +261,18 @@ impl MoonlightVideoPay {
         use gst::EventView;
         match event.view() {
             EventView::Caps(c) => {
-                let encoding = match c.caps().structure(0).map(|s| s.name().as_str()) {
+                let structure = c.caps().structure(0);
+                let encoding = match structure.map(|s| s.name().as_str()) {
                     Some("video/x-h264") => "H264",
                     Some("video/x-h265") => "H265",
-                    Some("video/x-av1") => "AV1",
+                    Some("video/x-av1")
+                        if structure
+                            .and_then(|s| s.get_optional::<&str>("stream-format").ok())
+                            .flatten()
+                            .is_none_or(|f| f == "obu-stream") =>
+                    {
+                        "AV1"
+                    }
                     _ => {
                         gst::warning!(CAT, imp = self, "unsupported caps {:?}", c.caps());
                         return false;
@@ -506,8 +520,9 @@ impl ElementImpl for MoonlightVideoPay {
                         .build(),
                 )
                 .structure(
+                    // av1enc (1.22) leaves stream-format out; other formats are refused in the
+                    // caps event.
                     gst::Structure::builder("video/x-av1")
-                        .field("stream-format", "obu-stream")
                         .field("alignment", "tu")
                         .build(),
                 )

@@ -867,3 +867,36 @@ fn element_rejects_other_caps() {
     // Caps were refused, so pushing fails negotiation instead of emitting packets.
     assert!(h.push(gst::Buffer::from_slice(vec![1u8, 2, 3])).is_err());
 }
+
+#[test]
+fn element_accepts_av1_from_av1enc() {
+    init();
+    // av1enc (GStreamer 1.22) announces no stream-format.
+    let mut h = gst_check::Harness::new("moonlightvideopay");
+    h.set_src_caps_str("video/x-av1,alignment=tu,width=320,height=240");
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    assert_eq!(
+        caps.structure(0)
+            .unwrap()
+            .get::<&str>("encoding-name")
+            .unwrap(),
+        "AV1"
+    );
+    let au = bytes(9_000, 3);
+    h.push(au_buffer(&au, 40, false)).unwrap();
+    let mut pkts = Vec::new();
+    while h.buffers_in_queue() > 0 {
+        let buf = h.pull().unwrap();
+        // Every packet carries the frame's timestamps, not only the first.
+        assert_eq!(buf.pts(), Some(gst::ClockTime::from_mseconds(40)));
+        pkts.push(buf.map_readable().unwrap().to_vec());
+    }
+    let frame = depacketize(&pkts, 1392, None).unwrap();
+    assert_eq!(frame.bitstream, au);
+    assert_eq!(frame.frame_type, 2);
+
+    // Annex B AV1 is refused.
+    let mut h = gst_check::Harness::new("moonlightvideopay");
+    h.set_src_caps_str("video/x-av1,alignment=tu,stream-format=annexb");
+    assert!(h.push(au_buffer(&au, 0, false)).is_err());
+}
