@@ -8,6 +8,27 @@
 //!
 //! The host registers the elements without installing the plugin by calling
 //! [`register_static`] once after `gst::init()`.
+//!
+//! # Using the elements from the host
+//!
+//! ```text
+//! ... ! x264enc tune=zerolatency ! video/x-h264,stream-format=byte-stream,alignment=au
+//!     ! moonlightvideopay name=vpay payload-size=1392 fec-percentage=20 min-required-fec-packets=2
+//!       [encrypt=true aes-key=<32 hex digits>] ! appsink name=video
+//! ... ! opusenc frame-size=5 bitrate-type=cbr ! moonlightaudiopay packet-duration=5
+//!       encrypt=true aes-key=<32 hex digits> rikeyid=<rikeyid> ! appsink name=audio
+//! ```
+//!
+//! * One input buffer is one frame: the video element numbers frames 1, 2, 3, … itself and
+//!   keeps the RTP sequence continuous; set it up once per session (a new element restarts at
+//!   frame 1, sequence 0 and GCM IV counter 0, so never reuse a rikey with a new element).
+//! * Frame type comes from the `DELTA_UNIT` flag; the RTP timestamp from the running time of
+//!   the PTS (90 kHz); host latency from a `timestamp/x-unix` `ReferenceTimestampMeta` (capture
+//!   wall-clock time) when present, else from the clock. See `videopay/imp.rs`.
+//! * IDR requests: send `GstForceKeyUnit` upstream (e.g. `gst_video::UpstreamForceKeyUnitEvent`
+//!   with `all-headers=true`) on the payloader's src pad or on the encoder; the payloader
+//!   forwards upstream events unchanged.
+//! * Output: per frame one `gst::BufferList` with one buffer per datagram, in send order.
 
 use std::sync::OnceLock;
 
