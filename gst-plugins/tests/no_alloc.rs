@@ -1,0 +1,98 @@
+//! The per-frame video path and the per-packet audio path do not allocate in steady state
+//! (a counting global allocator; its own test binary so no other test interferes).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use gsthati::audiopay::packetizer::{AudioConfig, AudioPacketizer};
+use gsthati::videopay::packetizer::{Config, FrameMeta, FrameType, VideoPacketizer};
+
+struct CountingAlloc;
+
+thread_local! {
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump() {
+    // `try_with`: the thread-local may already be gone while a thread shuts down.
+    let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls per thread.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let before = COUNT.with(Cell::get);
+    f();
+    COUNT.with(Cell::get) - before
+}
+
+#[test]
+fn video_frames_do_not_allocate() {
+    let key_frame = vec![0x5a; 250_000];
+    let p_frame = vec![0xa5; 40_000];
+    let meta = FrameMeta {
+        frame_type: FrameType::Idr,
+        rtp_timestamp: 0,
+        host_processing_latency: 0,
+    };
+    for key in [None, Some([1; 16])] {
+        let mut pz = VideoPacketizer::new(Config::default(), key).unwrap();
+        // Warm-up: the largest frame sizes the buffer; each block shape builds its encoder.
+        pz.packetize(&key_frame, &meta).unwrap();
+        pz.packetize(&p_frame, &meta).unwrap();
+        let n = allocations_in(|| {
+            for _ in 0..20 {
+                assert!(pz.packetize(&key_frame, &meta).unwrap().len() > 200);
+                assert!(pz.packetize(&p_frame, &meta).unwrap().len() > 30);
+            }
+        });
+        assert_eq!(
+            n,
+            0,
+            "allocations in 40 frames (encrypted: {})",
+            key.is_some()
+        );
+    }
+}
+
+#[test]
+fn audio_packets_do_not_allocate() {
+    for key in [None, Some([2; 16])] {
+        let mut pz = AudioPacketizer::new(AudioConfig {
+            key,
+            ..AudioConfig::default()
+        });
+        let opus = [0x33u8; 240];
+        pz.packetize(&opus).unwrap();
+        let n = allocations_in(|| {
+            for _ in 0..400 {
+                pz.packetize(&opus).unwrap();
+            }
+        });
+        assert_eq!(
+            n,
+            0,
+            "allocations in 400 packets (encrypted: {})",
+            key.is_some()
+        );
+    }
+}
