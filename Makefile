@@ -1,0 +1,19 @@
+# The two commands a new user needs (both install what is missing first):
+#   make run    build and run the host with its embedded default config
+#   make test   build and run every test (Rust unit/integration tests, lints, end-to-end tests
+#               with the real Moonlight client library)
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: run test build lint e2e
+
+run:
+	./scripts/setup.sh
+	$(CARGO) run --release --bin hati -- serve $(ARGS)
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+test:
+	./scripts/setup.sh --test
+	./scripts/test.sh

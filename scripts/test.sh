@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check: formatting, clippy, the Rust tests of every crate, then the end-to-end tests
+# (pytest, driving the real moonlight-common-c through moonlight-python against `hati serve`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "end-to-end tests (real Moonlight client library)"
+cargo build --bin hati
+HATI_BIN="$PWD/target/debug/hati" .venv/bin/python -m pytest -v -rs tests/e2e

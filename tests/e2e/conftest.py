@@ -1,0 +1,139 @@
+"""Harness for end-to-end tests: starts the real `hati serve` on free loopback ports with a
+temporary state dir, and drives it with the real Moonlight client library (moonlight-python,
+which wraps moonlight-common-c)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+HATI_BIN = os.environ.get("HATI_BIN", str(Path(__file__).resolve().parents[2] / "target/debug/hati"))
+# Offsets of the derived ports from the HTTP port (HTTPS, RTSP, video, control, audio).
+PORT_OFFSETS = (0, -5, 21, 9, 10, 11)
+
+
+def free_http_port() -> int:
+    """An HTTP port whose derived TCP and UDP ports are all free on 127.0.0.1."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base < 1100 or base > 65000:
+            continue
+        if all(_free(base + offset) for offset in PORT_OFFSETS):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+class Host:
+    """One `hati serve` process; its log is collected for assertions."""
+
+    def __init__(self, workdir: Path, extra_config: str = "", mdns: bool = False):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = workdir / "state"
+        self.http_port = free_http_port()
+        self.https_port = self.http_port - 5
+        self.config_path = workdir / "config.toml"
+        # Extra keys first: top-level keys must precede the first table header.
+        self.config_path.write_text(
+            extra_config
+            + f'\n[network]\nbind = "127.0.0.1"\nhttp_port = {self.http_port}\nmdns = {str(mdns).lower()}\n'
+        )
+        self.process: subprocess.Popen | None = None
+        self.log_lines: list[str] = []
+        self._log_lock = threading.Lock()
+
+    def start(self, timeout: float = 30.0) -> "Host":
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        self.log_lines = []
+        self.process = subprocess.Popen(
+            [HATI_BIN, "--state-dir", str(self.state_dir), "serve", "--config", str(self.config_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        threading.Thread(target=self._read_log, daemon=True).start()
+        self.wait_for_log("hati is running", timeout)
+        return self
+
+    def _read_log(self) -> None:
+        assert self.process and self.process.stdout
+        for line in self.process.stdout:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line.rstrip())
+            with self._log_lock:
+                self.log_lines.append(line)
+            print("[hati]", line)
+
+    def wait_for_log(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            with self._log_lock:
+                lines = list(self.log_lines[start:])
+            for line in lines:
+                match = regex.search(line)
+                if match:
+                    return match
+            if self.process and self.process.poll() is not None:
+                raise AssertionError(f"hati exited ({self.process.returncode}) before logging {pattern!r}")
+            time.sleep(0.05)
+        raise AssertionError(f"hati did not log {pattern!r} within {timeout}s")
+
+    def log_position(self) -> int:
+        with self._log_lock:
+            return len(self.log_lines)
+
+    def cli(self, *args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [HATI_BIN, "--state-dir", str(self.state_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def make_host(tmp_path):
+    hosts: list[Host] = []
+
+    def make(extra_config: str = "", mdns: bool = False) -> Host:
+        host = Host(tmp_path / f"host{len(hosts)}", extra_config, mdns)
+        hosts.append(host)
+        return host
+
+    yield make
+    for host in hosts:
+        host.stop()
+
+
+@pytest.fixture
+def host(make_host) -> Host:
+    return make_host().start()
