@@ -1,6 +1,9 @@
 //! Moonlight host wire formats (see `docs/PROTOCOL.md` of the design notes): everything a network
 //! peer can send is parsed here, with no I/O, so each parser can be unit-tested and fuzzed.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod control;
 pub mod input;

@@ -85,7 +85,7 @@ impl Query {
 /// Decodes a hex string of either case; `None` if it has an odd length or a non-hex digit.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
@@ -99,11 +99,11 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
 
 /// Encodes bytes as upper-case hex, as Sunshine does.
 pub fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let digit = |nibble: u8| char::from_digit(u32::from(nibble), 16).unwrap_or('0').to_ascii_uppercase();
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        out.push(digit(byte >> 4));
+        out.push(digit(byte & 0x0f));
     }
     out
 }

@@ -45,7 +45,7 @@ fn ecb(
     data: &[u8],
     apply: impl Fn(&Aes128, &mut GenericArray<u8, aes::cipher::consts::U16>),
 ) -> Result<Vec<u8>, CryptoError> {
-    if data.len() % 16 != 0 {
+    if !data.len().is_multiple_of(16) {
         return Err(CryptoError::NotBlockAligned(data.len()));
     }
     let cipher = Aes128::new(GenericArray::from_slice(key));

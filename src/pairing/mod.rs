@@ -331,11 +331,7 @@ impl PairingManager {
         secret_and_signature: &[u8],
         clients: &RwLock<ClientStore>,
     ) -> Result<PairedClient, PairError> {
-        let attempt = {
-            let mut inner = self.lock();
-            let attempt = inner.sessions.remove(key).ok_or(PairError::OutOfOrder)?;
-            attempt
-        };
+        let attempt = self.lock().sessions.remove(key).ok_or(PairError::OutOfOrder)?;
         let Phase::ClientPairingSecret {
             server_challenge,
             client_hash,
