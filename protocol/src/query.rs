@@ -99,7 +99,11 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
 
 /// Encodes bytes as upper-case hex, as Sunshine does.
 pub fn encode_hex(bytes: &[u8]) -> String {
-    let digit = |nibble: u8| char::from_digit(u32::from(nibble), 16).unwrap_or('0').to_ascii_uppercase();
+    let digit = |nibble: u8| {
+        char::from_digit(u32::from(nibble), 16)
+            .unwrap_or('0')
+            .to_ascii_uppercase()
+    };
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         out.push(digit(byte >> 4));

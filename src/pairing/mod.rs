@@ -331,7 +331,11 @@ impl PairingManager {
         secret_and_signature: &[u8],
         clients: &RwLock<ClientStore>,
     ) -> Result<PairedClient, PairError> {
-        let attempt = self.lock().sessions.remove(key).ok_or(PairError::OutOfOrder)?;
+        let attempt = self
+            .lock()
+            .sessions
+            .remove(key)
+            .ok_or(PairError::OutOfOrder)?;
         let Phase::ClientPairingSecret {
             server_challenge,
             client_hash,
