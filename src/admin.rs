@@ -119,7 +119,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
             json!({
                 "hostname": host.config.hostname,
                 "ports": { "http": host.ports.http, "https": host.ports.https, "rtsp": host.ports.rtsp },
-                "codecs": { "h264": host.codecs.h264, "hevc": host.codecs.hevc, "av1": host.codecs.av1 },
+                "codecs": host.codecs.names(),
                 "client_waiting_for_pin": host.pairing.waiting_secret().is_some(),
             }),
         ),

@@ -60,6 +60,10 @@ pub struct Config {
     pub network: NetworkConfig,
     /// PIN entry limits.
     pub pairing: PairingConfig,
+    /// Stream settings the client does not choose.
+    pub streaming: StreamingConfig,
+    /// Switches for testing; keep them off.
+    pub debug: DebugConfig,
     /// The apps offered to clients, in order.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -118,6 +122,24 @@ pub struct PairingConfig {
     pub pin_timeout_seconds: u64,
 }
 
+/// `[streaming]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// Video FEC parity share in percent (0 = off).
+    pub fec_percentage: u8,
+    /// Offer AES-GCM video encryption to clients that ask for it.
+    pub video_encryption: bool,
+}
+
+/// `[debug]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugConfig {
+    /// Drop this percentage of outgoing video packets (to exercise FEC).
+    pub drop_video_packets_percent: u8,
+}
+
 /// One `[[apps]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +148,38 @@ pub struct AppConfig {
     pub title: String,
     /// Box art: a PNG file (relative paths are relative to the config file).
     pub icon: Option<PathBuf>,
+    /// Overrides of the global video pipeline parts.
+    #[serde(default)]
+    pub video: AppVideoConfig,
+    /// Overrides of the global audio pipeline parts.
+    #[serde(default)]
+    pub audio: AppAudioConfig,
+}
+
+/// `[apps.video]`: per-app replacements for `[gstreamer.video]` parts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppVideoConfig {
+    /// Replaces `gstreamer.video.source`.
+    pub source: Option<String>,
+    /// Replaces `gstreamer.video.video_params`.
+    pub video_params: Option<String>,
+    /// Replaces the chosen H.264 encoder's pipeline.
+    pub h264_encoder: Option<String>,
+    /// Replaces the chosen HEVC encoder's pipeline.
+    pub hevc_encoder: Option<String>,
+    /// Replaces the chosen AV1 encoder's pipeline.
+    pub av1_encoder: Option<String>,
+}
+
+/// `[apps.audio]`: per-app replacements for `[gstreamer.audio]` parts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppAudioConfig {
+    /// Replaces `gstreamer.audio.source`.
+    pub source: Option<String>,
+    /// Replaces `gstreamer.audio.encoder`.
+    pub encoder: Option<String>,
 }
 
 /// `[gstreamer]`.
@@ -134,12 +188,29 @@ pub struct AppConfig {
 pub struct GstreamerConfig {
     /// `[gstreamer.video]`.
     pub video: VideoPipelineConfig,
+    /// `[gstreamer.audio]`.
+    pub audio: AudioPipelineConfig,
 }
 
-/// `[gstreamer.video]`: per codec, an ordered list of encoders.
+/// `[gstreamer.audio]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioPipelineConfig {
+    /// The default audio source.
+    pub source: String,
+    /// Conversion and Opus encoding.
+    pub encoder: String,
+}
+
+/// `[gstreamer.video]`: the default source, conversion, and per codec an ordered list of
+/// encoders.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VideoPipelineConfig {
+    /// The default video source.
+    pub source: String,
+    /// Scaling and conversion to what the encoders take.
+    pub video_params: String,
     /// H.264 encoders, best first.
     #[serde(default)]
     pub h264_encoders: Vec<EncoderConfig>,
@@ -159,6 +230,8 @@ pub struct EncoderConfig {
     pub name: String,
     /// GStreamer element factories that must exist for this entry to be chosen.
     pub check_elements: Vec<String>,
+    /// The encoder part of the pipeline (a template).
+    pub pipeline: String,
 }
 
 impl AppConfig {
@@ -217,6 +290,45 @@ impl Config {
             })?;
         config.resolve_and_validate(text, origin, base_dir)?;
         Ok(config)
+    }
+
+    /// Every pipeline template with its config key and the variables it may use.
+    fn templates(&self) -> Vec<(String, &str, &'static [&'static str])> {
+        use crate::pipeline::{AUDIO_VARIABLES, VIDEO_VARIABLES};
+        let video = &self.gstreamer.video;
+        let mut templates = vec![
+            ("gstreamer.video.source".to_owned(), video.source.as_str(), VIDEO_VARIABLES),
+            ("gstreamer.video.video_params".to_owned(), video.video_params.as_str(), VIDEO_VARIABLES),
+            ("gstreamer.audio.source".to_owned(), self.gstreamer.audio.source.as_str(), AUDIO_VARIABLES),
+            ("gstreamer.audio.encoder".to_owned(), self.gstreamer.audio.encoder.as_str(), AUDIO_VARIABLES),
+        ];
+        for (codec, list) in
+            [("h264", &video.h264_encoders), ("hevc", &video.hevc_encoders), ("av1", &video.av1_encoders)]
+        {
+            for (i, entry) in list.iter().enumerate() {
+                let key = format!("gstreamer.video.{codec}_encoders[{i}].pipeline");
+                templates.push((key, entry.pipeline.as_str(), VIDEO_VARIABLES));
+            }
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            let v = &app.video;
+            let a = &app.audio;
+            let parts = [
+                ("video.source", &v.source, VIDEO_VARIABLES),
+                ("video.video_params", &v.video_params, VIDEO_VARIABLES),
+                ("video.h264_encoder", &v.h264_encoder, VIDEO_VARIABLES),
+                ("video.hevc_encoder", &v.hevc_encoder, VIDEO_VARIABLES),
+                ("video.av1_encoder", &v.av1_encoder, VIDEO_VARIABLES),
+                ("audio.source", &a.source, AUDIO_VARIABLES),
+                ("audio.encoder", &a.encoder, AUDIO_VARIABLES),
+            ];
+            for (name, value, variables) in parts {
+                if let Some(template) = value {
+                    templates.push((format!("apps[{i}].{name}"), template.as_str(), variables));
+                }
+            }
+        }
+        templates
     }
 
     /// The ports, with derived defaults filled in.
@@ -310,6 +422,14 @@ impl Config {
                 format!("apps[{j}].title"),
                 format!("same title as apps[{i}]"),
             ));
+        }
+        if self.debug.drop_video_packets_percent > 100 {
+            return Err(fail("debug.drop_video_packets_percent".into(), "must be at most 100".into()));
+        }
+        for (key, template, variables) in self.templates() {
+            if let Err(error) = crate::pipeline::check_template(template, variables) {
+                return Err(fail(key, error.to_string()));
+            }
         }
         Ok(())
     }
@@ -534,6 +654,11 @@ mod tests {
                 "[[apps]]\ntitle = \"A\"\nicon = \"/nonexistent.png\"\n",
                 "apps[0].icon",
             ),
+            (
+                "[[apps]]\ntitle = \"A\"\n[apps.video]\nsource = \"x width={widht}\"\n",
+                "apps[0].video.source",
+            ),
+            ("[debug]\ndrop_video_packets_percent = 101\n", "debug.drop_video_packets_percent"),
         ];
         for (text, key) in cases {
             let error = Config::from_toml(text, "u", None).unwrap_err().to_string();

@@ -11,15 +11,15 @@ pub const SCM_HEVC: u32 = 0x0000_0100;
 /// `ServerCodecModeSupport` bit for AV1 Main 8-bit.
 pub const SCM_AV1_MAIN8: u32 = 0x0001_0000;
 
-/// The encoder chosen for each codec, if any.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The encoder entry chosen for each codec, if any.
+#[derive(Debug, Clone, Default)]
 pub struct CodecSupport {
-    /// The H.264 encoder entry's name.
-    pub h264: Option<String>,
-    /// The HEVC encoder entry's name.
-    pub hevc: Option<String>,
-    /// The AV1 encoder entry's name.
-    pub av1: Option<String>,
+    /// The H.264 encoder entry.
+    pub h264: Option<EncoderConfig>,
+    /// The HEVC encoder entry.
+    pub hevc: Option<EncoderConfig>,
+    /// The AV1 encoder entry.
+    pub av1: Option<EncoderConfig>,
 }
 
 impl CodecSupport {
@@ -35,13 +35,18 @@ impl CodecSupport {
         let first = |list: &[EncoderConfig]| {
             list.iter()
                 .find(|entry| entry.check_elements.iter().all(|element| exists(element)))
-                .map(|entry| entry.name.clone())
+                .cloned()
         };
         Self {
             h264: first(&config.h264_encoders),
             hevc: first(&config.hevc_encoders),
             av1: first(&config.av1_encoders),
         }
+    }
+
+    /// The chosen entries' names, for logs and the admin API.
+    pub fn names(&self) -> [Option<&str>; 3] {
+        [&self.h264, &self.hevc, &self.av1].map(|entry| entry.as_ref().map(|e| e.name.as_str()))
     }
 
     /// The `ServerCodecModeSupport` bit mask.
@@ -70,13 +75,11 @@ mod tests {
         let config = Config::default_config().unwrap();
         let video = &config.gstreamer.video;
         let software = CodecSupport::choose(video, |e| matches!(e, "x264enc" | "x265enc"));
-        assert_eq!(software.h264.as_deref(), Some("x264"));
-        assert_eq!(software.hevc.as_deref(), Some("x265"));
-        assert_eq!(software.av1, None);
+        assert_eq!(software.names(), [Some("x264"), Some("x265"), None]);
         assert_eq!(software.server_codec_mode_support(), SCM_H264 | SCM_HEVC);
 
         let nvidia = CodecSupport::choose(video, |e| e != "vah264enc");
-        assert_eq!(nvidia.h264.as_deref(), Some("nvcodec"));
+        assert_eq!(nvidia.names()[0], Some("nvcodec"));
         assert_eq!(
             nvidia.server_codec_mode_support(),
             SCM_H264 | SCM_HEVC | SCM_AV1_MAIN8

@@ -14,7 +14,9 @@ use crate::encoders::CodecSupport;
 use crate::pairing::PairingManager;
 use crate::state::StateDir;
 use crate::state::clients::ClientStore;
+use crate::session::{ControlCommand, SessionManager};
 use crate::state::identity::HostIdentity;
+use crate::stream::ping::{MediaSockets, StreamKind};
 
 /// State shared by the HTTP, HTTPS and admin servers.
 pub struct Host {
@@ -34,25 +36,42 @@ pub struct Host {
     pub codecs: CodecSupport,
     /// The `hati pair` command line to show people (with `--state-dir` when not the default).
     pub pair_command: String,
+    /// Streaming sessions.
+    pub sessions: Arc<SessionManager>,
+    /// Queue of the control-stream task.
+    pub control_commands: tokio::sync::mpsc::UnboundedSender<ControlCommand>,
+    /// The video and audio sockets.
+    pub media: MediaSockets,
 }
 
 impl Host {
-    /// Loads state and probes encoders.
-    pub fn new(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// Loads state, probes encoders, binds the media sockets. Returns the control-stream task's
+    /// command queue with the host.
+    pub fn new(
+        config: Config,
+        state_dir: Option<PathBuf>,
+    ) -> anyhow::Result<(Self, tokio::sync::mpsc::UnboundedReceiver<ControlCommand>)> {
         let explicit_state_dir = state_dir.is_some();
         let state = StateDir::open(state_dir.unwrap_or_else(StateDir::default_path))
             .context("cannot open the state directory")?;
         let identity = HostIdentity::load_or_create(&state)?;
         let clients = ClientStore::load(&state)?;
         gst::init().context("cannot initialise GStreamer")?;
+        gsthati::register_static().context("cannot register Hati's GStreamer elements")?;
         let codecs = CodecSupport::probe(&config.gstreamer.video);
         let pair_command = if explicit_state_dir {
             format!("hati --state-dir {} pair <PIN>", state.path().display())
         } else {
             "hati pair <PIN>".to_owned()
         };
-        Ok(Self {
-            ports: config.ports(),
+        let ports = config.ports();
+        let media = MediaSockets::bind(config.network.bind, ports.video, ports.audio)?;
+        let (control_commands, control_queue) = tokio::sync::mpsc::unbounded_channel();
+        let host = Self {
+            sessions: Arc::new(SessionManager::new(control_commands.clone())),
+            control_commands,
+            media,
+            ports,
             pairing: PairingManager::new(config.pairing.clone()),
             config,
             state,
@@ -60,7 +79,8 @@ impl Host {
             clients: RwLock::new(clients),
             codecs,
             pair_command,
-        })
+        };
+        Ok((host, control_queue))
     }
 
     /// Whether the certificate with this fingerprint is paired.
@@ -74,7 +94,8 @@ impl Host {
 
 /// Runs the host until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let host = Arc::new(Host::new(config, state_dir)?);
+    let (host, control_queue) = Host::new(config, state_dir)?;
+    let host = Arc::new(host);
     let bind = host.config.network.bind;
     let listen = |port: u16, key: &'static str| async move {
         let address = SocketAddr::new(bind, port);
@@ -84,6 +105,7 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
     };
     let http = listen(host.ports.http, "network.http_port").await?;
     let https = listen(host.ports.https, "network.https_port").await?;
+    let rtsp = listen(host.ports.rtsp, "network.rtsp_port").await?;
     let tls = crate::http::tls::server_config(&host.identity).context("cannot set up TLS")?;
     let admin = crate::admin::AdminSocket::bind(&host.state)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -137,9 +159,38 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
             shutdown.clone(),
         )),
         tokio::spawn(admin.serve(host.clone(), shutdown.clone())),
+        tokio::spawn(crate::rtsp::serve(rtsp, host.clone(), shutdown.clone())),
+        tokio::spawn(crate::stream::ping::listen(
+            host.media.video.clone(),
+            StreamKind::Video,
+            host.sessions.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::stream::ping::listen(
+            host.media.audio.clone(),
+            StreamKind::Audio,
+            host.sessions.clone(),
+            shutdown.clone(),
+        )),
     ];
-    wait_for_shutdown_signal().await;
+    let control_address = SocketAddr::new(bind, host.ports.control);
+    let control = tokio::spawn(crate::control::serve(
+        control_address,
+        host.sessions.clone(),
+        control_queue,
+        shutdown.clone(),
+    ));
+    tokio::select! {
+        _ = wait_for_shutdown_signal() => {}
+        result = control => {
+            // The control stream only returns early when it cannot start.
+            result??;
+        }
+    }
     tracing::info!("shutting down");
+    host.sessions.end_all();
+    // Let the control stream deliver the termination messages.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let _ = shutdown_tx.send(true);
     for task in tasks {
         let _ = task.await;

@@ -2,9 +2,15 @@
 
 pub mod admin;
 pub mod config;
+pub mod control;
 pub mod encoders;
 pub mod host;
 pub mod http;
+pub mod input;
 pub mod mdns;
 pub mod pairing;
+pub mod pipeline;
+pub mod rtsp;
+pub mod session;
 pub mod state;
+pub mod stream;

@@ -517,7 +517,7 @@ impl StreamConfig {
             audio: AudioParams {
                 channels,
                 channel_mask: a.required(attr::CHANNEL_MASK)?,
-                high_quality: a.flag(attr::AUDIO_QUALITY, None)?,
+                high_quality: a.flag(attr::AUDIO_QUALITY, Some(false))?,
                 packet_duration_ms,
             },
             nv_feature_flags: a.or_default(attr::NV_FEATURE_FLAGS, 135)?,

@@ -3,6 +3,7 @@
 //! XML, except the PIN page and box art.
 
 pub mod apps;
+pub mod launch;
 pub mod pair;
 pub mod pin_page;
 pub mod serverinfo;
@@ -196,7 +197,9 @@ async fn route(
         (&Method::GET, "/unpair") => xml(&pair::unpair(host, context, &query)),
         (&Method::GET, "/applist") if is_https(context) => xml(&apps::applist(host)),
         (&Method::GET, "/appasset") if is_https(context) => apps::appasset(host, &query),
-        (&Method::GET, "/cancel") if is_https(context) => xml(&XmlReply::ok().element("cancel", 1)),
+        (&Method::GET, "/launch") if is_https(context) => xml(&launch::launch(host, context, &query)),
+        (&Method::GET, "/resume") if is_https(context) => xml(&launch::resume(host, context, &query)),
+        (&Method::GET, "/cancel") if is_https(context) => xml(&launch::cancel(host, context)),
         (&Method::GET, "/pin") if !is_https(context) => pin_page::page(),
         (&Method::POST, "/pin") if !is_https(context) => {
             let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {

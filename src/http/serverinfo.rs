@@ -33,7 +33,11 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
         None
     };
     let codecs = host.codecs.server_codec_mode_support();
-    let (current_game, state) = (0u32, "SUNSHINE_SERVER_FREE");
+    let session = context.client_fingerprint().and_then(|client| host.sessions.by_client(&client));
+    let (current_game, state) = match session {
+        Some(session) => (session.app_id, "SUNSHINE_SERVER_BUSY"),
+        None => (0, "SUNSHINE_SERVER_FREE"),
+    };
     XmlReply::ok()
         .element("hostname", &host.config.hostname)
         .element("appversion", APP_VERSION)

@@ -457,7 +457,6 @@ fn error_missing_attribute() {
         "x-nv-video[0].maxNumReferenceFrames",
         "x-nv-audio.surround.numChannels",
         "x-nv-audio.surround.channelMask",
-        "x-nv-audio.surround.AudioQuality",
     ] {
         let body = with_attr(name, None);
         assert_eq!(
@@ -466,6 +465,9 @@ fn error_missing_attribute() {
             "{name}"
         );
     }
+    // AudioQuality defaults to normal quality when absent.
+    let body = with_attr("x-nv-audio.surround.AudioQuality", None);
+    assert!(!StreamConfig::parse(body.as_bytes()).unwrap().audio.high_quality);
 }
 
 #[test]

@@ -1,0 +1,102 @@
+//! `GET /launch`, `/resume` and `/cancel` (PROTOCOL.md §1.6–1.7): create, re-key and end the
+//! client's session. Sessions are keyed by the client's certificate, never its address.
+
+use std::sync::Arc;
+
+use hati_protocol::query::{Query, QueryError};
+use hati_protocol::xml::XmlReply;
+
+use super::RequestContext;
+use crate::host::Host;
+use crate::input::LoggingInputSink;
+use crate::session::{LaunchError, LaunchParams};
+
+/// `surroundAudioInfo` for stereo, the default when a client omits it.
+const STEREO_SURROUND_INFO: u32 = 0x0003_0002;
+
+/// `/launch`.
+pub fn launch(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
+    let Some(client) = context.client_fingerprint() else {
+        return XmlReply::unauthorized("/launch");
+    };
+    let params = match launch_params(query) {
+        Ok(params) => params,
+        Err(error) => return XmlReply::error(400, error.to_string()),
+    };
+    let app_id: u32 = match query.number("appid") {
+        Ok(id) => id,
+        Err(error) => return XmlReply::error(400, error.to_string()),
+    };
+    let Some(app) = host.config.apps.iter().find(|app| app.id() == app_id) else {
+        return XmlReply::error(404, format!("no app with ID {app_id}"));
+    };
+    let corever = params.corever;
+    match host.sessions.launch(&client, context.peer.ip(), app, params, Arc::new(LoggingInputSink)) {
+        Ok(_) => XmlReply::ok().element("sessionUrl0", session_url(host, context, corever)).element("gamesession", 1),
+        Err(LaunchError::AlreadyRunning) => XmlReply::error(400, "An app is already running on this host"),
+        Err(LaunchError::NotRunning) => XmlReply::error(503, "No app is running"),
+    }
+}
+
+/// `/resume`: moonlight-python sends only the key, key ID, audio info and `corever`.
+pub fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
+    let Some(client) = context.client_fingerprint() else {
+        return XmlReply::unauthorized("/resume");
+    };
+    let (rikey, rikeyid) = match keys(query) {
+        Ok(keys) => keys,
+        Err(error) => return XmlReply::error(400, error.to_string()),
+    };
+    let corever = query.number("corever").unwrap_or(0);
+    match host.sessions.resume(&client, rikey, rikeyid, corever) {
+        Ok(_) => XmlReply::ok().element("sessionUrl0", session_url(host, context, corever)).element("resume", 1),
+        Err(_) => XmlReply::error(503, "No app is running; launch one"),
+    }
+}
+
+/// `/cancel`: ends the client's session and the app.
+pub fn cancel(host: &Host, context: &RequestContext) -> XmlReply {
+    if let Some(client) = context.client_fingerprint() {
+        host.sessions.cancel(&client);
+    }
+    XmlReply::ok().element("cancel", 1)
+}
+
+fn launch_params(query: &Query) -> Result<LaunchParams, QueryError> {
+    let (rikey, rikeyid) = keys(query)?;
+    let mode = query.get("mode").and_then(|mode| {
+        let mut parts = mode.split('x').map(|p| p.parse::<u32>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    });
+    Ok(LaunchParams {
+        rikey,
+        rikeyid,
+        mode,
+        surround_info: query.number("surroundAudioInfo").unwrap_or(STEREO_SURROUND_INFO),
+        corever: query.number("corever").unwrap_or(0),
+    })
+}
+
+fn keys(query: &Query) -> Result<([u8; 16], i32), QueryError> {
+    let rikey: [u8; 16] = query
+        .hex("rikey")?
+        .try_into()
+        .map_err(|_| QueryError::Malformed { name: "rikey", reason: "expected 32 hex digits" })?;
+    // Clients send the key ID as a signed 32-bit number (it can be negative).
+    let rikeyid = query.number::<i64>("rikeyid")?;
+    let rikeyid = i32::try_from(rikeyid)
+        .or_else(|_| u32::try_from(rikeyid).map(|v| v as i32))
+        .map_err(|_| QueryError::Malformed { name: "rikeyid", reason: "expected a 32-bit number" })?;
+    Ok((rikey, rikeyid))
+}
+
+/// `rtspenc://` when the client can encrypt RTSP (`corever` ≥ 1), so requests can be matched to
+/// their session by key.
+fn session_url(host: &Host, context: &RequestContext, corever: u32) -> String {
+    let scheme = if corever >= 1 { "rtspenc" } else { "rtsp" };
+    let ip = match context.local.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    format!("{scheme}://{ip}:{}", host.ports.rtsp)
+}

@@ -1,0 +1,241 @@
+//! Stream pipelines from `config.toml`, as Wolf builds them: the app's (or the default) source,
+//! the conversion, the first usable encoder for the negotiated codec, then Hati's payloader and
+//! an `appsink` that hands packets to the sender. Parts are templates whose `{variables}` are
+//! filled from the client's RTSP ANNOUNCE.
+
+use std::fmt::Write;
+
+use hati_protocol::query::encode_hex;
+use hati_protocol::sdp::{OpusLayout, StreamConfig, VideoCodec};
+use thiserror::Error;
+
+use crate::config::{AppConfig, Config};
+use crate::encoders::CodecSupport;
+
+/// Variables a video template may use.
+pub const VIDEO_VARIABLES: &[&str] = &["width", "height", "fps", "bitrate", "slices_per_frame", "session_id"];
+/// Variables an audio template may use.
+pub const AUDIO_VARIABLES: &[&str] = &["channels", "bitrate", "packet_duration", "sink_name", "session_id"];
+
+/// Name of the element after the source whose buffers get the capture timestamp.
+pub const CAPTURE_ELEMENT: &str = "hati_capture";
+/// Name of the payloader in the video pipeline.
+pub const VIDEO_PAYLOADER: &str = "hati_videopay";
+/// Name of the appsink at the end of both pipelines.
+pub const SINK: &str = "hati_sink";
+
+/// Why a template could not be filled.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TemplateError {
+    /// `{name}` is not a variable this template may use.
+    #[error("unknown template variable {{{name}}}; known variables: {known}")]
+    UnknownVariable {
+        /// The variable.
+        name: String,
+        /// The allowed variables, for the message.
+        known: String,
+    },
+    /// A `{` without its `}`.
+    #[error("`{{` without a closing `}}`")]
+    Unclosed,
+}
+
+/// Why a session's pipeline description could not be built.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// The client asked for a codec this host offers no encoder for.
+    #[error("no {0:?} encoder is available on this host")]
+    NoEncoder(VideoCodec),
+    /// A template is broken (normally caught at config load).
+    #[error("{part}: {source}")]
+    Template {
+        /// Which part.
+        part: &'static str,
+        /// What is wrong.
+        source: TemplateError,
+    },
+}
+
+/// Checks that `template` uses only `allowed` variables.
+pub fn check_template(template: &str, allowed: &[&str]) -> Result<(), TemplateError> {
+    let values: Vec<(&str, String)> = allowed.iter().map(|name| (*name, String::new())).collect();
+    fill(template, &values).map(|_| ())
+}
+
+/// Replaces every `{name}` in `template` with its value.
+pub fn fill(template: &str, values: &[(&str, String)]) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(rest.get(..open).unwrap_or_default());
+        let after = rest.get(open + 1..).unwrap_or_default();
+        let close = after.find('}').ok_or(TemplateError::Unclosed)?;
+        let name = after.get(..close).unwrap_or_default();
+        let value = values.iter().find(|(key, _)| *key == name).ok_or_else(|| TemplateError::UnknownVariable {
+            name: name.to_owned(),
+            known: values.iter().map(|(key, _)| format!("{{{key}}}")).collect::<Vec<_>>().join(" "),
+        })?;
+        out.push_str(&value.1);
+        rest = after.get(close + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Everything the video pipeline depends on besides the config.
+pub struct VideoRequest<'a> {
+    /// The session's ID (names elements, fills `{session_id}`).
+    pub session_id: u32,
+    /// The client's negotiated stream.
+    pub stream: &'a StreamConfig,
+    /// AES key when the client enabled video encryption.
+    pub encryption_key: Option<[u8; 16]>,
+}
+
+/// The `gst-launch` description of a session's video pipeline.
+pub fn video_description(
+    config: &Config,
+    app: &AppConfig,
+    codecs: &CodecSupport,
+    request: &VideoRequest<'_>,
+) -> Result<String, PipelineError> {
+    let stream = request.stream;
+    let video = &config.gstreamer.video;
+    let (chosen, app_override) = match stream.codec {
+        VideoCodec::H264 => (&codecs.h264, &app.video.h264_encoder),
+        VideoCodec::Hevc => (&codecs.hevc, &app.video.hevc_encoder),
+        VideoCodec::Av1 => (&codecs.av1, &app.video.av1_encoder),
+    };
+    let encoder = match (app_override, chosen) {
+        (Some(pipeline), _) => pipeline.as_str(),
+        (None, Some(entry)) => entry.pipeline.as_str(),
+        (None, None) => return Err(PipelineError::NoEncoder(stream.codec)),
+    };
+    let fec = u32::from(config.streaming.fec_percentage);
+    let values = [
+        ("width", stream.width.to_string()),
+        ("height", stream.height.to_string()),
+        ("fps", stream.fps.to_string()),
+        ("bitrate", stream.encoder_bitrate_kbps(fec, false).max(500).to_string()),
+        ("slices_per_frame", stream.slices_per_frame.max(1).to_string()),
+        ("session_id", request.session_id.to_string()),
+    ];
+    let part = |name: &'static str, template: &str| {
+        fill(template, &values).map_err(|source| PipelineError::Template { part: name, source })
+    };
+    let source = part("video source", app.video.source.as_deref().unwrap_or(&video.source))?;
+    let params = part("video_params", app.video.video_params.as_deref().unwrap_or(&video.video_params))?;
+    let encoder = part("video encoder", encoder)?;
+    let mut description = format!(
+        "{source} ! identity name={CAPTURE_ELEMENT} silent=true ! {params} ! {encoder} ! \
+         moonlightvideopay name={VIDEO_PAYLOADER} payload-size={} fec-percentage={fec} min-required-fec-packets={}",
+        stream.packet_size, stream.min_required_fec_packets,
+    );
+    if let Some(key) = request.encryption_key {
+        let _ = write!(description, " encrypt=true aes-key={}", encode_hex(&key));
+    }
+    if config.debug.drop_video_packets_percent > 0 {
+        let _ = write!(description, " drop-percentage={}", config.debug.drop_video_packets_percent);
+    }
+    let _ = write!(description, " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=8");
+    Ok(description)
+}
+
+/// Everything the audio pipeline depends on besides the config.
+pub struct AudioRequest<'a> {
+    /// The session's ID.
+    pub session_id: u32,
+    /// The Opus layout negotiated.
+    pub layout: &'a OpusLayout,
+    /// Opus frame duration in ms.
+    pub packet_duration_ms: u32,
+    /// The PulseAudio sink the app plays into, if any.
+    pub sink_name: String,
+    /// AES key and `rikeyid` when audio is encrypted.
+    pub encryption: Option<([u8; 16], i32)>,
+}
+
+/// The `gst-launch` description of a session's audio pipeline.
+pub fn audio_description(config: &Config, app: &AppConfig, request: &AudioRequest<'_>) -> Result<String, PipelineError> {
+    let audio = &config.gstreamer.audio;
+    let values = [
+        ("channels", request.layout.channels.to_string()),
+        ("bitrate", request.layout.bitrate.to_string()),
+        ("packet_duration", request.packet_duration_ms.to_string()),
+        ("sink_name", request.sink_name.clone()),
+        ("session_id", request.session_id.to_string()),
+    ];
+    let part = |name: &'static str, template: &str| {
+        fill(template, &values).map_err(|source| PipelineError::Template { part: name, source })
+    };
+    let source = part("audio source", app.audio.source.as_deref().unwrap_or(&audio.source))?;
+    let encoder = part("audio encoder", app.audio.encoder.as_deref().unwrap_or(&audio.encoder))?;
+    let mut description =
+        format!("{source} ! {encoder} ! moonlightaudiopay packet-duration={}", request.packet_duration_ms);
+    if let Some((key, rikeyid)) = request.encryption {
+        let _ = write!(description, " encrypt=true aes-key={} rikeyid={rikeyid}", encode_hex(&key));
+    }
+    let _ = write!(description, " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=64");
+    Ok(description)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_known_variables() {
+        let values = [("width", "1280".to_owned()), ("fps", "60".to_owned())];
+        assert_eq!(fill("w={width},f={fps}/1", &values).unwrap(), "w=1280,f=60/1");
+        assert_eq!(fill("no variables", &values).unwrap(), "no variables");
+    }
+
+    #[test]
+    fn unknown_and_unclosed_variables_are_errors() {
+        let error = check_template("x={widht}", VIDEO_VARIABLES).unwrap_err();
+        assert!(matches!(&error, TemplateError::UnknownVariable { name, .. } if name == "widht"));
+        assert!(error.to_string().contains("{width}"));
+        assert_eq!(check_template("x={width", VIDEO_VARIABLES), Err(TemplateError::Unclosed));
+    }
+
+    #[test]
+    fn default_pipelines_describe_the_whole_chain() {
+        let config = Config::default_config().unwrap();
+        let app = &config.apps[0];
+        let codecs = CodecSupport::choose(&config.gstreamer.video, |e| e == "x264enc");
+        let body = StreamConfig::parse(ANNOUNCE).unwrap();
+        let request = VideoRequest { session_id: 7, stream: &body, encryption_key: None };
+        let video = video_description(&config, app, &codecs, &request).unwrap();
+        assert!(video.contains("x264enc"), "{video}");
+        assert!(video.contains("width=1280,height=720,framerate=60/1"), "{video}");
+        assert!(video.contains("moonlightvideopay name=hati_videopay payload-size=1392 fec-percentage=20"));
+        assert!(video.ends_with("max-buffers=8"));
+
+        let hevc = StreamConfig { codec: VideoCodec::Hevc, ..body.clone() };
+        let request = VideoRequest { session_id: 7, stream: &hevc, encryption_key: None };
+        assert!(matches!(
+            video_description(&config, app, &codecs, &request),
+            Err(PipelineError::NoEncoder(VideoCodec::Hevc))
+        ));
+
+        let audio = AudioRequest {
+            session_id: 7,
+            layout: &OpusLayout::STEREO,
+            packet_duration_ms: 5,
+            sink_name: String::new(),
+            encryption: Some(([0x11; 16], -5)),
+        };
+        let audio = audio_description(&config, app, &audio).unwrap();
+        assert!(audio.contains("opusenc bitrate=96000 bitrate-type=cbr frame-size=5"), "{audio}");
+        assert!(audio.contains("encrypt=true aes-key=11111111111111111111111111111111 rikeyid=-5"), "{audio}");
+    }
+
+    const ANNOUNCE: &[u8] = b"v=0\r\no=android 0 14 IN IPv4 127.0.0.1\r\ns=NVIDIA Streaming Client\r\n\
+a=x-nv-video[0].clientViewportWd:1280 \r\na=x-nv-video[0].clientViewportHt:720 \r\n\
+a=x-nv-video[0].maxFPS:60 \r\na=x-nv-video[0].packetSize:1392 \r\n\
+a=x-nv-video[0].videoEncoderSlicesPerFrame:1 \r\na=x-nv-video[0].maxNumReferenceFrames:1 \r\n\
+a=x-nv-video[0].initialBitrateKbps:8000 \r\na=x-nv-vqos[0].bw.maximumBitrateKbps:8000 \r\n\
+a=x-ml-video.configuredBitrateKbps:10000 \r\na=x-nv-vqos[0].fec.minRequiredFecPackets:2 \r\n\
+a=x-nv-vqos[0].bitStreamFormat:0 \r\na=x-nv-audio.surround.numChannels:2 \r\n\
+a=x-nv-audio.surround.channelMask:3 \r\na=x-nv-aqos.packetDuration:5 \r\nt=0 0\r\nm=video 47998  \r\n";
+}

@@ -1,0 +1,329 @@
+//! Streaming sessions: one per client certificate (never per IP address, so several clients
+//! behind one NAT work). A session is created by `/launch`, gets its stream parameters from the
+//! RTSP ANNOUNCE, streams while the control connection lives, pauses when the client
+//! disconnects (so `/resume` can pick it up), and ends with `/cancel`, releasing its pipelines.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use hati_protocol::control::{ClientMessage, ControlCipher, IvMode};
+use hati_protocol::input::InputEvent;
+use hati_protocol::rtsp::RtspCipher;
+use hati_protocol::sdp::StreamConfig;
+use tokio::sync::mpsc;
+
+use crate::config::AppConfig;
+use crate::input::InputSink;
+use crate::stream::ping::StreamKind;
+use crate::stream::{MediaStream, Target};
+
+/// What `/launch` and `/resume` carry.
+#[derive(Debug, Clone)]
+pub struct LaunchParams {
+    /// The AES key for every stream cipher.
+    pub rikey: [u8; 16],
+    /// The key ID (audio IV base).
+    pub rikeyid: i32,
+    /// `mode`: width, height, fps (the stream itself follows ANNOUNCE).
+    pub mode: Option<(u32, u32, u32)>,
+    /// `surroundAudioInfo`.
+    pub surround_info: u32,
+    /// `corever`: 1 enables encrypted RTSP.
+    pub corever: u32,
+}
+
+/// A request to the control-stream task.
+#[derive(Debug)]
+pub enum ControlCommand {
+    /// Tell the client the stream ended (termination message), then disconnect it.
+    Terminate {
+        /// The session.
+        session_id: u32,
+        /// HRESULT to report.
+        hresult: u32,
+    },
+}
+
+/// Counters the client reports over the control stream.
+#[derive(Debug, Default)]
+pub struct SessionMetrics {
+    /// IDR requests and reference-frame invalidations received.
+    pub idr_requests: AtomicU64,
+    /// Frames the client reported needing FEC recovery or lost.
+    pub fec_status_reports: AtomicU64,
+    /// Input packets received.
+    pub input_events: AtomicU64,
+}
+
+/// One client's streaming session.
+pub struct Session {
+    /// A random nonzero ID: also the control stream's connect data.
+    pub id: u32,
+    /// The client's certificate fingerprint.
+    pub client_id: String,
+    /// The client's address at launch (for clients without session-ID pings).
+    pub client_ip: IpAddr,
+    /// The app.
+    pub app: AppConfig,
+    /// The app's ID.
+    pub app_id: u32,
+    /// The 16 ASCII characters clients echo in their pings.
+    pub ping_payload: String,
+    /// The span every log line of this session goes under.
+    pub span: tracing::Span,
+    /// Where video goes.
+    pub video_target: Arc<Target>,
+    /// Where audio goes.
+    pub audio_target: Arc<Target>,
+    /// What the control stream counted.
+    pub metrics: SessionMetrics,
+    /// Where the client's input goes.
+    pub input: Arc<dyn InputSink>,
+    launch: Mutex<LaunchParams>,
+    rtsp_response_seq: AtomicU32,
+    stream: Mutex<Option<MediaStream>>,
+    stream_config: Mutex<Option<StreamConfig>>,
+    control: mpsc::UnboundedSender<ControlCommand>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).field("app", &self.app.title).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The launch parameters now in force.
+    pub fn launch_params(&self) -> LaunchParams {
+        lock(&self.launch).clone()
+    }
+
+    /// The RTSP cipher for this session's current key.
+    pub fn rtsp_cipher(&self) -> RtspCipher {
+        RtspCipher::new(&lock(&self.launch).rikey)
+    }
+
+    /// The next sequence number for a sealed RTSP response (starting at 1).
+    pub fn next_rtsp_response_seq(&self) -> u32 {
+        self.rtsp_response_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The control-stream cipher for the negotiated stream.
+    pub fn control_cipher(&self) -> ControlCipher {
+        let v2 = lock(&self.stream_config).as_ref().is_none_or(StreamConfig::control_v2);
+        ControlCipher::new(&lock(&self.launch).rikey, if v2 { IvMode::V2 } else { IvMode::Legacy })
+    }
+
+    /// Records the negotiated stream and starts its pipelines (replacing any running ones).
+    pub fn start_stream(&self, config: StreamConfig, start: impl FnOnce(&StreamConfig) -> Result<MediaStream, String>) -> Result<(), String> {
+        self.stop_stream();
+        let stream = start(&config)?;
+        *lock(&self.stream_config) = Some(config);
+        *lock(&self.stream) = Some(stream);
+        Ok(())
+    }
+
+    /// Stops the pipelines (the client disconnected or the session ends); the session stays.
+    pub fn stop_stream(&self) {
+        let stream = lock(&self.stream).take();
+        if stream.is_some() {
+            tracing::info!(parent: &self.span, "stream stopped");
+        }
+        drop(stream);
+        self.video_target.clear();
+        self.audio_target.clear();
+    }
+
+    /// Whether pipelines are running.
+    pub fn is_streaming(&self) -> bool {
+        lock(&self.stream).is_some()
+    }
+
+    /// Asks the encoder for a key frame.
+    pub fn request_idr(&self) {
+        if let Some(stream) = lock(&self.stream).as_ref() {
+            stream.request_idr();
+        }
+    }
+
+    /// A ping arrived: send that stream to where it came from.
+    pub fn client_pinged(&self, kind: StreamKind, from: SocketAddr) {
+        let target = match kind {
+            StreamKind::Video => &self.video_target,
+            StreamKind::Audio => &self.audio_target,
+        };
+        if target.set(from) {
+            tracing::info!(parent: &self.span, ?kind, client = %from, "client address learned from ping");
+            if kind == StreamKind::Video {
+                self.request_idr();
+            }
+        }
+    }
+
+    /// Handles one decrypted control message.
+    pub fn on_control_message(&self, message: ClientMessage) {
+        let _entered = self.span.enter();
+        match message {
+            ClientMessage::RequestIdr | ClientMessage::InvalidateRefFrames { .. } => {
+                self.metrics.idr_requests.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("client asks for a key frame");
+                self.request_idr();
+            }
+            ClientMessage::InputData(bytes) => {
+                self.metrics.input_events.fetch_add(1, Ordering::Relaxed);
+                match InputEvent::parse(&bytes) {
+                    Ok(event) => self.input.handle(event),
+                    Err(error) => tracing::debug!(%error, "malformed input packet dropped"),
+                }
+            }
+            ClientMessage::FecStatus(status) => {
+                self.metrics.fec_status_reports.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(?status, "client FEC status");
+            }
+            ClientMessage::LossStats { last_good_frame } => tracing::debug!(last_good_frame, "client loss stats"),
+            ClientMessage::PeriodicPing | ClientMessage::StartB | ClientMessage::LtrAck { .. } => {}
+            ClientMessage::Unknown { packet_type } => tracing::debug!(packet_type, "unknown control message"),
+        }
+    }
+
+    /// Ends the session: tells the client, stops the pipelines.
+    pub fn end(&self, hresult: u32) {
+        let _ = self.control.send(ControlCommand::Terminate { session_id: self.id, hresult });
+        self.stop_stream();
+        tracing::info!(parent: &self.span, "session ended");
+    }
+}
+
+/// Every session of the host.
+pub struct SessionManager {
+    sessions: Mutex<Vec<Arc<Session>>>,
+    control: mpsc::UnboundedSender<ControlCommand>,
+}
+
+/// Why `/launch` or `/resume` was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LaunchError {
+    /// This client already streams another app.
+    AlreadyRunning,
+    /// `/resume` without a session.
+    NotRunning,
+}
+
+impl SessionManager {
+    /// A manager whose sessions send control commands to `control`.
+    pub fn new(control: mpsc::UnboundedSender<ControlCommand>) -> Self {
+        Self { sessions: Mutex::new(Vec::new()), control }
+    }
+
+    /// Creates a session for `client_id` running `app`.
+    pub fn launch(
+        &self,
+        client_id: &str,
+        client_ip: IpAddr,
+        app: &AppConfig,
+        params: LaunchParams,
+        input: Arc<dyn InputSink>,
+    ) -> Result<Arc<Session>, LaunchError> {
+        let mut sessions = lock(&self.sessions);
+        if sessions.iter().any(|s| s.client_id == client_id) {
+            return Err(LaunchError::AlreadyRunning);
+        }
+        let id = loop {
+            let id = u32::from_be_bytes(crate::pairing::crypto::random::<4>()) & 0x7fff_ffff;
+            if id != 0 && sessions.iter().all(|s| s.id != id) {
+                break id;
+            }
+        };
+        let ping_payload = hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<8>());
+        let span = tracing::info_span!("session", id, client = %client_id.get(..12).unwrap_or(client_id));
+        let session = Arc::new(Session {
+            id,
+            client_id: client_id.to_owned(),
+            client_ip,
+            app_id: app.id(),
+            app: app.clone(),
+            ping_payload,
+            span,
+            video_target: Arc::default(),
+            audio_target: Arc::default(),
+            metrics: SessionMetrics::default(),
+            input,
+            launch: Mutex::new(params),
+            rtsp_response_seq: AtomicU32::new(0),
+            stream: Mutex::new(None),
+            stream_config: Mutex::new(None),
+            control: self.control.clone(),
+        });
+        tracing::info!(parent: &session.span, app = %app.title, "session launched");
+        sessions.push(session.clone());
+        Ok(session)
+    }
+
+    /// `/resume`: new keys for the client's session.
+    pub fn resume(&self, client_id: &str, rikey: [u8; 16], rikeyid: i32, corever: u32) -> Result<Arc<Session>, LaunchError> {
+        let session = self.by_client(client_id).ok_or(LaunchError::NotRunning)?;
+        {
+            let mut launch = lock(&session.launch);
+            launch.rikey = rikey;
+            launch.rikeyid = rikeyid;
+            launch.corever = corever;
+        }
+        session.rtsp_response_seq.store(0, Ordering::Relaxed);
+        tracing::info!(parent: &session.span, "session resumed");
+        Ok(session)
+    }
+
+    /// `/cancel`: ends the client's session. Returns whether there was one.
+    pub fn cancel(&self, client_id: &str) -> bool {
+        let removed = {
+            let mut sessions = lock(&self.sessions);
+            let position = sessions.iter().position(|s| s.client_id == client_id);
+            position.map(|i| sessions.remove(i))
+        };
+        match removed {
+            Some(session) => {
+                session.end(hati_protocol::control::hresult::GRACEFUL);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every session (host shutdown).
+    pub fn end_all(&self) {
+        let sessions = std::mem::take(&mut *lock(&self.sessions));
+        for session in sessions {
+            session.end(hati_protocol::control::hresult::GRACEFUL);
+        }
+    }
+
+    /// The client's session.
+    pub fn by_client(&self, client_id: &str) -> Option<Arc<Session>> {
+        lock(&self.sessions).iter().find(|s| s.client_id == client_id).cloned()
+    }
+
+    /// The session with this ID (the control stream's connect data).
+    pub fn by_id(&self, id: u32) -> Option<Arc<Session>> {
+        lock(&self.sessions).iter().find(|s| s.id == id).cloned()
+    }
+
+    /// The session whose pings carry `payload`.
+    pub fn by_ping_payload(&self, payload: &[u8]) -> Option<Arc<Session>> {
+        lock(&self.sessions).iter().find(|s| s.ping_payload.as_bytes() == payload).cloned()
+    }
+
+    /// The most recent session launched from `address` (for clients without session IDs).
+    pub fn latest_by_address(&self, address: IpAddr) -> Option<Arc<Session>> {
+        lock(&self.sessions).iter().rev().find(|s| s.client_ip == address).cloned()
+    }
+
+    /// Every session, oldest first.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.sessions).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

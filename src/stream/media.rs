@@ -1,0 +1,218 @@
+//! A session's running video and audio pipelines. Each ends in an `appsink` whose callback,
+//! on GStreamer's streaming thread, sends the payloader's packets to the client: no locks, no
+//! allocation, no logging above trace level per packet.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gst::prelude::*;
+use thiserror::Error;
+
+use super::Target;
+use crate::pipeline::{CAPTURE_ELEMENT, SINK};
+
+/// Packets sent back to back before the sender pauses, so a large key frame does not burst past
+/// the client's socket buffer.
+const PACING_BURST: usize = 64;
+/// The pause between bursts.
+const PACING_PAUSE: Duration = Duration::from_micros(200);
+
+static CAPTURE_TIME_CAPS: LazyLock<gst::Caps> = LazyLock::new(|| gst::Caps::new_empty_simple("timestamp/x-unix"));
+
+/// Why a stream could not start.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    /// The pipeline description did not parse (a missing element, a typo in config.toml).
+    #[error("{kind} pipeline does not parse: {message}")]
+    Parse {
+        /// "video" or "audio".
+        kind: &'static str,
+        /// GStreamer's message.
+        message: String,
+    },
+    /// The pipeline refused to start.
+    #[error("{kind} pipeline does not start: {message}")]
+    Start {
+        /// "video" or "audio".
+        kind: &'static str,
+        /// GStreamer's message.
+        message: String,
+    },
+}
+
+/// Counters of one stream, read by the admin API and logs.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Packets handed to the kernel.
+    pub packets_sent: AtomicU64,
+    /// Packets dropped because no client address was known yet or the send failed.
+    pub packets_dropped: AtomicU64,
+}
+
+/// The running pipelines of a session; dropping it stops them.
+pub struct MediaStream {
+    video: gst::Pipeline,
+    audio: gst::Pipeline,
+    video_sink: gst::Element,
+    /// Video counters.
+    pub video_counters: Arc<StreamCounters>,
+    /// Audio counters.
+    pub audio_counters: Arc<StreamCounters>,
+}
+
+/// One pipeline to start: its description, socket and target.
+pub struct Endpoint<'a> {
+    /// The `gst-launch` description.
+    pub description: &'a str,
+    /// The host socket to send from.
+    pub socket: Arc<UdpSocket>,
+    /// Where the client listens.
+    pub target: Arc<Target>,
+}
+
+impl MediaStream {
+    /// Builds and starts both pipelines. `on_error` is called (from a GStreamer thread) if
+    /// either fails later.
+    pub fn start(
+        session_id: u32,
+        video: Endpoint<'_>,
+        audio: Endpoint<'_>,
+        on_error: impl Fn(String) + Send + Sync + Clone + 'static,
+    ) -> Result<Self, StreamError> {
+        let video_counters = Arc::new(StreamCounters::default());
+        let audio_counters = Arc::new(StreamCounters::default());
+        let video_pipeline = build("video", session_id, &video, video_counters.clone(), on_error.clone())?;
+        let audio_pipeline = build("audio", session_id, &audio, audio_counters.clone(), on_error)?;
+        if let Some(capture) = video_pipeline.by_name(CAPTURE_ELEMENT) {
+            stamp_capture_time(&capture);
+        }
+        let video_sink = video_pipeline
+            .by_name(SINK)
+            .ok_or_else(|| StreamError::Parse { kind: "video", message: format!("no element named {SINK}") })?;
+        let stream = Self { video: video_pipeline, audio: audio_pipeline, video_sink, video_counters, audio_counters };
+        for (kind, pipeline) in [("video", &stream.video), ("audio", &stream.audio)] {
+            pipeline
+                .set_state(gst::State::Playing)
+                .map_err(|e| StreamError::Start { kind, message: e.to_string() })?;
+        }
+        Ok(stream)
+    }
+
+    /// Asks the encoder for a key frame with parameter sets (IDR requests, new clients).
+    pub fn request_idr(&self) {
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+        if !self.video_sink.send_event(event) {
+            tracing::debug!("the encoder did not take the key-frame request");
+        }
+    }
+}
+
+impl Drop for MediaStream {
+    fn drop(&mut self) {
+        for pipeline in [&self.video, &self.audio] {
+            let _ = pipeline.set_state(gst::State::Null);
+            if let Some(bus) = pipeline.bus() {
+                bus.unset_sync_handler();
+            }
+        }
+    }
+}
+
+fn build(
+    kind: &'static str,
+    session_id: u32,
+    endpoint: &Endpoint<'_>,
+    counters: Arc<StreamCounters>,
+    on_error: impl Fn(String) + Send + Sync + 'static,
+) -> Result<gst::Pipeline, StreamError> {
+    let parse_error = |message: String| StreamError::Parse { kind, message };
+    let element = gst::parse::launch(endpoint.description).map_err(|e| parse_error(e.to_string()))?;
+    let pipeline = element
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| parse_error("the description is not a pipeline".into()))?;
+    pipeline.set_property("name", format!("hati-{kind}-{session_id}"));
+    let sink = pipeline
+        .by_name(SINK)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| parse_error(format!("no appsink named {SINK}")))?;
+    sink.set_property("buffer-list", true);
+    let socket = endpoint.socket.clone();
+    let target = endpoint.target.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let destination = target.get();
+                if let Some(list) = sample.buffer_list() {
+                    send_packets(&socket, destination, list.iter(), &counters);
+                } else if let Some(buffer) = sample.buffer() {
+                    send_packets(&socket, destination, std::iter::once(buffer), &counters);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    if let Some(bus) = pipeline.bus() {
+        bus.set_sync_handler(move |_, message| {
+            if let gst::MessageView::Error(error) = message.view() {
+                let source = error.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                on_error(format!("{kind} pipeline error from {source}: {} ({:?})", error.error(), error.debug()));
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
+    Ok(pipeline)
+}
+
+fn send_packets<'a>(
+    socket: &UdpSocket,
+    destination: Option<SocketAddr>,
+    packets: impl Iterator<Item = &'a gst::BufferRef>,
+    counters: &StreamCounters,
+) {
+    let Some(destination) = destination else {
+        counters.packets_dropped.fetch_add(packets.count() as u64, Ordering::Relaxed);
+        return;
+    };
+    for (index, packet) in packets.enumerate() {
+        if index > 0 && index % PACING_BURST == 0 {
+            std::thread::sleep(PACING_PAUSE);
+        }
+        let Ok(map) = packet.map_readable() else { continue };
+        if send_one(socket, &map, destination) {
+            counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends one datagram, waiting briefly while the (shared, non-blocking) socket's buffer is full.
+fn send_one(socket: &UdpSocket, packet: &[u8], destination: SocketAddr) -> bool {
+    for _ in 0..200 {
+        match socket.send_to(packet, destination) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
+            Err(e) => {
+                tracing::trace!(error = %e, "send failed");
+                return false;
+            }
+        }
+    }
+    false
+}
+
+/// Marks every buffer leaving `element` with the wall-clock time, so the payloader can report
+/// the host's processing latency (capture to packetisation) to the client.
+fn stamp_capture_time(element: &gst::Element) {
+    let Some(pad) = element.static_pad("src") else { return };
+    pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            gst::ReferenceTimestampMeta::add(buffer.make_mut(), &CAPTURE_TIME_CAPS, gst::ClockTime::from_nseconds(now), None);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
