@@ -225,7 +225,7 @@ fn format_time(unix: u64) -> String {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_enet=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

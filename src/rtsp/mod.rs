@@ -113,7 +113,10 @@ async fn read_request(stream: &mut TcpStream, host: &Host) -> Result<Option<Inco
             let Some(length) = RtspCipher::frame_len(&buffer).map_err(|e| RtspResponse::for_error(&e, 0))? else {
                 continue;
             };
-            let frame = buffer.get(..length).unwrap_or_default();
+            // The client may write a request in several pieces.
+            let Some(frame) = buffer.get(..length) else {
+                continue;
+            };
             // Each launched session has its own key: the one that opens the frame owns it.
             for session in host.sessions.all() {
                 if let Ok(unsealed) = session.rtsp_cipher().open_request(frame) {

@@ -115,9 +115,10 @@ impl Session {
         ControlCipher::new(&lock(&self.launch).rikey, if v2 { IvMode::V2 } else { IvMode::Legacy })
     }
 
-    /// Records the negotiated stream and starts its pipelines (replacing any running ones).
+    /// Records the negotiated stream and starts its pipelines (replacing any running ones). The
+    /// targets stay: the client pings audio before it announces the stream.
     pub fn start_stream(&self, config: StreamConfig, start: impl FnOnce(&StreamConfig) -> Result<MediaStream, String>) -> Result<(), String> {
-        self.stop_stream();
+        drop(lock(&self.stream).take());
         let stream = start(&config)?;
         *lock(&self.stream_config) = Some(config);
         *lock(&self.stream) = Some(stream);

@@ -62,7 +62,7 @@ class Host:
         self._log_lock = threading.Lock()
 
     def start(self, timeout: float = 30.0) -> "Host":
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        env = dict(os.environ, RUST_LOG=os.environ.get("HATI_TEST_LOG", "info,tokio_enet=warn"), NO_COLOR="1")
         self.log_lines = []
         self.process = subprocess.Popen(
             [HATI_BIN, "--state-dir", str(self.state_dir), "serve", "--config", str(self.config_path)],
