@@ -1,0 +1,11 @@
+//! Integration tests of the compositor with real Wayland clients: `hati-test-client` (built
+//! from this crate), Debian's `weston-simple-shm`, in-process `wayland-client` connections and,
+//! when installed, X11 clients through XWayland. Frames are pulled from `waylanddisplaysrc` into
+//! an `appsink`.
+
+mod fixture;
+
+mod clients;
+mod frames;
+mod input;
+mod lifecycle;
