@@ -216,7 +216,8 @@ impl TextKeymap {
         )?;
         let mut keys = HashMap::new();
         for level in 0..2u32 {
-            for code in keymap.min_keycode().raw()..=keymap.max_keycode().raw() {
+            // Only codes `keyboard_key` accepts (xkb codes up to 255).
+            for code in keymap.min_keycode().raw()..=keymap.max_keycode().raw().min(255) {
                 let Some(evdev) = code.checked_sub(XKB_OFFSET) else {
                     continue;
                 };
