@@ -25,6 +25,7 @@ use smithay::{
         pointer::{AxisFrame, ButtonEvent, MotionEvent, RelativeMotionEvent},
         touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent},
     },
+    desktop::{Window, WindowSurfaceType, utils::under_from_surface_tree},
     reexports::wayland_server::protocol::wl_surface::WlSurface,
     utils::{Logical, Point, SERIAL_COUNTER},
     wayland::{
@@ -364,16 +365,23 @@ impl State {
         &self,
         location: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
-        self.space
-            .element_under(location)
-            .and_then(|(window, window_loc)| {
-                window
-                    .surface_under(
-                        location - window_loc.to_f64(),
-                        smithay::desktop::WindowSurfaceType::ALL,
-                    )
-                    .map(|(surface, loc)| (surface, (loc + window_loc).to_f64()))
-            })
+        self.hit_test(location).map(|(_, surface, origin)| (surface, origin))
+    }
+
+    /// The window under `location`.
+    pub(crate) fn window_under(&self, location: Point<f64, Logical>) -> Option<Window> {
+        self.hit_test(location).map(|(window, _, _)| window)
+    }
+
+    fn hit_test(&self, location: Point<f64, Logical>) -> Option<(Window, WlSurface, Point<f64, Logical>)> {
+        self.windows_top_down().into_iter().find_map(|(window, render_loc)| {
+            let local = location - render_loc.to_f64();
+            let hit = match self.legacy_x11_surface(&window) {
+                Some(surface) => under_from_surface_tree(&surface, local, (0, 0), WindowSurfaceType::ALL),
+                None => window.surface_under(local, WindowSurfaceType::ALL),
+            };
+            hit.map(|(surface, loc)| (window, surface, (loc + render_loc).to_f64()))
+        })
     }
 
     fn pointer_motion(&mut self, target: Point<f64, Logical>, delta: Option<(f64, f64)>, time: u32) {

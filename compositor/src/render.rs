@@ -19,7 +19,7 @@ use smithay::{
             pixman::PixmanRenderer,
         },
     },
-    desktop::space::SpaceRenderElements,
+    backend::renderer::element::AsRenderElements,
     input::pointer::{CursorImageStatus, CursorImageSurfaceData},
     output::Output,
     utils::{Physical, Point, Scale, Transform},
@@ -38,9 +38,8 @@ const ARROW_SIZE: (i32, i32) = (12, 19);
 smithay::backend::renderer::element::render_elements! {
     /// Everything drawn into a frame.
     pub(crate) FrameElement<=PixmanRenderer>;
-    Space=SpaceRenderElements<PixmanRenderer, WaylandSurfaceRenderElement<PixmanRenderer>>,
+    Surface=WaylandSurfaceRenderElement<PixmanRenderer>,
     Cursor=MemoryRenderBufferRenderElement<PixmanRenderer>,
-    CursorSurface=WaylandSurfaceRenderElement<PixmanRenderer>,
 }
 
 /// Errors rendering a frame.
@@ -135,16 +134,25 @@ impl State {
                         Kind::Cursor,
                     )
                     .into_iter()
-                    .map(FrameElement::CursorSurface),
+                    .map(FrameElement::Surface),
                 );
             }
         }
-        match self
-            .space
-            .render_elements_for_output(&mut self.frames.renderer, &self.output, 1.0)
-        {
-            Ok(space) => elements.extend(space.into_iter().map(FrameElement::Space)),
-            Err(err) => tracing::debug!(?err, "no space elements"),
+        for (window, render_loc) in self.windows_top_down() {
+            let location = render_loc.to_physical(1);
+            let surface_elements: Vec<WaylandSurfaceRenderElement<PixmanRenderer>> =
+                match self.legacy_x11_surface(&window) {
+                    Some(surface) => render_elements_from_surface_tree(
+                        &mut self.frames.renderer,
+                        &surface,
+                        location,
+                        scale,
+                        1.0,
+                        Kind::Unspecified,
+                    ),
+                    None => window.render_elements(&mut self.frames.renderer, location, scale, 1.0),
+                };
+            elements.extend(surface_elements.into_iter().map(FrameElement::Surface));
         }
         elements
     }

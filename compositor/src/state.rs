@@ -14,7 +14,7 @@ use std::{
 
 use smithay::{
     backend::renderer::pixman::PixmanRenderer,
-    desktop::{PopupManager, Space, Window},
+    desktop::{PopupManager, Space, Window, space::SpaceElement},
     input::{Seat, SeatState, keyboard::XkbConfig, pointer::CursorImageStatus},
     output::{Mode, Output, PhysicalProperties, Scale, Subpixel},
     reexports::{
@@ -116,6 +116,10 @@ pub(crate) struct State {
     pub xwm: Option<X11Wm>,
     /// The X11 display number XWayland serves.
     pub xdisplay: Option<u32>,
+    /// The XWayland event source, removed first at shutdown.
+    pub xwayland_token: Option<smithay::reexports::calloop::RegistrationToken>,
+    /// XWayland's Wayland client, to resolve legacy `WL_SURFACE_ID` pairings.
+    pub xwayland_client: Option<smithay::reexports::wayland_server::Client>,
     /// Connected clients, shared with their `ClientState`s.
     pub client_count: Arc<AtomicUsize>,
 }
@@ -236,6 +240,8 @@ impl State {
             frames,
             xwm: None,
             xdisplay: None,
+            xwayland_token: None,
+            xwayland_client: None,
             client_count: Arc::default(),
         })
     }
@@ -277,7 +283,7 @@ impl State {
         let Some(keyboard) = self.seat.get_keyboard() else {
             return;
         };
-        let surface = window.and_then(window_surface);
+        let surface = window.and_then(|w| self.window_wl_surface(w));
         if let Some(window) = window {
             self.space.raise_element(window, true);
             if let Some(x11) = window.x11_surface() {
@@ -320,7 +326,7 @@ impl State {
 
     /// Focuses the window at `location` if there is one.
     pub(crate) fn focus_window_at(&mut self, location: Point<f64, Logical>, serial: Serial) {
-        let window = self.space.element_under(location).map(|(w, _)| w.clone());
+        let window = self.window_under(location);
         if let Some(window) = window
             && self.space.elements().last() != Some(&window)
         {
@@ -332,8 +338,52 @@ impl State {
     pub(crate) fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
         self.space
             .elements()
-            .find(|w| window_surface(w).as_ref() == Some(surface))
+            .find(|w| self.window_wl_surface(w).as_ref() == Some(surface))
             .cloned()
+    }
+
+    /// The root `wl_surface` of a window: the toplevel's, or the one XWayland paired with an X11
+    /// window.
+    pub(crate) fn window_wl_surface(&self, window: &Window) -> Option<WlSurface> {
+        if let Some(toplevel) = window.toplevel() {
+            return Some(toplevel.wl_surface().clone());
+        }
+        let x11 = window.x11_surface()?;
+        x11.wl_surface().or_else(|| self.legacy_x11_surface(window))
+    }
+
+    /// The `wl_surface` of an X11 window paired through the legacy `WL_SURFACE_ID` message,
+    /// which XWayland before 23.1 (Debian 12 ships 22.1) sends instead of using
+    /// `xwayland_shell_v1`. Smithay 0.7 records the id but leaves resolving it to us; such
+    /// windows are then drawn, hit-tested and sent frame callbacks through this surface.
+    pub(crate) fn legacy_x11_surface(&self, window: &Window) -> Option<WlSurface> {
+        let x11 = window.x11_surface()?;
+        if x11.wl_surface().is_some() {
+            return None;
+        }
+        #[allow(deprecated)]
+        let id = x11.wl_surface_id()?;
+        let client = self.xwayland_client.as_ref()?;
+        client
+            .object_from_protocol_id::<WlSurface>(&self.display_handle, id)
+            .ok()
+            .filter(|surface| surface.is_alive())
+    }
+
+    /// Windows from the top of the stack down, with the location their surfaces are drawn at.
+    pub(crate) fn windows_top_down(&self) -> Vec<(Window, Point<i32, Logical>)> {
+        let mut windows: Vec<_> = self
+            .space
+            .elements()
+            .rev()
+            .filter_map(|w| {
+                self.space
+                    .element_location(w)
+                    .map(|loc| (w.clone(), loc - w.geometry().loc))
+            })
+            .collect();
+        windows.sort_by_key(|(w, _)| std::cmp::Reverse(w.z_index()));
+        windows
     }
 
     /// Sends frame callbacks and presentation feedback for everything on screen. Called once per
@@ -359,6 +409,17 @@ impl State {
                 smithay::reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind::empty(),
             );
         }
+        for window in self.space.elements() {
+            if let Some(surface) = self.legacy_x11_surface(window) {
+                smithay::desktop::utils::send_frames_surface_tree(
+                    &surface,
+                    &output,
+                    now,
+                    Some(Duration::ZERO),
+                    |_, _| Some(output.clone()),
+                );
+            }
+        }
         if let CursorImageStatus::Surface(surface) = &self.cursor_status {
             smithay::desktop::utils::send_frames_surface_tree(
                 surface,
@@ -375,14 +436,6 @@ impl State {
         self.space.refresh();
         self.popups.cleanup();
     }
-}
-
-/// The root `wl_surface` of a window (Wayland or X11).
-pub(crate) fn window_surface(window: &Window) -> Option<WlSurface> {
-    if let Some(toplevel) = window.toplevel() {
-        return Some(toplevel.wl_surface().clone());
-    }
-    window.x11_surface().and_then(|x| x.wl_surface())
 }
 
 /// Data for a client that connected to the socket; counts it in `count` until it disconnects.

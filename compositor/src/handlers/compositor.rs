@@ -83,12 +83,12 @@ impl State {
         let Some(keyboard) = self.seat.get_keyboard() else {
             return;
         };
-        let mapped = window.toplevel().is_some_and(|t| {
-            smithay::backend::renderer::utils::with_renderer_surface_state(t.wl_surface(), |s| s.buffer().is_some())
+        let mapped = self.window_wl_surface(window).is_some_and(|surface| {
+            smithay::backend::renderer::utils::with_renderer_surface_state(&surface, |s| s.buffer().is_some())
                 .unwrap_or(false)
         });
         let on_top = self.space.elements().last() == Some(window);
-        let focused = keyboard.current_focus().as_ref() == crate::state::window_surface(window).as_ref();
+        let focused = keyboard.current_focus() == self.window_wl_surface(window);
         if mapped && on_top && !focused {
             self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
         }

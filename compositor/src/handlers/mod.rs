@@ -187,7 +187,7 @@ impl PointerConstraintsHandler for State {
             .space
             .elements()
             .find_map(|w| {
-                (crate::state::window_surface(w).as_ref() == Some(surface))
+                (self.window_wl_surface(w).as_ref() == Some(surface))
                     .then(|| self.space.element_location(w))
                     .flatten()
             })

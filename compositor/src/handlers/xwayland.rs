@@ -132,7 +132,7 @@ impl XwmHandler for State {
     }
 
     fn disconnected(&mut self, _xwm: XwmId) {
-        warn!("X11 window manager disconnected");
+        tracing::info!("X11 window manager disconnected");
         self.xwm = None;
     }
 }

@@ -61,6 +61,7 @@ fn x11_clients_run_through_xwayland() {
         return;
     };
     let dir = TempDir::new("xwayland");
+    init();
     let handle = hati_compositor::Compositor::start(hati_compositor::CompositorConfig {
         width: 320,
         height: 240,
@@ -76,7 +77,17 @@ fn x11_clients_run_through_xwayland() {
     let _client = spawn(&handle, xmessage.to_str().unwrap(), &["hati xwayland test"], &[]);
     wait_for("the X11 window", Duration::from_secs(15), || handle.stats().unwrap().windows == 1);
     // xmessage is configured fullscreen: something other than black appears.
-    frames.wait_frame("xmessage's window", |f| f.rgb(100, 100) != 0 || f.rgb(10, 10) != 0);
+    frames.wait_frame("xmessage's window", |f| {
+        let coloured = (0..f.height)
+            .step_by(4)
+            .flat_map(|y| (0..f.width).step_by(4).map(move |x| (x, y)))
+            .filter(|&(x, y)| f.rgb(x, y) != 0)
+            .count();
+        // 80x60 samples; the cursor covers a handful.
+        coloured > 1000
+    });
+    // The X11 window has keyboard focus through XWayland's wl_surface.
+    assert_eq!(handle.stats().unwrap().windows, 1);
     drop(frames);
     handle.stop();
     assert!(!socket.exists(), "{} left behind", socket.display());

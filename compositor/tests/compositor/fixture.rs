@@ -43,6 +43,10 @@ impl Drop for TempDir {
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         gst::init().unwrap();
         hati_compositor::waylanddisplaysrc::register_static().unwrap();
     });
@@ -50,6 +54,7 @@ pub fn init() {
 
 /// Starts a compositor without XWayland.
 pub fn start(dir: &TempDir, width: u32, height: u32, fps: u32) -> CompositorHandle {
+    init();
     Compositor::start(CompositorConfig {
         width,
         height,
@@ -126,12 +131,19 @@ pub fn log_lines(log: &Path) -> Vec<String> {
 /// Waits until the log has a line equal to `line`, after position `from`; returns its index.
 #[track_caller]
 pub fn wait_for_line(log: &Path, from: usize, line: &str) -> usize {
-    let mut found = None;
-    wait_for(&format!("log line {line:?}"), Duration::from_secs(10), || {
-        found = log_lines(log).iter().skip(from).position(|l| l == line).map(|i| i + from);
-        found.is_some()
-    });
-    found.unwrap_or(0)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = log_lines(log);
+        if let Some(i) = lines.iter().skip(from).position(|l| l == line) {
+            return i + from;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for log line {line:?} after line {from}; log:\n{}",
+            lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A `waylanddisplaysrc ! appsink` pipeline on `handle`.
