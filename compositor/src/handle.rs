@@ -194,8 +194,11 @@ impl Compositor {
 }
 
 fn validate(config: &CompositorConfig) -> Result<(), CompositorError> {
-    if !(1..=MAX_DIMENSION).contains(&config.width) || !(1..=MAX_DIMENSION).contains(&config.height) {
-        return Err(CompositorError::InvalidConfig("width and height must be 1..=8192"));
+    if !(1..=MAX_DIMENSION).contains(&config.width) || !(1..=MAX_DIMENSION).contains(&config.height)
+    {
+        return Err(CompositorError::InvalidConfig(
+            "width and height must be 1..=8192",
+        ));
     }
     if !(1..=MAX_FPS).contains(&config.fps) {
         return Err(CompositorError::InvalidConfig("fps must be 1..=480"));
@@ -275,8 +278,14 @@ impl CompositorHandle {
     /// XWayland, `DISPLAY`.
     pub fn client_env(&self) -> Vec<(String, OsString)> {
         let mut env = vec![
-            ("XDG_RUNTIME_DIR".to_owned(), self.inner.config.runtime_dir.clone().into_os_string()),
-            ("WAYLAND_DISPLAY".to_owned(), OsString::from(&self.inner.socket_name)),
+            (
+                "XDG_RUNTIME_DIR".to_owned(),
+                self.inner.config.runtime_dir.clone().into_os_string(),
+            ),
+            (
+                "WAYLAND_DISPLAY".to_owned(),
+                OsString::from(&self.inner.socket_name),
+            ),
         ];
         if let Some(display) = &self.inner.x_display {
             env.push(("DISPLAY".to_owned(), OsString::from(display)));
@@ -302,11 +311,19 @@ impl CompositorHandle {
     /// Renders the output into `buffer` (BGRx, `width * 4` stride unless the buffer carries a
     /// `VideoMeta`) if anything changed since the previous call or `force` is set; otherwise
     /// hands the buffer back untouched. Blocks until the compositor thread has done it.
-    pub fn render(&self, buffer: gst::Buffer, force: bool) -> Result<FrameOutcome, CompositorError> {
+    pub fn render(
+        &self,
+        buffer: gst::Buffer,
+        force: bool,
+    ) -> Result<FrameOutcome, CompositorError> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.inner
             .sender
-            .send(Command::Render { buffer, force, reply })
+            .send(Command::Render {
+                buffer,
+                force,
+                reply,
+            })
             .map_err(|_| CompositorError::Stopped)?;
         rx.recv().map_err(|_| CompositorError::Stopped)?
     }
@@ -419,7 +436,8 @@ type Setup = (EventLoop<'static, State>, State, Ready);
 fn setup(config: &CompositorConfig) -> Result<Setup, CompositorError> {
     let event_loop: EventLoop<'static, State> =
         EventLoop::try_new().map_err(|e| CompositorError::EventLoop(e.to_string()))?;
-    let display: Display<State> = Display::new().map_err(|e| CompositorError::EventLoop(e.to_string()))?;
+    let display: Display<State> =
+        Display::new().map_err(|e| CompositorError::EventLoop(e.to_string()))?;
     let dh = display.handle();
     let size = (
         i32::try_from(config.width).map_err(|_| CompositorError::InvalidConfig("width"))?,
@@ -502,7 +520,11 @@ fn setup(config: &CompositorConfig) -> Result<Setup, CompositorError> {
         })
         .map_err(|e| CompositorError::EventLoop(e.to_string()))?;
 
-    let x_display = if config.xwayland { start_xwayland(&mut state) } else { None };
+    let x_display = if config.xwayland {
+        start_xwayland(&mut state)
+    } else {
+        None
+    };
 
     Ok((
         event_loop,
@@ -540,11 +562,17 @@ fn start_xwayland(state: &mut State) -> Option<String> {
     let x11_dir = Path::new("/tmp/.X11-unix");
     if !x11_dir.is_dir() {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let created = std::fs::DirBuilder::new().mode(0o1777).create(x11_dir).and_then(|()| {
-            std::fs::set_permissions(x11_dir, std::fs::Permissions::from_mode(0o1777))
-        });
+        let created = std::fs::DirBuilder::new()
+            .mode(0o1777)
+            .create(x11_dir)
+            .and_then(|()| {
+                std::fs::set_permissions(x11_dir, std::fs::Permissions::from_mode(0o1777))
+            });
         if let Err(err) = created {
-            warn!(?err, "cannot create /tmp/.X11-unix, X11 clients unsupported");
+            warn!(
+                ?err,
+                "cannot create /tmp/.X11-unix, X11 clients unsupported"
+            );
             return None;
         }
     }
@@ -565,9 +593,13 @@ fn start_xwayland(state: &mut State) -> Option<String> {
         }
     };
     let display_number = xwayland.display_number();
-    let inserted = state.loop_handle.insert_source(xwayland, move |event, _, state| match event {
-        XWaylandEvent::Ready { x11_socket, display_number } => {
-            match X11Wm::start_wm(state.loop_handle.clone(), x11_socket, client.clone()) {
+    let inserted = state
+        .loop_handle
+        .insert_source(xwayland, move |event, _, state| match event {
+            XWaylandEvent::Ready {
+                x11_socket,
+                display_number,
+            } => match X11Wm::start_wm(state.loop_handle.clone(), x11_socket, client.clone()) {
                 Ok(wm) => {
                     state.xwm = Some(wm);
                     state.xwayland_client = Some(client.clone());
@@ -575,10 +607,9 @@ fn start_xwayland(state: &mut State) -> Option<String> {
                     info!(display_number, "XWayland ready");
                 }
                 Err(err) => warn!(?err, "cannot start the X11 window manager"),
-            }
-        }
-        XWaylandEvent::Error => warn!("XWayland exited during startup"),
-    });
+            },
+            XWaylandEvent::Error => warn!("XWayland exited during startup"),
+        });
     match inserted {
         Ok(token) => state.xwayland_token = Some(token),
         Err(err) => {
@@ -590,14 +621,19 @@ fn start_xwayland(state: &mut State) -> Option<String> {
 }
 
 fn binary_on_path(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
 }
 
 impl State {
     fn handle_command(&mut self, command: Command) {
         match command {
             Command::Input(event) => self.process_input(event),
-            Command::Render { buffer, force, reply } => {
+            Command::Render {
+                buffer,
+                force,
+                reply,
+            } => {
                 let outcome = self.render_buffer(buffer, force);
                 // The requester may have given up (flushing); nothing to do then.
                 let _ = reply.send(outcome);
@@ -612,7 +648,11 @@ impl State {
         }
     }
 
-    fn render_buffer(&mut self, mut buffer: gst::Buffer, force: bool) -> Result<FrameOutcome, CompositorError> {
+    fn render_buffer(
+        &mut self,
+        mut buffer: gst::Buffer,
+        force: bool,
+    ) -> Result<FrameOutcome, CompositorError> {
         let changed = self.frame_changed();
         if !changed && !force {
             return Ok(FrameOutcome::Unchanged(buffer));
@@ -624,7 +664,9 @@ impl State {
             .unwrap_or_else(|| usize::try_from(self.size.0).unwrap_or(0).saturating_mul(4));
         {
             let buffer = buffer.get_mut().ok_or(RenderError::NotWritable)?;
-            let mut map = buffer.map_writable().map_err(|_| RenderError::NotWritable)?;
+            let mut map = buffer
+                .map_writable()
+                .map_err(|_| RenderError::NotWritable)?;
             self.render_into(map.as_mut_slice(), stride)?;
         }
         Ok(FrameOutcome::Rendered(buffer))

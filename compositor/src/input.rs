@@ -19,13 +19,15 @@
 use std::collections::{HashMap, HashSet};
 
 use smithay::{
-    backend::input::{Axis, AxisSource, ButtonState, KeyState, TabletToolDescriptor, TabletToolType},
+    backend::input::{
+        Axis, AxisSource, ButtonState, KeyState, TabletToolDescriptor, TabletToolType,
+    },
+    desktop::{Window, WindowSurfaceType, utils::under_from_surface_tree},
     input::{
         keyboard::{FilterResult, Keycode, xkb},
         pointer::{AxisFrame, ButtonEvent, MotionEvent, RelativeMotionEvent},
         touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent},
     },
-    desktop::{Window, WindowSurfaceType, utils::under_from_surface_tree},
     reexports::wayland_server::protocol::wl_surface::WlSurface,
     utils::{Logical, Point, SERIAL_COUNTER},
     wayland::{
@@ -198,7 +200,9 @@ pub(crate) struct TextKeymap {
 
 impl std::fmt::Debug for TextKeymap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextKeymap").field("keys", &self.keys.len()).finish()
+        f.debug_struct("TextKeymap")
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -260,7 +264,10 @@ impl State {
     pub(crate) fn process_input(&mut self, event: InputEvent) {
         let time = self.clock_ms();
         match event {
-            InputEvent::KeyboardKey { linux_keycode, pressed } => {
+            InputEvent::KeyboardKey {
+                linux_keycode,
+                pressed,
+            } => {
                 self.keyboard_key(linux_keycode, pressed, time);
             }
             InputEvent::Text(text) => self.type_text(&text, time),
@@ -271,17 +278,30 @@ impl State {
                 let target = self.pointer_location + Point::from((dx, dy));
                 self.pointer_motion(target, Some((dx, dy)), time);
             }
-            InputEvent::PointerMotionAbsolute { x, y, width, height } => {
+            InputEvent::PointerMotionAbsolute {
+                x,
+                y,
+                width,
+                height,
+            } => {
                 if !(width > 0.0 && height > 0.0 && x.is_finite() && y.is_finite()) {
-                    warn!(width, height, "absolute motion with an empty reference frame");
+                    warn!(
+                        width,
+                        height, "absolute motion with an empty reference frame"
+                    );
                     return;
                 }
                 let size = self.output_size();
                 let target = Point::from((x / width * size.0, y / height * size.1));
                 self.pointer_motion(target, None, time);
             }
-            InputEvent::PointerButton { button, pressed } => self.pointer_button(button, pressed, time),
-            InputEvent::Scroll { vertical, horizontal } => self.scroll(vertical, horizontal, time),
+            InputEvent::PointerButton { button, pressed } => {
+                self.pointer_button(button, pressed, time)
+            }
+            InputEvent::Scroll {
+                vertical,
+                horizontal,
+            } => self.scroll(vertical, horizontal, time),
             InputEvent::Touch { id, kind, x, y } => self.touch(id, kind, x, y, time),
             InputEvent::Pen(pen) => self.pen(pen, time),
         }
@@ -293,8 +313,16 @@ impl State {
 
     fn normalised_to_output(&self, x: f64, y: f64) -> Point<f64, Logical> {
         let size = self.output_size();
-        let x = if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 };
-        let y = if y.is_finite() { y.clamp(0.0, 1.0) } else { 0.0 };
+        let x = if x.is_finite() {
+            x.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let y = if y.is_finite() {
+            y.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         Point::from((x * size.0, y * size.1))
     }
 
@@ -314,7 +342,11 @@ impl State {
         let Some(keyboard) = self.seat.get_keyboard() else {
             return;
         };
-        let state = if pressed { KeyState::Pressed } else { KeyState::Released };
+        let state = if pressed {
+            KeyState::Pressed
+        } else {
+            KeyState::Released
+        };
         keyboard.input::<(), _>(
             self,
             Keycode::new(xkb_code),
@@ -365,7 +397,8 @@ impl State {
         &self,
         location: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
-        self.hit_test(location).map(|(_, surface, origin)| (surface, origin))
+        self.hit_test(location)
+            .map(|(_, surface, origin)| (surface, origin))
     }
 
     /// The window under `location`.
@@ -373,18 +406,30 @@ impl State {
         self.hit_test(location).map(|(window, _, _)| window)
     }
 
-    fn hit_test(&self, location: Point<f64, Logical>) -> Option<(Window, WlSurface, Point<f64, Logical>)> {
-        self.windows_top_down().into_iter().find_map(|(window, render_loc)| {
-            let local = location - render_loc.to_f64();
-            let hit = match self.legacy_x11_surface(&window) {
-                Some(surface) => under_from_surface_tree(&surface, local, (0, 0), WindowSurfaceType::ALL),
-                None => window.surface_under(local, WindowSurfaceType::ALL),
-            };
-            hit.map(|(surface, loc)| (window, surface, (loc + render_loc).to_f64()))
-        })
+    fn hit_test(
+        &self,
+        location: Point<f64, Logical>,
+    ) -> Option<(Window, WlSurface, Point<f64, Logical>)> {
+        self.windows_top_down()
+            .into_iter()
+            .find_map(|(window, render_loc)| {
+                let local = location - render_loc.to_f64();
+                let hit = match self.legacy_x11_surface(&window) {
+                    Some(surface) => {
+                        under_from_surface_tree(&surface, local, (0, 0), WindowSurfaceType::ALL)
+                    }
+                    None => window.surface_under(local, WindowSurfaceType::ALL),
+                };
+                hit.map(|(surface, loc)| (window, surface, (loc + render_loc).to_f64()))
+            })
     }
 
-    fn pointer_motion(&mut self, target: Point<f64, Logical>, delta: Option<(f64, f64)>, time: u32) {
+    fn pointer_motion(
+        &mut self,
+        target: Point<f64, Logical>,
+        delta: Option<(f64, f64)>,
+        time: u32,
+    ) {
         let Some(pointer) = self.seat.get_pointer() else {
             return;
         };
@@ -449,7 +494,10 @@ impl State {
     }
 
     /// Activates a pending constraint of the surface under the pointer.
-    pub(crate) fn activate_pointer_constraint(&mut self, under: Option<(WlSurface, Point<f64, Logical>)>) {
+    pub(crate) fn activate_pointer_constraint(
+        &mut self,
+        under: Option<(WlSurface, Point<f64, Logical>)>,
+    ) {
         let Some(pointer) = self.seat.get_pointer() else {
             return;
         };
@@ -489,8 +537,20 @@ impl State {
         if pressed && !pointer.is_grabbed() {
             self.focus_window_under_pointer(serial);
         }
-        let state = if pressed { ButtonState::Pressed } else { ButtonState::Released };
-        pointer.button(self, &ButtonEvent { serial, time, button: code, state });
+        let state = if pressed {
+            ButtonState::Pressed
+        } else {
+            ButtonState::Released
+        };
+        pointer.button(
+            self,
+            &ButtonEvent {
+                serial,
+                time,
+                button: code,
+                state,
+            },
+        );
         pointer.frame(self);
     }
 
@@ -502,12 +562,18 @@ impl State {
         if vertical != 0 {
             let v120 = vertical.saturating_neg();
             frame = frame
-                .value(Axis::Vertical, f64::from(v120) / WHEEL_DELTA * AXIS_PER_NOTCH)
+                .value(
+                    Axis::Vertical,
+                    f64::from(v120) / WHEEL_DELTA * AXIS_PER_NOTCH,
+                )
                 .v120(Axis::Vertical, v120);
         }
         if horizontal != 0 {
             frame = frame
-                .value(Axis::Horizontal, f64::from(horizontal) / WHEEL_DELTA * AXIS_PER_NOTCH)
+                .value(
+                    Axis::Horizontal,
+                    f64::from(horizontal) / WHEEL_DELTA * AXIS_PER_NOTCH,
+                )
                 .v120(Axis::Horizontal, horizontal);
         }
         pointer.axis(self, frame);
@@ -531,14 +597,31 @@ impl State {
                     self.focus_window_at(location, serial);
                 }
                 let under = self.surface_under(location);
-                touch.down(self, under, &DownEvent { slot, location, serial, time });
+                touch.down(
+                    self,
+                    under,
+                    &DownEvent {
+                        slot,
+                        location,
+                        serial,
+                        time,
+                    },
+                );
             }
             TouchKind::Move => {
                 if !self.inject.touch_ids.contains(&id) {
                     return;
                 }
                 let under = self.surface_under(location);
-                touch.motion(self, under, &TouchMotionEvent { slot, location, time });
+                touch.motion(
+                    self,
+                    under,
+                    &TouchMotionEvent {
+                        slot,
+                        location,
+                        time,
+                    },
+                );
             }
             TouchKind::Up => {
                 if !self.inject.touch_ids.remove(&id) {
@@ -631,7 +714,11 @@ pub(crate) fn pen_tablet() -> TabletDescriptor {
 /// The pen tool (or its eraser end).
 fn pen_tool(eraser: bool) -> TabletToolDescriptor {
     TabletToolDescriptor {
-        tool_type: if eraser { TabletToolType::Eraser } else { TabletToolType::Pen },
+        tool_type: if eraser {
+            TabletToolType::Eraser
+        } else {
+            TabletToolType::Pen
+        },
         hardware_serial: if eraser { 2 } else { 1 },
         hardware_id_wacom: 0,
         capabilities: smithay::backend::input::TabletToolCapabilities::PRESSURE
@@ -666,6 +753,11 @@ mod tests {
         )
         .expect("temporary keymap compiles");
         let syms = keymap.key_get_syms_by_level((SPARE_EVDEV_KEY + XKB_OFFSET).into(), 0, 0);
-        assert_eq!(syms.iter().map(|s| xkb::keysym_to_utf32(*s)).collect::<Vec<_>>(), [0x20AC]);
+        assert_eq!(
+            syms.iter()
+                .map(|s| xkb::keysym_to_utf32(*s))
+                .collect::<Vec<_>>(),
+            [0x20AC]
+        );
     }
 }

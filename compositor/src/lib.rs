@@ -17,9 +17,10 @@ pub mod vk;
 pub mod waylanddisplaysrc;
 
 pub use handle::{
-    Compositor, CompositorConfig, CompositorError, CompositorHandle, CompositorStats, FrameOutcome, InputSender,
+    Compositor, CompositorConfig, CompositorError, CompositorHandle, CompositorStats, FrameOutcome,
+    InputSender,
 };
+pub use input::{InputEvent, PenEvent, PenKind, TouchKind};
 pub use render::RenderError;
 pub use state::StateError;
-pub use input::{InputEvent, PenEvent, PenKind, TouchKind};
 pub use vk::vk_to_evdev;

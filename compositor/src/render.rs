@@ -7,6 +7,7 @@
 //! nothing and the caller can repeat its last buffer.
 
 use smithay::{
+    backend::renderer::element::AsRenderElements,
     backend::{
         allocator::Fourcc,
         renderer::{
@@ -19,7 +20,6 @@ use smithay::{
             pixman::PixmanRenderer,
         },
     },
-    backend::renderer::element::AsRenderElements,
     input::pointer::{CursorImageStatus, CursorImageSurfaceData},
     output::Output,
     utils::{Physical, Point, Scale, Transform},

@@ -82,22 +82,43 @@ pub(crate) struct State {
 
     pub compositor_state: CompositorState,
     pub xdg_shell_state: XdgShellState,
-    #[expect(dead_code, reason = "owns a global that must live as long as the display")]
+    #[expect(
+        dead_code,
+        reason = "owns a global that must live as long as the display"
+    )]
     pub xdg_decoration_state: XdgDecorationState,
     pub shm_state: ShmState,
-    #[expect(dead_code, reason = "owns a global that must live as long as the display")]
+    #[expect(
+        dead_code,
+        reason = "owns a global that must live as long as the display"
+    )]
     pub output_manager_state: OutputManagerState,
     pub seat_state: SeatState<State>,
     pub data_device_state: DataDeviceState,
-    #[expect(dead_code, reason = "owns a global that must live as long as the display")]
+    #[expect(
+        dead_code,
+        reason = "owns a global that must live as long as the display"
+    )]
     pub viewporter_state: ViewporterState,
-    #[expect(dead_code, reason = "owns a global that must live as long as the display")]
+    #[expect(
+        dead_code,
+        reason = "owns a global that must live as long as the display"
+    )]
     pub presentation_state: PresentationState,
-    #[expect(dead_code, reason = "owns a global that must live as long as the display")]
+    #[expect(
+        dead_code,
+        reason = "owns a global that must live as long as the display"
+    )]
     pub relative_pointer_state: RelativePointerManagerState,
-    #[expect(dead_code, reason = "owns a global that must live as long as the display")]
+    #[expect(
+        dead_code,
+        reason = "owns a global that must live as long as the display"
+    )]
     pub pointer_constraints_state: PointerConstraintsState,
-    #[expect(dead_code, reason = "owns a global that must live as long as the display")]
+    #[expect(
+        dead_code,
+        reason = "owns a global that must live as long as the display"
+    )]
     pub tablet_state: TabletManagerState,
     pub xwayland_shell_state: XWaylandShellState,
 
@@ -126,7 +147,10 @@ pub(crate) struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("size", &self.size).field("fps", &self.fps).finish()
+        f.debug_struct("State")
+            .field("size", &self.size)
+            .field("fps", &self.fps)
+            .finish()
     }
 }
 
@@ -258,7 +282,10 @@ impl State {
     }
 
     /// Sets the state a toplevel gets: fullscreen, activated, at the stream size.
-    pub(crate) fn fullscreen_toplevel_state(&self, surface: &smithay::wayland::shell::xdg::ToplevelSurface) {
+    pub(crate) fn fullscreen_toplevel_state(
+        &self,
+        surface: &smithay::wayland::shell::xdg::ToplevelSurface,
+    ) {
         let size = self.output_logical_size();
         let wl_output = surface
             .wl_surface()
@@ -393,7 +420,9 @@ impl State {
         let output = self.output.clone();
         let refresh = Duration::from_secs(1) / self.fps.max(1);
         for window in self.space.elements() {
-            window.send_frame(&output, now, Some(Duration::ZERO), |_, _| Some(output.clone()));
+            window.send_frame(&output, now, Some(Duration::ZERO), |_, _| {
+                Some(output.clone())
+            });
             let mut feedback = smithay::desktop::utils::OutputPresentationFeedback::new(&output);
             window.take_presentation_feedback(
                 &mut feedback,

@@ -26,7 +26,10 @@ impl Dispatch<wl_registry::WlRegistry, ()> for Client {
         _: &Connection,
         qh: &QueueHandle<Self>,
     ) {
-        if let wl_registry::Event::Global { name, interface, .. } = event {
+        if let wl_registry::Event::Global {
+            name, interface, ..
+        } = event
+        {
             match interface.as_str() {
                 "wl_compositor" => state.compositor = Some(registry.bind(name, 4, qh, ())),
                 "xdg_wm_base" => state.wm_base = Some(registry.bind(name, 1, qh, ())),
@@ -83,7 +86,11 @@ fn hundred_clients_leak_no_fds() {
         let mut client = Client::default();
         queue.roundtrip(&mut client).unwrap();
         let surface = client.compositor.as_ref().unwrap().create_surface(&qh, ());
-        let xdg = client.wm_base.as_ref().unwrap().get_xdg_surface(&surface, &qh, ());
+        let xdg = client
+            .wm_base
+            .as_ref()
+            .unwrap()
+            .get_xdg_surface(&surface, &qh, ());
         let _toplevel = xdg.get_toplevel(&qh, ());
         surface.commit();
         while !client.configured {
@@ -94,7 +101,10 @@ fn hundred_clients_leak_no_fds() {
     let wait_gone = || {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while handle.stats().unwrap().clients != 0 {
-            assert!(std::time::Instant::now() < deadline, "clients never went away");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "clients never went away"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };
@@ -109,6 +119,10 @@ fn hundred_clients_leak_no_fds() {
     let stats = handle.stats().unwrap();
     assert_eq!(stats.windows, 0);
     handle.stop();
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "socket files left behind");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "socket files left behind"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -20,16 +20,17 @@ use std::{
 use wayland_client::{
     Connection, Dispatch, QueueHandle, WEnum, delegate_noop, event_created_child,
     protocol::{
-        wl_buffer, wl_compositor, wl_keyboard, wl_pointer, wl_registry, wl_seat, wl_shm, wl_shm_pool,
-        wl_surface, wl_touch,
+        wl_buffer, wl_compositor, wl_keyboard, wl_pointer, wl_registry, wl_seat, wl_shm,
+        wl_shm_pool, wl_surface, wl_touch,
     },
 };
 use wayland_protocols::{
     wp::{
         relative_pointer::zv1::client::{zwp_relative_pointer_manager_v1, zwp_relative_pointer_v1},
         tablet::zv2::client::{
-            zwp_tablet_manager_v2, zwp_tablet_pad_group_v2, zwp_tablet_pad_ring_v2, zwp_tablet_pad_strip_v2,
-            zwp_tablet_pad_v2, zwp_tablet_seat_v2, zwp_tablet_tool_v2, zwp_tablet_v2,
+            zwp_tablet_manager_v2, zwp_tablet_pad_group_v2, zwp_tablet_pad_ring_v2,
+            zwp_tablet_pad_strip_v2, zwp_tablet_pad_v2, zwp_tablet_seat_v2, zwp_tablet_tool_v2,
+            zwp_tablet_v2,
         },
     },
     xdg::{
@@ -126,7 +127,8 @@ fn run() -> Result<(), String> {
         closed: false,
     };
     queue.roundtrip(&mut app).map_err(|e| e.to_string())?;
-    let (Some(compositor), Some(wm_base)) = (app.globals.compositor.clone(), app.globals.wm_base.clone())
+    let (Some(compositor), Some(wm_base)) =
+        (app.globals.compositor.clone(), app.globals.wm_base.clone())
     else {
         return Err("compositor lacks wl_compositor or xdg_wm_base".into());
     };
@@ -151,7 +153,9 @@ fn run() -> Result<(), String> {
     }
     log!(app, "started");
     while !app.closed {
-        queue.blocking_dispatch(&mut app).map_err(|e| e.to_string())?;
+        queue
+            .blocking_dispatch(&mut app)
+            .map_err(|e| e.to_string())?;
     }
     log!(app, "closed");
     Ok(())
@@ -219,7 +223,8 @@ fn shm_file(bytes: &[u8]) -> Result<File, String> {
         .open(&path)
         .map_err(|e| format!("cannot create shm file: {e}"))?;
     let _ = std::fs::remove_file(&path);
-    file.write_all(bytes).map_err(|e| format!("cannot fill shm file: {e}"))?;
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot fill shm file: {e}"))?;
     Ok(file)
 }
 
@@ -232,7 +237,12 @@ impl Dispatch<wl_registry::WlRegistry, ()> for App {
         _: &Connection,
         qh: &QueueHandle<Self>,
     ) {
-        let wl_registry::Event::Global { name, interface, version } = event else {
+        let wl_registry::Event::Global {
+            name,
+            interface,
+            version,
+        } = event
+        else {
             return;
         };
         let g = &mut app.globals;
@@ -303,12 +313,19 @@ impl Dispatch<xdg_toplevel::XdgToplevel, ()> for App {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            xdg_toplevel::Event::Configure { width, height, states } => {
+            xdg_toplevel::Event::Configure {
+                width,
+                height,
+                states,
+            } => {
                 let fullscreen = states
                     .chunks_exact(4)
                     .filter_map(|c| c.try_into().ok().map(u32::from_ne_bytes))
                     .any(|s| s == xdg_toplevel::State::Fullscreen as u32);
-                log!(app, "configure width={width} height={height} fullscreen={fullscreen}");
+                log!(
+                    app,
+                    "configure width={width} height={height} fullscreen={fullscreen}"
+                );
                 app.pending_size = (width, height);
             }
             xdg_toplevel::Event::Close => app.closed = true,
@@ -346,7 +363,10 @@ impl Dispatch<wl_seat::WlSeat, ()> for App {
         _: &Connection,
         qh: &QueueHandle<Self>,
     ) {
-        let wl_seat::Event::Capabilities { capabilities: WEnum::Value(caps) } = event else {
+        let wl_seat::Event::Capabilities {
+            capabilities: WEnum::Value(caps),
+        } = event
+        else {
             return;
         };
         if caps.contains(wl_seat::Capability::Pointer) && app.pointer.is_none() {
@@ -391,21 +411,41 @@ impl Dispatch<wl_pointer::WlPointer, ()> for App {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            wl_pointer::Event::Enter { surface_x, surface_y, .. } => {
+            wl_pointer::Event::Enter {
+                surface_x,
+                surface_y,
+                ..
+            } => {
                 log!(app, "pointer enter x={surface_x:.2} y={surface_y:.2}")
             }
             wl_pointer::Event::Leave { .. } => log!(app, "pointer leave"),
-            wl_pointer::Event::Motion { surface_x, surface_y, .. } => {
+            wl_pointer::Event::Motion {
+                surface_x,
+                surface_y,
+                ..
+            } => {
                 log!(app, "pointer motion x={surface_x:.2} y={surface_y:.2}")
             }
             wl_pointer::Event::Button { button, state, .. } => {
-                log!(app, "pointer button code={button} state={}", button_state(state))
+                log!(
+                    app,
+                    "pointer button code={button} state={}",
+                    button_state(state)
+                )
             }
             wl_pointer::Event::Axis { axis, value, .. } => {
-                log!(app, "pointer axis axis={} value={value:.2}", axis_name(axis))
+                log!(
+                    app,
+                    "pointer axis axis={} value={value:.2}",
+                    axis_name(axis)
+                )
             }
             wl_pointer::Event::AxisValue120 { axis, value120 } => {
-                log!(app, "pointer axis_value120 axis={} value120={value120}", axis_name(axis))
+                log!(
+                    app,
+                    "pointer axis_value120 axis={} value120={value120}",
+                    axis_name(axis)
+                )
             }
             wl_pointer::Event::AxisSource { axis_source } => {
                 let source = match axis_source {
@@ -415,7 +455,9 @@ impl Dispatch<wl_pointer::WlPointer, ()> for App {
                 };
                 log!(app, "pointer axis_source source={source}")
             }
-            wl_pointer::Event::AxisStop { axis, .. } => log!(app, "pointer axis_stop axis={}", axis_name(axis)),
+            wl_pointer::Event::AxisStop { axis, .. } => {
+                log!(app, "pointer axis_stop axis={}", axis_name(axis))
+            }
             _ => {}
         }
     }
@@ -457,7 +499,13 @@ impl Dispatch<wl_keyboard::WlKeyboard, ()> for App {
                 };
                 log!(app, "keyboard key code={key} state={state}")
             }
-            wl_keyboard::Event::Modifiers { mods_depressed, mods_latched, mods_locked, group, .. } => log!(
+            wl_keyboard::Event::Modifiers {
+                mods_depressed,
+                mods_latched,
+                mods_locked,
+                group,
+                ..
+            } => log!(
                 app,
                 "keyboard modifiers depressed={mods_depressed} latched={mods_latched} locked={mods_locked} group={group}"
             ),
@@ -479,8 +527,12 @@ impl Dispatch<wl_touch::WlTouch, ()> for App {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            wl_touch::Event::Down { id, x, y, .. } => log!(app, "touch down id={id} x={x:.2} y={y:.2}"),
-            wl_touch::Event::Motion { id, x, y, .. } => log!(app, "touch motion id={id} x={x:.2} y={y:.2}"),
+            wl_touch::Event::Down { id, x, y, .. } => {
+                log!(app, "touch down id={id} x={x:.2} y={y:.2}")
+            }
+            wl_touch::Event::Motion { id, x, y, .. } => {
+                log!(app, "touch motion id={id} x={x:.2} y={y:.2}")
+            }
             wl_touch::Event::Up { id, .. } => log!(app, "touch up id={id}"),
             wl_touch::Event::Cancel => log!(app, "touch cancel"),
             wl_touch::Event::Frame => log!(app, "touch frame"),
@@ -537,7 +589,9 @@ impl Dispatch<zwp_tablet_tool_v2::ZwpTabletToolV2, ()> for App {
             Event::Up => log!(app, "tablet tool up"),
             Event::Motion { x, y } => log!(app, "tablet tool motion x={x:.2} y={y:.2}"),
             Event::Pressure { pressure } => log!(app, "tablet tool pressure value={pressure}"),
-            Event::Tilt { tilt_x, tilt_y } => log!(app, "tablet tool tilt x={tilt_x:.2} y={tilt_y:.2}"),
+            Event::Tilt { tilt_x, tilt_y } => {
+                log!(app, "tablet tool tilt x={tilt_x:.2} y={tilt_y:.2}")
+            }
             Event::Button { button, state, .. } => {
                 let state = match state {
                     WEnum::Value(zwp_tablet_tool_v2::ButtonState::Pressed) => "pressed",

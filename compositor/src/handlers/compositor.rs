@@ -7,7 +7,10 @@ use smithay::{
     reexports::wayland_server::{Client, protocol::wl_surface::WlSurface},
     utils::SERIAL_COUNTER,
     wayland::{
-        compositor::{CompositorClientState, CompositorHandler, CompositorState, get_parent, is_sync_subsurface},
+        compositor::{
+            CompositorClientState, CompositorHandler, CompositorState, get_parent,
+            is_sync_subsurface,
+        },
         shell::xdg::XdgToplevelSurfaceData,
     },
     xwayland::XWaylandClientData,
@@ -58,13 +61,14 @@ impl State {
         if let Some(window) = self.window_for_surface(surface)
             && let Some(toplevel) = window.toplevel()
         {
-            let initial_configure_sent = smithay::wayland::compositor::with_states(surface, |states| {
-                states
-                    .data_map
-                    .get::<XdgToplevelSurfaceData>()
-                    .and_then(|data| data.lock().ok().map(|d| d.initial_configure_sent))
-                    .unwrap_or(true)
-            });
+            let initial_configure_sent =
+                smithay::wayland::compositor::with_states(surface, |states| {
+                    states
+                        .data_map
+                        .get::<XdgToplevelSurfaceData>()
+                        .and_then(|data| data.lock().ok().map(|d| d.initial_configure_sent))
+                        .unwrap_or(true)
+                });
             if !initial_configure_sent {
                 self.fullscreen_toplevel_state(toplevel);
                 toplevel.send_configure();
@@ -84,8 +88,10 @@ impl State {
             return;
         };
         let mapped = self.window_wl_surface(window).is_some_and(|surface| {
-            smithay::backend::renderer::utils::with_renderer_surface_state(&surface, |s| s.buffer().is_some())
-                .unwrap_or(false)
+            smithay::backend::renderer::utils::with_renderer_surface_state(&surface, |s| {
+                s.buffer().is_some()
+            })
+            .unwrap_or(false)
         });
         let on_top = self.space.elements().last() == Some(window);
         let focused = keyboard.current_focus() == self.window_wl_surface(window);

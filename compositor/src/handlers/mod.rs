@@ -8,17 +8,20 @@ mod xwayland;
 use std::os::fd::OwnedFd;
 
 use smithay::{
-    delegate_data_device, delegate_output, delegate_pointer_constraints, delegate_presentation,
-    delegate_relative_pointer, delegate_seat, delegate_shm, delegate_tablet_manager, delegate_viewporter,
-    delegate_xdg_decoration, delegate_xwayland_shell,
     backend::input::TabletToolDescriptor,
+    delegate_data_device, delegate_output, delegate_pointer_constraints, delegate_presentation,
+    delegate_relative_pointer, delegate_seat, delegate_shm, delegate_tablet_manager,
+    delegate_viewporter, delegate_xdg_decoration, delegate_xwayland_shell,
     input::{
         Seat, SeatHandler, SeatState,
         pointer::{CursorImageStatus, PointerHandle},
     },
     reexports::{
         wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode as DecorationMode,
-        wayland_server::{Resource, protocol::{wl_buffer::WlBuffer, wl_surface::WlSurface}},
+        wayland_server::{
+            Resource,
+            protocol::{wl_buffer::WlBuffer, wl_surface::WlSurface},
+        },
     },
     utils::{Logical, Point},
     wayland::{
@@ -72,7 +75,12 @@ delegate_seat!(State);
 impl SelectionHandler for State {
     type SelectionUserData = ();
 
-    fn new_selection(&mut self, ty: SelectionTarget, source: Option<SelectionSource>, _seat: Seat<Self>) {
+    fn new_selection(
+        &mut self,
+        ty: SelectionTarget,
+        source: Option<SelectionSource>,
+        _seat: Seat<Self>,
+    ) {
         if let Some(xwm) = self.xwm.as_mut()
             && let Err(err) = xwm.new_selection(ty, source.map(|s| s.mime_types()))
         {
@@ -179,7 +187,8 @@ impl PointerConstraintsHandler for State {
         pointer: &PointerHandle<Self>,
         location: Point<f64, Logical>,
     ) {
-        let active = with_pointer_constraint(surface, pointer, |c| c.is_some_and(|c| c.is_active()));
+        let active =
+            with_pointer_constraint(surface, pointer, |c| c.is_some_and(|c| c.is_active()));
         if !active {
             return;
         }

@@ -7,7 +7,9 @@ use smithay::{
     input::Seat,
     reexports::wayland_server::protocol::{wl_output, wl_seat},
     utils::{Rectangle, SERIAL_COUNTER, Serial},
-    wayland::shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState},
+    wayland::shell::xdg::{
+        PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState,
+    },
 };
 use tracing::{debug, warn};
 
@@ -48,13 +50,18 @@ impl XdgShellHandler for State {
         };
         if let Some(keyboard) = seat.get_keyboard() {
             if keyboard.is_grabbed()
-                && !(keyboard.has_grab(serial) || keyboard.has_grab(grab.previous_serial().unwrap_or(serial)))
+                && !(keyboard.has_grab(serial)
+                    || keyboard.has_grab(grab.previous_serial().unwrap_or(serial)))
             {
                 grab.ungrab(smithay::desktop::PopupUngrabStrategy::All);
                 return;
             }
             keyboard.set_focus(self, grab.current_grab(), serial);
-            keyboard.set_grab(self, smithay::desktop::PopupKeyboardGrab::new(&grab), serial);
+            keyboard.set_grab(
+                self,
+                smithay::desktop::PopupKeyboardGrab::new(&grab),
+                serial,
+            );
         }
         if let Some(pointer) = seat.get_pointer() {
             if pointer.is_grabbed()
@@ -73,7 +80,12 @@ impl XdgShellHandler for State {
         }
     }
 
-    fn reposition_request(&mut self, surface: PopupSurface, positioner: PositionerState, token: u32) {
+    fn reposition_request(
+        &mut self,
+        surface: PopupSurface,
+        positioner: PositionerState,
+        token: u32,
+    ) {
         surface.with_pending_state(|state| {
             state.geometry = positioner.get_geometry();
             state.positioner = positioner;
@@ -82,7 +94,11 @@ impl XdgShellHandler for State {
         surface.send_repositioned(token);
     }
 
-    fn fullscreen_request(&mut self, surface: ToplevelSurface, _output: Option<wl_output::WlOutput>) {
+    fn fullscreen_request(
+        &mut self,
+        surface: ToplevelSurface,
+        _output: Option<wl_output::WlOutput>,
+    ) {
         // Already fullscreen; answer with the state we impose.
         self.fullscreen_toplevel_state(&surface);
         if surface.is_initial_configure_sent() {

@@ -8,7 +8,10 @@ use smithay::{
     utils::{Logical, Rectangle, SERIAL_COUNTER},
     wayland::selection::{
         SelectionTarget,
-        data_device::{clear_data_device_selection, current_data_device_selection_userdata, request_data_device_client_selection, set_data_device_selection},
+        data_device::{
+            clear_data_device_selection, current_data_device_selection_userdata,
+            request_data_device_client_selection, set_data_device_selection,
+        },
     },
     xwayland::{
         X11Surface, X11Wm, XwmHandler,
@@ -97,13 +100,25 @@ impl XwmHandler for State {
         geometry: Rectangle<i32, Logical>,
         _above: Option<u32>,
     ) {
-        let Some(elem) = self.space.elements().find(|e| e.x11_surface() == Some(&window)).cloned() else {
+        let Some(elem) = self
+            .space
+            .elements()
+            .find(|e| e.x11_surface() == Some(&window))
+            .cloned()
+        else {
             return;
         };
         self.space.map_element(elem, geometry.loc, false);
     }
 
-    fn resize_request(&mut self, _xwm: XwmId, _window: X11Surface, _button: u32, _edge: ResizeEdge) {}
+    fn resize_request(
+        &mut self,
+        _xwm: XwmId,
+        _window: X11Surface,
+        _button: u32,
+        _edge: ResizeEdge,
+    ) {
+    }
 
     fn move_request(&mut self, _xwm: XwmId, _window: X11Surface, _button: u32) {}
 
@@ -111,7 +126,13 @@ impl XwmHandler for State {
         true
     }
 
-    fn send_selection(&mut self, _xwm: XwmId, selection: SelectionTarget, mime_type: String, fd: OwnedFd) {
+    fn send_selection(
+        &mut self,
+        _xwm: XwmId,
+        selection: SelectionTarget,
+        mime_type: String,
+        fd: OwnedFd,
+    ) {
         if selection == SelectionTarget::Clipboard
             && let Err(err) = request_data_device_client_selection(&self.seat, mime_type, fd)
         {
@@ -126,7 +147,9 @@ impl XwmHandler for State {
     }
 
     fn cleared_selection(&mut self, _xwm: XwmId, selection: SelectionTarget) {
-        if selection == SelectionTarget::Clipboard && current_data_device_selection_userdata(&self.seat).is_some() {
+        if selection == SelectionTarget::Clipboard
+            && current_data_device_selection_userdata(&self.seat).is_some()
+        {
             clear_data_device_selection(&self.display_handle, &self.seat);
         }
     }
@@ -139,7 +162,11 @@ impl XwmHandler for State {
 
 impl State {
     fn unmap_x11(&mut self, window: &X11Surface) {
-        let elem = self.space.elements().find(|e| e.x11_surface() == Some(window)).cloned();
+        let elem = self
+            .space
+            .elements()
+            .find(|e| e.x11_surface() == Some(window))
+            .cloned();
         if let Some(elem) = elem {
             self.space.unmap_elem(&elem);
             self.focus_top_window(SERIAL_COUNTER.next_serial());

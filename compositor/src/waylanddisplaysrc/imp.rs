@@ -100,7 +100,10 @@ impl WaylandDisplaySrc {
             .format(gst_video::VideoFormat::Bgrx)
             .width(i32::try_from(config.width).unwrap_or(i32::MAX))
             .height(i32::try_from(config.height).unwrap_or(i32::MAX))
-            .framerate(gst::Fraction::new(i32::try_from(config.fps).unwrap_or(i32::MAX), 1))
+            .framerate(gst::Fraction::new(
+                i32::try_from(config.fps).unwrap_or(i32::MAX),
+                1,
+            ))
             .build()
     }
 
@@ -128,7 +131,10 @@ impl WaylandDisplaySrc {
             config.runtime_dir = PathBuf::from(dir);
         }
         Compositor::start(config).map_err(|err| {
-            gst::error_msg!(gst::ResourceError::OpenRead, ["cannot start the compositor: {err}"])
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ["cannot start the compositor: {err}"]
+            )
         })
     }
 
@@ -287,8 +293,13 @@ impl ElementImpl for WaylandDisplaySrc {
                 .framerate_range(gst::Fraction::new(1, 1)..=gst::Fraction::new(480, 1))
                 .build();
             // Static template: the caps above are well-formed.
-            let src = gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                .expect("valid pad template");
+            let src = gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("valid pad template");
             vec![src]
         });
         PAD_TEMPLATES.as_ref()
@@ -361,7 +372,8 @@ impl BaseSrcImpl for WaylandDisplaySrc {
                 config.height
             ));
         }
-        let size = u32::try_from(info.size()).map_err(|_| gst::loggable_error!(CAT, "frame too large"))?;
+        let size =
+            u32::try_from(info.size()).map_err(|_| gst::loggable_error!(CAT, "frame too large"))?;
         let pool = gst::BufferPool::new();
         let mut pool_config = pool.config();
         pool_config.set_params(Some(caps), size, POOL_MIN_BUFFERS, 0);
@@ -379,7 +391,12 @@ impl BaseSrcImpl for WaylandDisplaySrc {
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
-            let duration = self.state.lock().unwrap().as_ref().map(|s| s.frame_duration);
+            let duration = self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|s| s.frame_duration);
             if let Some(duration) = duration {
                 q.set(true, duration, gst::ClockTime::NONE);
                 return true;
@@ -405,7 +422,10 @@ impl BaseSrcImpl for WaylandDisplaySrc {
 }
 
 impl PushSrcImpl for WaylandDisplaySrc {
-    fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
         let (running_time, duration, frame_index) = {
             let mut state = self.state.lock().unwrap();
             let Some(state) = state.as_mut() else {
@@ -437,10 +457,17 @@ impl PushSrcImpl for WaylandDisplaySrc {
             return Err(gst::FlowError::NotNegotiated);
         };
         let target = pool.acquire_buffer(None)?;
-        let outcome = state.compositor.render(target, state.last.is_none()).map_err(|err| {
-            gst::element_imp_error!(self, gst::ResourceError::Read, ["compositor failed: {err}"]);
-            gst::FlowError::Error
-        })?;
+        let outcome = state
+            .compositor
+            .render(target, state.last.is_none())
+            .map_err(|err| {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ["compositor failed: {err}"]
+                );
+                gst::FlowError::Error
+            })?;
         let (mut buffer, rendered) = match outcome {
             FrameOutcome::Rendered(buffer) => (buffer, true),
             FrameOutcome::Unchanged(unused) => {

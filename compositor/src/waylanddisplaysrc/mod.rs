@@ -44,5 +44,10 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
 /// Registers `waylanddisplaysrc` with no plugin, for use inside this process (call after
 /// `gst::init()`; calling it again is harmless).
 pub fn register_static() -> Result<(), glib::BoolError> {
-    gst::Element::register(None, "waylanddisplaysrc", gst::Rank::NONE, WaylandDisplaySrc::static_type())
+    gst::Element::register(
+        None,
+        "waylanddisplaysrc",
+        gst::Rank::NONE,
+        WaylandDisplaySrc::static_type(),
+    )
 }

@@ -45,7 +45,11 @@ fn two_compositors_do_not_share_clients() {
     let stats_b = b.stats().unwrap();
     assert_eq!((stats_b.clients, stats_b.windows), (0, 0));
     for _ in 0..5 {
-        assert_eq!(Frame::from_sample(&frames_b.pull()).rgb(10, 10), 0, "B shows A's client");
+        assert_eq!(
+            Frame::from_sample(&frames_b.pull()).rgb(10, 10),
+            0,
+            "B shows A's client"
+        );
     }
 
     // Same runtime directory: distinct sockets, still separate.
@@ -74,8 +78,15 @@ fn x11_clients_run_through_xwayland() {
     let socket = std::path::PathBuf::from(format!("/tmp/.X11-unix/X{}", &display[1..]));
     assert!(socket.exists(), "{} missing", socket.display());
     let frames = Frames::new(&handle);
-    let _client = spawn(&handle, xmessage.to_str().unwrap(), &["hati xwayland test"], &[]);
-    wait_for("the X11 window", Duration::from_secs(15), || handle.stats().unwrap().windows == 1);
+    let _client = spawn(
+        &handle,
+        xmessage.to_str().unwrap(),
+        &["hati xwayland test"],
+        &[],
+    );
+    wait_for("the X11 window", Duration::from_secs(15), || {
+        handle.stats().unwrap().windows == 1
+    });
     // xmessage is configured fullscreen: something other than black appears.
     frames.wait_frame("xmessage's window", |f| {
         let coloured = (0..f.height)

@@ -76,7 +76,12 @@ impl Drop for ClientProcess {
 }
 
 /// Spawns `program` with the compositor's client environment.
-pub fn spawn(handle: &CompositorHandle, program: &str, args: &[&str], extra_env: &[(&str, &Path)]) -> ClientProcess {
+pub fn spawn(
+    handle: &CompositorHandle,
+    program: &str,
+    args: &[&str],
+    extra_env: &[(&str, &Path)],
+) -> ClientProcess {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_remove("DISPLAY")
@@ -90,7 +95,10 @@ pub fn spawn(handle: &CompositorHandle, program: &str, args: &[&str], extra_env:
     for (key, value) in extra_env {
         cmd.env(key, value);
     }
-    ClientProcess(cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {program}: {e}")))
+    ClientProcess(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {program}: {e}")),
+    )
 }
 
 /// Spawns `hati-test-client` logging into `log`.
@@ -106,7 +114,9 @@ pub fn spawn_test_client(handle: &CompositorHandle, log: &Path) -> ClientProcess
 /// Full path of a binary on `PATH`, if installed.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
@@ -188,7 +198,10 @@ impl Frames {
             if cond(&frame) {
                 return frame;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for a frame with {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for a frame with {what}"
+            );
         }
     }
 }

@@ -78,7 +78,9 @@ fn weston_simple_shm_is_rendered() {
     let _client = spawn(&handle, program.to_str().unwrap(), &[], &[]);
     // simple-shm draws an animated pattern into a 250x250 window at (0, 0).
     let frame = frames.wait_frame("simple-shm's pattern", |f| {
-        (0..240).step_by(8).any(|y| (0..240).step_by(8).any(|x| f.rgb(x, y) != 0))
+        (0..240)
+            .step_by(8)
+            .any(|y| (0..240).step_by(8).any(|x| f.rgb(x, y) != 0))
     });
     let coloured = (0..240)
         .step_by(4)

@@ -8,7 +8,12 @@ use crate::fixture::*;
 
 /// Sends `events` and waits until the log shows `expected` in order after line `from`.
 #[track_caller]
-fn expect(handle: &CompositorHandle, log: &Path, events: Vec<InputEvent>, expected: &[&str]) -> usize {
+fn expect(
+    handle: &CompositorHandle,
+    log: &Path,
+    events: Vec<InputEvent>,
+    expected: &[&str],
+) -> usize {
     let from = log_lines(log).len();
     for event in events {
         handle.send_input(event).unwrap();
@@ -37,12 +42,30 @@ fn keys_reach_the_focused_client() {
         &handle,
         &log,
         vec![
-            InputEvent::KeyboardKey { linux_keycode: 30, pressed: true },
-            InputEvent::KeyboardKey { linux_keycode: 30, pressed: true }, // repeat: dropped
-            InputEvent::KeyboardKey { linux_keycode: 30, pressed: false },
-            InputEvent::KeyboardKey { linux_keycode: 31, pressed: false }, // never pressed: dropped
-            InputEvent::KeyboardKey { linux_keycode: 42, pressed: true },
-            InputEvent::KeyboardKey { linux_keycode: 42, pressed: false },
+            InputEvent::KeyboardKey {
+                linux_keycode: 30,
+                pressed: true,
+            },
+            InputEvent::KeyboardKey {
+                linux_keycode: 30,
+                pressed: true,
+            }, // repeat: dropped
+            InputEvent::KeyboardKey {
+                linux_keycode: 30,
+                pressed: false,
+            },
+            InputEvent::KeyboardKey {
+                linux_keycode: 31,
+                pressed: false,
+            }, // never pressed: dropped
+            InputEvent::KeyboardKey {
+                linux_keycode: 42,
+                pressed: true,
+            },
+            InputEvent::KeyboardKey {
+                linux_keycode: 42,
+                pressed: false,
+            },
             InputEvent::KeyboardKey {
                 linux_keycode: hati_compositor::vk_to_evdev(0x70).unwrap(),
                 pressed: true,
@@ -64,7 +87,10 @@ fn keys_reach_the_focused_client() {
         ],
     );
     let lines = log_lines(&log);
-    let presses = lines.iter().filter(|l| *l == "keyboard key code=30 state=pressed").count();
+    let presses = lines
+        .iter()
+        .filter(|l| *l == "keyboard key code=30 state=pressed")
+        .count();
     assert_eq!(presses, 1, "a repeated press went through");
     assert!(!lines.iter().any(|l| l.starts_with("keyboard key code=31")));
 }
@@ -89,7 +115,10 @@ fn text_is_typed_with_keys_or_a_temporary_keymap() {
             "keyboard key code=240 state=released",
         ],
     );
-    let keymaps = log_lines(&log).iter().filter(|l| l.starts_with("keyboard keymap")).count();
+    let keymaps = log_lines(&log)
+        .iter()
+        .filter(|l| l.starts_with("keyboard keymap"))
+        .count();
     assert_eq!(keymaps, 3, "initial, temporary and restored keymaps");
 }
 
@@ -100,14 +129,24 @@ fn pointer_motion_buttons_and_scroll() {
     expect(
         &handle,
         &log,
-        vec![InputEvent::PointerMotionAbsolute { x: 960.0, y: 540.0, width: 1920.0, height: 1080.0 }],
+        vec![InputEvent::PointerMotionAbsolute {
+            x: 960.0,
+            y: 540.0,
+            width: 1920.0,
+            height: 1080.0,
+        }],
         &["pointer enter x=160.00 y=120.00"],
     );
     expect(
         &handle,
         &log,
         vec![
-            InputEvent::PointerMotionAbsolute { x: 480.0, y: 270.0, width: 1920.0, height: 1080.0 },
+            InputEvent::PointerMotionAbsolute {
+                x: 480.0,
+                y: 270.0,
+                width: 1920.0,
+                height: 1080.0,
+            },
             InputEvent::PointerMotionRelative { dx: 5.0, dy: -3.0 },
         ],
         &[
@@ -122,8 +161,14 @@ fn pointer_motion_buttons_and_scroll() {
         (1..=5)
             .flat_map(|button| {
                 [
-                    InputEvent::PointerButton { button, pressed: true },
-                    InputEvent::PointerButton { button, pressed: false },
+                    InputEvent::PointerButton {
+                        button,
+                        pressed: true,
+                    },
+                    InputEvent::PointerButton {
+                        button,
+                        pressed: false,
+                    },
                 ]
             })
             .collect(),
@@ -145,8 +190,14 @@ fn pointer_motion_buttons_and_scroll() {
         &handle,
         &log,
         vec![
-            InputEvent::Scroll { vertical: 120, horizontal: 0 },
-            InputEvent::Scroll { vertical: 0, horizontal: 60 },
+            InputEvent::Scroll {
+                vertical: 120,
+                horizontal: 0,
+            },
+            InputEvent::Scroll {
+                vertical: 0,
+                horizontal: 60,
+            },
         ],
         &[
             "pointer axis_source source=wheel",
@@ -165,9 +216,24 @@ fn touch_and_pen() {
         &handle,
         &log,
         vec![
-            InputEvent::Touch { id: 7, kind: TouchKind::Down, x: 0.25, y: 0.5 },
-            InputEvent::Touch { id: 7, kind: TouchKind::Move, x: 0.5, y: 0.5 },
-            InputEvent::Touch { id: 7, kind: TouchKind::Up, x: 0.5, y: 0.5 },
+            InputEvent::Touch {
+                id: 7,
+                kind: TouchKind::Down,
+                x: 0.25,
+                y: 0.5,
+            },
+            InputEvent::Touch {
+                id: 7,
+                kind: TouchKind::Move,
+                x: 0.5,
+                y: 0.5,
+            },
+            InputEvent::Touch {
+                id: 7,
+                kind: TouchKind::Up,
+                x: 0.5,
+                y: 0.5,
+            },
         ],
         &[
             "touch down id=7 x=80.00 y=120.00",

@@ -16,7 +16,10 @@ fn stop_removes_the_socket_and_lock_file() {
     assert!(!socket.exists(), "socket left behind");
     assert!(!lock.exists(), "lock file left behind");
     assert!(clone.stats().is_err(), "a stopped compositor answers");
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "files left behind");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "files left behind"
+    );
 }
 
 #[test]
@@ -45,17 +48,29 @@ fn element_starts_its_own_compositor() {
     .unwrap();
     use gst::prelude::*;
     pipeline.set_state(gst::State::Playing).unwrap();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let sample = sink
+        .try_pull_sample(gst::ClockTime::from_seconds(5))
+        .unwrap();
     let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
     assert_eq!(caps.get::<i32>("width").unwrap(), 128);
     assert_eq!(caps.get::<i32>("height").unwrap(), 96);
-    assert_eq!(caps.get::<gst::Fraction>("framerate").unwrap(), gst::Fraction::new(15, 1));
+    assert_eq!(
+        caps.get::<gst::Fraction>("framerate").unwrap(),
+        gst::Fraction::new(15, 1)
+    );
     assert_eq!(caps.get::<&str>("format").unwrap(), "BGRx");
     let name: String = pipeline.by_name("src").unwrap().property("wayland-display");
     assert!(dir.path().join(&name).exists());
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(!dir.path().join(&name).exists(), "the element's compositor outlived it");
+    assert!(
+        !dir.path().join(&name).exists(),
+        "the element's compositor outlived it"
+    );
 }
 
 #[test]
