@@ -181,7 +181,7 @@ impl State {
             return Err(too_small);
         };
         let needed = stride.checked_mul(h).ok_or(RenderError::Unaligned)?;
-        if stride < w.saturating_mul(4) || dst.len() < needed || stride % 4 != 0 {
+        if stride < w.saturating_mul(4) || dst.len() < needed || !stride.is_multiple_of(4) {
             return Err(too_small);
         }
         let pixels = dst.get_mut(..needed).ok_or(RenderError::Unaligned)?;
