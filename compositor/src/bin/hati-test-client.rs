@@ -6,6 +6,9 @@
 //! (or the first argument; standard output when neither is given). Lines look like
 //! `pointer button code=272 state=pressed`; see `Logger` callers for the full set.
 //!
+//! With `HATI_TEST_CLIENT_LOCK_POINTER=1` it also asks for a persistent pointer lock on its
+//! surface (`zwp_pointer_constraints_v1`) and logs `pointer locked` / `pointer unlocked`.
+//!
 //! It connects with `WAYLAND_DISPLAY` / `XDG_RUNTIME_DIR` like any client and uses only the
 //! pure-Rust `wayland-client` backend, so it builds as a static binary.
 
@@ -26,6 +29,7 @@ use wayland_client::{
 };
 use wayland_protocols::{
     wp::{
+        pointer_constraints::zv1::client::{zwp_locked_pointer_v1, zwp_pointer_constraints_v1},
         relative_pointer::zv1::client::{zwp_relative_pointer_manager_v1, zwp_relative_pointer_v1},
         tablet::zv2::client::{
             zwp_tablet_manager_v2, zwp_tablet_pad_group_v2, zwp_tablet_pad_ring_v2,
@@ -73,6 +77,7 @@ struct Globals {
     relative: Option<zwp_relative_pointer_manager_v1::ZwpRelativePointerManagerV1>,
     tablet: Option<zwp_tablet_manager_v2::ZwpTabletManagerV2>,
     decoration: Option<zxdg_decoration_manager_v1::ZxdgDecorationManagerV1>,
+    constraints: Option<zwp_pointer_constraints_v1::ZwpPointerConstraintsV1>,
 }
 
 struct App {
@@ -86,6 +91,7 @@ struct App {
     pointer: Option<wl_pointer::WlPointer>,
     keyboard: Option<wl_keyboard::WlKeyboard>,
     touch: Option<wl_touch::WlTouch>,
+    lock_pointer: bool,
     closed: bool,
 }
 
@@ -124,6 +130,7 @@ fn run() -> Result<(), String> {
         pointer: None,
         keyboard: None,
         touch: None,
+        lock_pointer: std::env::var_os("HATI_TEST_CLIENT_LOCK_POINTER").is_some_and(|v| v == "1"),
         closed: false,
     };
     queue.roundtrip(&mut app).map_err(|e| e.to_string())?;
@@ -147,6 +154,7 @@ fn run() -> Result<(), String> {
     }
     surface.commit();
     app.surface = Some(surface);
+    app.request_lock(&qh);
     app.xdg_surface = Some(xdg);
     if let (Some(tablet), Some(seat)) = (&app.globals.tablet, &app.globals.seat) {
         tablet.get_tablet_seat(seat, &qh, ());
@@ -162,6 +170,27 @@ fn run() -> Result<(), String> {
 }
 
 impl App {
+    /// Asks for the pointer lock once both the pointer and the surface exist.
+    fn request_lock(&mut self, qh: &QueueHandle<App>) {
+        if !self.lock_pointer {
+            return;
+        }
+        let (Some(constraints), Some(surface), Some(pointer)) =
+            (&self.globals.constraints, &self.surface, &self.pointer)
+        else {
+            return;
+        };
+        constraints.lock_pointer(
+            surface,
+            pointer,
+            None,
+            zwp_pointer_constraints_v1::Lifetime::Persistent,
+            qh,
+            (),
+        );
+        self.lock_pointer = false;
+    }
+
     /// Draws the quadrants at `size` and commits.
     fn draw(&mut self, qh: &QueueHandle<App>, size: (i32, i32)) -> Result<(), String> {
         let (Some(shm), Some(surface)) = (self.globals.shm.clone(), self.surface.clone()) else {
@@ -254,6 +283,7 @@ impl Dispatch<wl_registry::WlRegistry, ()> for App {
             "zwp_relative_pointer_manager_v1" => g.relative = Some(registry.bind(name, 1, qh, ())),
             "zwp_tablet_manager_v2" => g.tablet = Some(registry.bind(name, 1, qh, ())),
             "zxdg_decoration_manager_v1" => g.decoration = Some(registry.bind(name, 1, qh, ())),
+            "zwp_pointer_constraints_v1" => g.constraints = Some(registry.bind(name, 1, qh, ())),
             _ => {}
         }
     }
@@ -375,6 +405,7 @@ impl Dispatch<wl_seat::WlSeat, ()> for App {
                 relative.get_relative_pointer(&pointer, qh, ());
             }
             app.pointer = Some(pointer);
+            app.request_lock(qh);
         }
         if caps.contains(wl_seat::Capability::Keyboard) && app.keyboard.is_none() {
             app.keyboard = Some(seat.get_keyboard(qh, ()));
@@ -474,6 +505,23 @@ impl Dispatch<zwp_relative_pointer_v1::ZwpRelativePointerV1, ()> for App {
     ) {
         if let zwp_relative_pointer_v1::Event::RelativeMotion { dx, dy, .. } = event {
             log!(app, "relative motion dx={dx:.2} dy={dy:.2}");
+        }
+    }
+}
+
+impl Dispatch<zwp_locked_pointer_v1::ZwpLockedPointerV1, ()> for App {
+    fn event(
+        app: &mut Self,
+        _: &zwp_locked_pointer_v1::ZwpLockedPointerV1,
+        event: zwp_locked_pointer_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            zwp_locked_pointer_v1::Event::Locked => log!(app, "pointer locked"),
+            zwp_locked_pointer_v1::Event::Unlocked => log!(app, "pointer unlocked"),
+            _ => {}
         }
     }
 }
@@ -649,3 +697,4 @@ delegate_noop!(App: ignore zwp_tablet_v2::ZwpTabletV2);
 delegate_noop!(App: ignore zwp_tablet_pad_ring_v2::ZwpTabletPadRingV2);
 delegate_noop!(App: ignore zwp_tablet_pad_strip_v2::ZwpTabletPadStripV2);
 delegate_noop!(App: zxdg_decoration_manager_v1::ZxdgDecorationManagerV1);
+delegate_noop!(App: zwp_pointer_constraints_v1::ZwpPointerConstraintsV1);
