@@ -299,20 +299,39 @@ fn a_locked_pointer_gets_only_relative_motion() {
     let at = expect(
         &handle,
         &log,
-        vec![InputEvent::PointerMotionAbsolute { x: 100.0, y: 100.0, width: 320.0, height: 240.0 }],
+        vec![InputEvent::PointerMotionAbsolute {
+            x: 100.0,
+            y: 100.0,
+            width: 320.0,
+            height: 240.0,
+        }],
         &["pointer enter x=100.00 y=100.00", "pointer locked"],
     );
     let end = expect(
         &handle,
         &log,
         vec![
-            InputEvent::PointerMotionAbsolute { x: 200.0, y: 200.0, width: 320.0, height: 240.0 },
+            InputEvent::PointerMotionAbsolute {
+                x: 200.0,
+                y: 200.0,
+                width: 320.0,
+                height: 240.0,
+            },
             InputEvent::PointerMotionRelative { dx: 3.0, dy: 4.0 },
-            InputEvent::KeyboardKey { linux_keycode: 30, pressed: true },
+            InputEvent::KeyboardKey {
+                linux_keycode: 30,
+                pressed: true,
+            },
         ],
-        &["relative motion dx=3.00 dy=4.00", "keyboard key code=30 state=pressed"],
+        &[
+            "relative motion dx=3.00 dy=4.00",
+            "keyboard key code=30 state=pressed",
+        ],
     );
     let lines = log_lines(&log);
-    let moved: Vec<_> = lines[at..end].iter().filter(|l| l.starts_with("pointer motion")).collect();
+    let moved: Vec<_> = lines[at..end]
+        .iter()
+        .filter(|l| l.starts_with("pointer motion"))
+        .collect();
     assert!(moved.is_empty(), "a locked pointer moved: {moved:?}");
 }

@@ -9,3 +9,4 @@ mod clients;
 mod frames;
 mod input;
 mod lifecycle;
+mod protocols;
