@@ -7,6 +7,39 @@
 //! needed. The returned [`CompositorHandle`] names the socket (`WAYLAND_DISPLAY`, and `DISPLAY`
 //! when XWayland runs), injects input ([`input::InputEvent`]) and renders frames into
 //! `gst::Buffer`s; [`waylanddisplaysrc`] wraps that as a live `PushSrc`.
+//!
+//! A host session typically does this:
+//!
+//! ```no_run
+//! use hati_compositor::{Compositor, CompositorConfig, InputEvent, vk_to_evdev};
+//!
+//! let handle = Compositor::start(CompositorConfig {
+//!     width: 1920,
+//!     height: 1080,
+//!     fps: 60,
+//!     runtime_dir: "/run/user/1000".into(),
+//!     xwayland: true,
+//! })?;
+//! // Launch the application with these variables (XDG_RUNTIME_DIR, WAYLAND_DISPLAY, DISPLAY).
+//! let _env = handle.client_env();
+//!
+//! // Frames: the element attaches to the running compositor by its socket name.
+//! gst::init()?;
+//! hati_compositor::waylanddisplaysrc::register_static()?;
+//! let _pipeline = gst::parse::launch(&format!(
+//!     "waylanddisplaysrc wayland-display={} ! videoconvert ! x264enc tune=zerolatency ! fakesink",
+//!     handle.wayland_display()
+//! ))?;
+//!
+//! // Input from the client, from any thread.
+//! let input = handle.input_sender();
+//! if let Some(key) = vk_to_evdev(0x41) {
+//!     input.send(InputEvent::KeyboardKey { linux_keycode: key, pressed: true })?;
+//!     input.send(InputEvent::KeyboardKey { linux_keycode: key, pressed: false })?;
+//! }
+//! // Dropping the last handle (or `handle.stop()`) ends the compositor and removes its socket.
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod handle;
 mod handlers;
