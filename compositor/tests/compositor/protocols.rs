@@ -13,7 +13,9 @@ use wayland_client::{
         wl_buffer, wl_callback, wl_compositor, wl_registry, wl_shm, wl_shm_pool, wl_surface,
     },
 };
-use wayland_protocols::xdg::shell::client::{xdg_surface, xdg_toplevel, xdg_wm_base};
+use wayland_protocols::xdg::shell::client::{
+    xdg_popup, xdg_positioner, xdg_surface, xdg_toplevel, xdg_wm_base,
+};
 
 use crate::fixture::*;
 
@@ -26,6 +28,7 @@ struct Client {
     configured: bool,
     frames: u32,
     frame_pending: bool,
+    popup_configure: Option<(i32, i32, i32, i32)>,
 }
 
 impl Dispatch<wl_registry::WlRegistry, ()> for Client {
@@ -93,6 +96,28 @@ delegate_noop!(Client: ignore wl_shm_pool::WlShmPool);
 delegate_noop!(Client: ignore wl_buffer::WlBuffer);
 delegate_noop!(Client: ignore xdg_wm_base::XdgWmBase);
 delegate_noop!(Client: ignore xdg_toplevel::XdgToplevel);
+delegate_noop!(Client: ignore xdg_positioner::XdgPositioner);
+
+impl Dispatch<xdg_popup::XdgPopup, ()> for Client {
+    fn event(
+        state: &mut Self,
+        _: &xdg_popup::XdgPopup,
+        event: xdg_popup::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_popup::Event::Configure {
+            x,
+            y,
+            width,
+            height,
+        } = event
+        {
+            state.popup_configure = Some((x, y, width, height));
+        }
+    }
+}
 
 fn connect(
     handle: &hati_compositor::CompositorHandle,
@@ -195,4 +220,52 @@ fn tempfile_in(dir: &std::path::Path) -> std::fs::File {
         .unwrap();
     std::fs::remove_file(&path).unwrap();
     file
+}
+
+#[test]
+fn popups_are_configured_inside_the_output() {
+    let dir = TempDir::new("popup");
+    let handle = start(&dir, 320, 240, 30);
+    let (_conn, mut queue, mut client) = connect(&handle);
+    let qh = queue.handle();
+    let wm_base = client.wm_base.clone().unwrap();
+    let surface = client.compositor.as_ref().unwrap().create_surface(&qh, ());
+    let xdg = wm_base.get_xdg_surface(&surface, &qh, ());
+    let _toplevel = xdg.get_toplevel(&qh, ());
+    surface.commit();
+    while !client.configured {
+        queue.blocking_dispatch(&mut client).unwrap();
+    }
+    let mut file = tempfile_in(dir.path());
+    file.write_all(&vec![0x80; 320 * 240 * 4]).unwrap();
+    let pool = client
+        .shm
+        .as_ref()
+        .unwrap()
+        .create_pool(file.as_fd(), 320 * 240 * 4, &qh, ());
+    let buffer = pool.create_buffer(0, 320, 240, 320 * 4, wl_shm::Format::Xrgb8888, &qh, ());
+    surface.attach(Some(&buffer), 0, 0);
+    surface.commit();
+
+    // A 100x50 menu anchored at the bottom-right corner of a rectangle near the right edge:
+    // it would stick out, so the compositor slides it back inside.
+    let positioner = wm_base.create_positioner(&qh, ());
+    positioner.set_size(100, 50);
+    positioner.set_anchor_rect(300, 10, 10, 10);
+    positioner.set_anchor(xdg_positioner::Anchor::BottomRight);
+    positioner.set_gravity(xdg_positioner::Gravity::BottomRight);
+    positioner.set_constraint_adjustment(xdg_positioner::ConstraintAdjustment::SlideX);
+    let popup_surface = client.compositor.as_ref().unwrap().create_surface(&qh, ());
+    let popup_xdg = wm_base.get_xdg_surface(&popup_surface, &qh, ());
+    let _popup = popup_xdg.get_popup(Some(&xdg), &positioner, &qh, ());
+    popup_surface.commit();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.popup_configure.is_none() {
+        assert!(Instant::now() < deadline, "no popup configure");
+        queue.blocking_dispatch(&mut client).unwrap();
+    }
+    let (x, y, w, h) = client.popup_configure.unwrap();
+    assert_eq!((w, h), (100, 50));
+    assert_eq!(y, 20);
+    assert!(x + w <= 320, "popup at x={x} sticks out of the output");
 }
