@@ -386,17 +386,17 @@ fn run(config: CompositorConfig, ready: mpsc::SyncSender<Result<Ready, Composito
         fps = config.fps,
         "compositor started"
     );
-    if ready.send(Ok(ready_msg)).is_err() {
-        return;
-    }
-    let result = event_loop.run(None, &mut state, |state| {
-        state.refresh();
-        if let Err(err) = state.display_handle.flush_clients() {
-            debug!(?err, "flushing clients failed");
+    // If `start` gave up waiting, nobody will use this compositor: shut it down at once.
+    if ready.send(Ok(ready_msg)).is_ok() {
+        let result = event_loop.run(None, &mut state, |state| {
+            state.refresh();
+            if let Err(err) = state.display_handle.flush_clients() {
+                debug!(?err, "flushing clients failed");
+            }
+        });
+        if let Err(err) = result {
+            warn!(?err, "compositor event loop failed");
         }
-    });
-    if let Err(err) = result {
-        warn!(?err, "compositor event loop failed");
     }
     shut_down_xwayland(&mut event_loop, &mut state);
     drop(state);

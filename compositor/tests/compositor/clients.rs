@@ -103,3 +103,59 @@ fn x11_clients_run_through_xwayland() {
     handle.stop();
     assert!(!socket.exists(), "{} left behind", socket.display());
 }
+
+#[test]
+fn x11_clients_get_keyboard_input() {
+    let (Some(_), Some(xev)) = (which("Xwayland"), which("xev")) else {
+        println!("SKIPPED x11_clients_get_keyboard_input: Xwayland or xev is not installed");
+        return;
+    };
+    let dir = TempDir::new("xev");
+    init();
+    let handle = hati_compositor::Compositor::start(hati_compositor::CompositorConfig {
+        width: 320,
+        height: 240,
+        fps: 30,
+        runtime_dir: dir.path().to_owned(),
+        xwayland: true,
+    })
+    .unwrap();
+    let out = dir.path().join("xev.out");
+    let mut cmd = std::process::Command::new(xev);
+    cmd.args(["-event", "keyboard"])
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null());
+    for (key, value) in handle.client_env() {
+        cmd.env(key, value);
+    }
+    let _client = ClientProcess(cmd.spawn().unwrap());
+    wait_for("the xev window", Duration::from_secs(15), || {
+        handle.stats().unwrap().windows == 1
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        handle
+            .send_input(hati_compositor::InputEvent::KeyboardKey {
+                linux_keycode: 30,
+                pressed: true,
+            })
+            .unwrap();
+        handle
+            .send_input(hati_compositor::InputEvent::KeyboardKey {
+                linux_keycode: 30,
+                pressed: false,
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("KeyPress event") && text.contains("(keysym 0x61, a)") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "xev saw no key press; output:\n{text}"
+        );
+    }
+}
