@@ -285,7 +285,7 @@ impl State {
                 height,
             } => {
                 if !(width > 0.0 && height > 0.0 && x.is_finite() && y.is_finite()) {
-                    warn!(
+                    debug!(
                         width,
                         height, "absolute motion with an empty reference frame"
                     );
@@ -328,7 +328,7 @@ impl State {
 
     fn keyboard_key(&mut self, linux_keycode: u32, pressed: bool, time: u32) {
         let Some(xkb_code) = linux_keycode.checked_add(XKB_OFFSET).filter(|c| *c <= 255) else {
-            warn!(linux_keycode, "key code out of range");
+            debug!(linux_keycode, "key code out of range");
             return;
         };
         let changed = if pressed {
@@ -526,7 +526,7 @@ impl State {
             4 => BTN_SIDE,
             5 => BTN_EXTRA,
             _ => {
-                warn!(button, "unknown pointer button");
+                debug!(button, "unknown pointer button");
                 return;
             }
         };
