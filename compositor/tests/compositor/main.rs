@@ -6,6 +6,7 @@
 mod fixture;
 
 mod clients;
+mod element;
 mod frames;
 mod input;
 mod lifecycle;
