@@ -24,7 +24,7 @@ fn harness_pulls_frames_one_interval_apart() {
     assert_eq!(first.duration(), Some(interval));
     let gap = second.pts().unwrap() - first.pts().unwrap();
     assert!(
-        gap >= interval && gap.nseconds() % interval.nseconds() == 0,
+        gap >= interval && gap.nseconds().is_multiple_of(interval.nseconds()),
         "gap {gap}"
     );
     assert_eq!(
