@@ -101,11 +101,18 @@ pub fn spawn(
     )
 }
 
+/// The test client binary: `HATI_TEST_CLIENT_BIN` if set (e.g. a static build), else the one
+/// Cargo built for these tests.
+pub fn test_client_bin() -> String {
+    std::env::var("HATI_TEST_CLIENT_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hati-test-client").to_owned())
+}
+
 /// Spawns `hati-test-client` logging into `log`.
 pub fn spawn_test_client(handle: &CompositorHandle, log: &Path) -> ClientProcess {
     spawn(
         handle,
-        env!("CARGO_BIN_EXE_hati-test-client"),
+        &test_client_bin(),
         &[],
         &[("HATI_TEST_CLIENT_LOG", log)],
     )

@@ -288,7 +288,7 @@ fn a_locked_pointer_gets_only_relative_motion() {
     let log = dir.path().join("client.log");
     let _client = spawn(
         &handle,
-        env!("CARGO_BIN_EXE_hati-test-client"),
+        &test_client_bin(),
         &[],
         &[
             ("HATI_TEST_CLIENT_LOG", log.as_path()),
