@@ -9,6 +9,9 @@
 //! With `HATI_TEST_CLIENT_LOCK_POINTER=1` it also asks for a persistent pointer lock on its
 //! surface (`zwp_pointer_constraints_v1`) and logs `pointer locked` / `pointer unlocked`.
 //!
+//! With `HATI_TEST_CLIENT_CURSOR=1` it sets an 8x8 opaque magenta cursor (hotspot at its
+//! top-left corner) whenever the pointer enters, and logs `cursor set`.
+//!
 //! It connects with `WAYLAND_DISPLAY` / `XDG_RUNTIME_DIR` like any client and uses only the
 //! pure-Rust `wayland-client` backend, so it builds as a static binary (checked: static-pie,
 //! about 2.3 MB, passes the integration tests when named by `HATI_TEST_CLIENT_BIN`):
@@ -54,6 +57,8 @@ const RED: u32 = 0x00FF_0000;
 const GREEN: u32 = 0x0000_FF00;
 const BLUE: u32 = 0x0000_00FF;
 const WHITE: u32 = 0x00FF_FFFF;
+/// Cursor colour with `HATI_TEST_CLIENT_CURSOR=1`, ARGB8888 (opaque magenta).
+const CURSOR: u32 = 0xFFFF_00FF;
 /// Size used when the compositor leaves the choice to the client.
 const DEFAULT_SIZE: (i32, i32) = (640, 480);
 /// Largest accepted configure size.
@@ -98,6 +103,8 @@ struct App {
     keyboard: Option<wl_keyboard::WlKeyboard>,
     touch: Option<wl_touch::WlTouch>,
     lock_pointer: bool,
+    cursor: bool,
+    cursor_surface: Option<wl_surface::WlSurface>,
     closed: bool,
 }
 
@@ -137,6 +144,8 @@ fn run() -> Result<(), String> {
         keyboard: None,
         touch: None,
         lock_pointer: std::env::var_os("HATI_TEST_CLIENT_LOCK_POINTER").is_some_and(|v| v == "1"),
+        cursor: std::env::var_os("HATI_TEST_CLIENT_CURSOR").is_some_and(|v| v == "1"),
+        cursor_surface: None,
         closed: false,
     };
     queue.roundtrip(&mut app).map_err(|e| e.to_string())?;
@@ -195,6 +204,39 @@ impl App {
             (),
         );
         self.lock_pointer = false;
+    }
+
+    /// Sets an 8x8 magenta cursor with its hotspot at the top-left corner.
+    fn set_cursor(
+        &mut self,
+        pointer: &wl_pointer::WlPointer,
+        serial: u32,
+        qh: &QueueHandle<App>,
+    ) -> Result<(), String> {
+        let (Some(shm), Some(compositor)) = (&self.globals.shm, &self.globals.compositor) else {
+            return Err("no shm or compositor".into());
+        };
+        let surface = match &self.cursor_surface {
+            Some(surface) => surface.clone(),
+            None => {
+                let surface = compositor.create_surface(qh, ());
+                let pixels: Vec<u8> = std::iter::repeat_n(CURSOR.to_le_bytes(), 64)
+                    .flatten()
+                    .collect();
+                let file = shm_file(&pixels)?;
+                let pool = shm.create_pool(file.as_fd(), 256, qh, ());
+                let buffer = pool.create_buffer(0, 8, 8, 32, wl_shm::Format::Argb8888, qh, ());
+                pool.destroy();
+                surface.attach(Some(&buffer), 0, 0);
+                surface.damage_buffer(0, 0, 8, 8);
+                surface.commit();
+                self.cursor_surface = Some(surface.clone());
+                surface
+            }
+        };
+        pointer.set_cursor(serial, Some(&surface), 0, 0);
+        log!(self, "cursor set");
+        Ok(())
     }
 
     /// Draws the quadrants at `size` and commits.
@@ -441,19 +483,25 @@ fn axis_name(axis: WEnum<wl_pointer::Axis>) -> &'static str {
 impl Dispatch<wl_pointer::WlPointer, ()> for App {
     fn event(
         app: &mut Self,
-        _: &wl_pointer::WlPointer,
+        pointer: &wl_pointer::WlPointer,
         event: wl_pointer::Event,
         _: &(),
         _: &Connection,
-        _: &QueueHandle<Self>,
+        qh: &QueueHandle<Self>,
     ) {
         match event {
             wl_pointer::Event::Enter {
+                serial,
                 surface_x,
                 surface_y,
                 ..
             } => {
-                log!(app, "pointer enter x={surface_x:.2} y={surface_y:.2}")
+                log!(app, "pointer enter x={surface_x:.2} y={surface_y:.2}");
+                if app.cursor {
+                    if let Err(err) = app.set_cursor(pointer, serial, qh) {
+                        log!(app, "error {err}");
+                    }
+                }
             }
             wl_pointer::Event::Leave { .. } => log!(app, "pointer leave"),
             wl_pointer::Event::Motion {

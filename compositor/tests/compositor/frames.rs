@@ -92,3 +92,35 @@ fn weston_simple_shm_is_rendered() {
     let later = frames.wait_frame("a changed frame", |f| f.data != frame.data);
     assert_ne!(later.data, frame.data);
 }
+
+#[test]
+fn a_client_cursor_surface_is_drawn() {
+    let dir = TempDir::new("client-cursor");
+    let handle = start(&dir, 320, 240, 30);
+    let frames = Frames::new(&handle);
+    let log = dir.path().join("client.log");
+    let _client = spawn(
+        &handle,
+        &test_client_bin(),
+        &[],
+        &[
+            ("HATI_TEST_CLIENT_LOG", log.as_path()),
+            ("HATI_TEST_CLIENT_CURSOR", std::path::Path::new("1")),
+        ],
+    );
+    wait_for_line(&log, 0, "keyboard enter");
+    handle
+        .send_input(hati_compositor::InputEvent::PointerMotionAbsolute {
+            x: 40.0,
+            y: 40.0,
+            width: 320.0,
+            height: 240.0,
+        })
+        .unwrap();
+    wait_for_line(&log, 0, "cursor set");
+    let magenta = 0xFF00FF;
+    let frame = frames.wait_frame("the magenta cursor", |f| f.rgb(40, 40) == magenta);
+    assert_eq!(frame.rgb(47, 47), magenta);
+    assert_eq!(frame.rgb(48, 48), RED);
+    assert_eq!(frame.rgb(39, 39), RED);
+}
