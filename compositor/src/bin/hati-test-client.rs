@@ -497,10 +497,10 @@ impl Dispatch<wl_pointer::WlPointer, ()> for App {
                 ..
             } => {
                 log!(app, "pointer enter x={surface_x:.2} y={surface_y:.2}");
-                if app.cursor {
-                    if let Err(err) = app.set_cursor(pointer, serial, qh) {
-                        log!(app, "error {err}");
-                    }
+                if app.cursor
+                    && let Err(err) = app.set_cursor(pointer, serial, qh)
+                {
+                    log!(app, "error {err}");
                 }
             }
             wl_pointer::Event::Leave { .. } => log!(app, "pointer leave"),
