@@ -1,0 +1,497 @@
+//! Implementation of `waylanddisplaysrc`: a live `PushSrc` paced by the pipeline clock.
+//!
+//! Each `create()` waits for the next frame time (`frame * 1/fps` in running time), asks the
+//! compositor to render into a buffer from the element's pool, and pushes it with that PTS. When
+//! nothing changed since the previous frame, the previous buffer is pushed again (a shallow copy
+//! with the new timestamps), so a static desktop costs no rendering.
+//!
+//! ```text
+//! gst-launch-1.0 waylanddisplaysrc width=1280 height=720 framerate=30 runtime-dir=/run/user/1000 \
+//!     ! videoconvert ! autovideosink
+//! ```
+
+use std::{
+    path::PathBuf,
+    sync::{LazyLock, Mutex},
+};
+
+use gst::{glib, prelude::*, subclass::prelude::*};
+use gst_base::{prelude::*, subclass::base_src::CreateSuccess, subclass::prelude::*};
+
+use crate::{Compositor, CompositorConfig, CompositorHandle, FrameOutcome};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "waylanddisplaysrc",
+        gst::DebugColorFlags::empty(),
+        Some("Hati headless Wayland compositor source"),
+    )
+});
+
+const DEFAULT_WIDTH: u32 = 1920;
+const DEFAULT_HEIGHT: u32 = 1080;
+const DEFAULT_FRAMERATE: u32 = 60;
+const DEFAULT_XWAYLAND: bool = true;
+/// Buffers the pool keeps ready.
+const POOL_MIN_BUFFERS: u32 = 2;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    width: u32,
+    height: u32,
+    framerate: u32,
+    runtime_dir: Option<String>,
+    wayland_display: Option<String>,
+    xwayland: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+            framerate: DEFAULT_FRAMERATE,
+            runtime_dir: None,
+            wayland_display: None,
+            xwayland: DEFAULT_XWAYLAND,
+        }
+    }
+}
+
+/// Streaming state, from `start()` to `stop()`.
+struct State {
+    compositor: CompositorHandle,
+    /// Set by `set_caps`.
+    pool: Option<gst::BufferPool>,
+    frame_duration: gst::ClockTime,
+    frame_index: u64,
+    last: Option<gst::Buffer>,
+}
+
+#[derive(Default)]
+struct ClockWait {
+    clock_id: Option<gst::SingleShotClockId>,
+    flushing: bool,
+}
+
+#[derive(Default)]
+pub struct WaylandDisplaySrc {
+    settings: Mutex<Settings>,
+    attached: Mutex<Option<CompositorHandle>>,
+    state: Mutex<Option<State>>,
+    clock_wait: Mutex<ClockWait>,
+}
+
+impl WaylandDisplaySrc {
+    pub(super) fn set_compositor(&self, handle: CompositorHandle) {
+        *self.attached.lock().unwrap() = Some(handle);
+    }
+
+    pub(super) fn compositor(&self) -> Option<CompositorHandle> {
+        let state = self.state.lock().unwrap();
+        state
+            .as_ref()
+            .map(|s| s.compositor.clone())
+            .or_else(|| self.attached.lock().unwrap().clone())
+    }
+
+    fn caps_for(config: &CompositorConfig) -> gst::Caps {
+        gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::Bgrx)
+            .width(i32::try_from(config.width).unwrap_or(i32::MAX))
+            .height(i32::try_from(config.height).unwrap_or(i32::MAX))
+            .framerate(gst::Fraction::new(
+                i32::try_from(config.fps).unwrap_or(i32::MAX),
+                1,
+            ))
+            .build()
+    }
+
+    fn compositor_for_start(&self) -> Result<CompositorHandle, gst::ErrorMessage> {
+        if let Some(handle) = self.attached.lock().unwrap().clone() {
+            return Ok(handle);
+        }
+        let settings = self.settings.lock().unwrap().clone();
+        if let Some(name) = settings.wayland_display.as_deref() {
+            return CompositorHandle::by_socket_name(name).ok_or_else(|| {
+                gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    ["no compositor with socket {name} runs in this process"]
+                )
+            });
+        }
+        let mut config = CompositorConfig {
+            width: settings.width,
+            height: settings.height,
+            fps: settings.framerate,
+            xwayland: settings.xwayland,
+            ..CompositorConfig::default()
+        };
+        if let Some(dir) = settings.runtime_dir {
+            config.runtime_dir = PathBuf::from(dir);
+        }
+        Compositor::start(config).map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ["cannot start the compositor: {err}"]
+            )
+        })
+    }
+
+    /// Waits until `running_time`; `Err(Flushing)` when unlocked.
+    fn wait_until(&self, running_time: gst::ClockTime) -> Result<(), gst::FlowError> {
+        let obj = self.obj();
+        let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
+            return Ok(());
+        };
+        let id = {
+            let mut wait = self.clock_wait.lock().unwrap();
+            if wait.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            let id = clock.new_single_shot_id(base_time + running_time);
+            wait.clock_id = Some(id.clone());
+            id
+        };
+        let (result, _jitter) = id.wait();
+        let mut wait = self.clock_wait.lock().unwrap();
+        wait.clock_id = None;
+        if result == Err(gst::ClockError::Unscheduled) || wait.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        Ok(())
+    }
+
+    /// Current running time, if the element has a clock.
+    fn running_time_now(&self) -> Option<gst::ClockTime> {
+        let obj = self.obj();
+        let clock = obj.clock()?;
+        let base_time = obj.base_time()?;
+        clock.time().checked_sub(base_time)
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for WaylandDisplaySrc {
+    const NAME: &'static str = "HatiWaylandDisplaySrc";
+    type Type = super::WaylandDisplaySrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl ObjectImpl for WaylandDisplaySrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecUInt::builder("width")
+                    .nick("Width")
+                    .blurb("Output width of a compositor the element starts")
+                    .minimum(1)
+                    .maximum(8192)
+                    .default_value(DEFAULT_WIDTH)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("height")
+                    .nick("Height")
+                    .blurb("Output height of a compositor the element starts")
+                    .minimum(1)
+                    .maximum(8192)
+                    .default_value(DEFAULT_HEIGHT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("framerate")
+                    .nick("Frame rate")
+                    .blurb("Frames per second of a compositor the element starts")
+                    .minimum(1)
+                    .maximum(480)
+                    .default_value(DEFAULT_FRAMERATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("runtime-dir")
+                    .nick("Runtime directory")
+                    .blurb("Directory for the socket of a compositor the element starts (default XDG_RUNTIME_DIR)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("wayland-display")
+                    .nick("Wayland display")
+                    .blurb(
+                        "Socket name of a compositor running in this process to use; reads back \
+                         the socket name in use",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("xwayland")
+                    .nick("XWayland")
+                    .blurb("Start XWayland in a compositor the element starts")
+                    .default_value(DEFAULT_XWAYLAND)
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        // Values are checked by GObject against the param specs above.
+        match pspec.name() {
+            "width" => settings.width = value.get().unwrap_or(DEFAULT_WIDTH),
+            "height" => settings.height = value.get().unwrap_or(DEFAULT_HEIGHT),
+            "framerate" => settings.framerate = value.get().unwrap_or(DEFAULT_FRAMERATE),
+            "runtime-dir" => settings.runtime_dir = value.get().unwrap_or(None),
+            "wayland-display" => settings.wayland_display = value.get().unwrap_or(None),
+            "xwayland" => settings.xwayland = value.get().unwrap_or(DEFAULT_XWAYLAND),
+            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings.lock().unwrap().clone();
+        match pspec.name() {
+            "width" => settings.width.to_value(),
+            "height" => settings.height.to_value(),
+            "framerate" => settings.framerate.to_value(),
+            "runtime-dir" => settings.runtime_dir.to_value(),
+            "wayland-display" => self
+                .compositor()
+                .map(|c| c.wayland_display().to_owned())
+                .or(settings.wayland_display)
+                .to_value(),
+            "xwayland" => settings.xwayland.to_value(),
+            _ => None::<String>.to_value(),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+    }
+}
+
+impl GstObjectImpl for WaylandDisplaySrc {}
+
+impl ElementImpl for WaylandDisplaySrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Hati Wayland display source",
+                "Source/Video",
+                "Runs a headless Wayland compositor and produces its output as raw video",
+                "Hati developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::Bgrx)
+                .width_range(1..=8192)
+                .height_range(1..=8192)
+                .framerate_range(gst::Fraction::new(1, 1)..=gst::Fraction::new(480, 1))
+                .build();
+            // Static template: the caps above are well-formed.
+            let src = gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("valid pad template");
+            vec![src]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for WaylandDisplaySrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let compositor = self.compositor_for_start()?;
+        let fps = compositor.config().fps.max(1);
+        gst::info!(
+            CAT,
+            imp = self,
+            "using compositor {} ({}x{} at {} fps)",
+            compositor.wayland_display(),
+            compositor.config().width,
+            compositor.config().height,
+            fps
+        );
+        *self.state.lock().unwrap() = Some(State {
+            compositor,
+            pool: None,
+            frame_duration: gst::ClockTime::SECOND / u64::from(fps),
+            frame_index: 0,
+            last: None,
+        });
+        self.obj().notify("wayland-display");
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(state) = self.state.lock().unwrap().take()
+            && let Some(pool) = state.pool
+        {
+            let _ = pool.set_active(false);
+        }
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        false
+    }
+
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let caps = match self.state.lock().unwrap().as_ref() {
+            Some(state) => Self::caps_for(state.compositor.config()),
+            None => self.obj().src_pad().pad_template_caps(),
+        };
+        Some(match filter {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(caps)
+            .map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
+        let mut state = self.state.lock().unwrap();
+        let Some(state) = state.as_mut() else {
+            return Err(gst::loggable_error!(CAT, "caps set before start"));
+        };
+        let config = state.compositor.config();
+        if info.width() != config.width || info.height() != config.height {
+            return Err(gst::loggable_error!(
+                CAT,
+                "caps {}x{} do not match the compositor's {}x{}",
+                info.width(),
+                info.height(),
+                config.width,
+                config.height
+            ));
+        }
+        let size =
+            u32::try_from(info.size()).map_err(|_| gst::loggable_error!(CAT, "frame too large"))?;
+        let pool = gst::BufferPool::new();
+        let mut pool_config = pool.config();
+        pool_config.set_params(Some(caps), size, POOL_MIN_BUFFERS, 0);
+        pool.set_config(pool_config)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot configure the buffer pool"))?;
+        pool.set_active(true)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot activate the buffer pool"))?;
+        if let Some(old) = state.pool.replace(pool) {
+            let _ = old.set_active(false);
+        }
+        state.last = None;
+        gst::debug!(CAT, imp = self, "configured for {caps}");
+        Ok(())
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let duration = self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|s| s.frame_duration);
+            if let Some(duration) = duration {
+                q.set(true, duration, gst::ClockTime::NONE);
+                return true;
+            }
+            return false;
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        let mut wait = self.clock_wait.lock().unwrap();
+        wait.flushing = true;
+        if let Some(id) = wait.clock_id.take() {
+            id.unschedule();
+        }
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.clock_wait.lock().unwrap().flushing = false;
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for WaylandDisplaySrc {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        let (running_time, duration, frame_index) = {
+            let mut state = self.state.lock().unwrap();
+            let Some(state) = state.as_mut() else {
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ["not started"]);
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            // When we fall more than a frame behind (or just started late), skip ahead instead of
+            // producing a burst of stale frames.
+            if let Some(now) = self.running_time_now() {
+                let next = state.frame_duration * state.frame_index;
+                if now > next + state.frame_duration {
+                    state.frame_index = now.nseconds() / state.frame_duration.nseconds().max(1);
+                }
+            }
+            (
+                state.frame_duration * state.frame_index,
+                state.frame_duration,
+                state.frame_index,
+            )
+        };
+        self.wait_until(running_time)?;
+
+        let mut state = self.state.lock().unwrap();
+        let Some(state) = state.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let Some(pool) = state.pool.as_ref() else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps negotiated"]);
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let target = pool.acquire_buffer(None)?;
+        let outcome = state
+            .compositor
+            .render(target, state.last.is_none())
+            .map_err(|err| {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ["compositor failed: {err}"]
+                );
+                gst::FlowError::Error
+            })?;
+        let (mut buffer, rendered) = match outcome {
+            FrameOutcome::Rendered(buffer) => (buffer, true),
+            FrameOutcome::Unchanged(unused) => {
+                drop(unused);
+                match state.last.as_ref() {
+                    // A shallow copy: it shares the pixels and takes new timestamps.
+                    Some(last) => (last.copy(), false),
+                    None => return Err(gst::FlowError::Error),
+                }
+            }
+        };
+        {
+            let buffer = buffer.make_mut();
+            buffer.set_pts(running_time);
+            buffer.set_dts(gst::ClockTime::NONE);
+            buffer.set_duration(duration);
+            buffer.set_offset(frame_index);
+            buffer.set_offset_end(frame_index + 1);
+        }
+        if rendered {
+            state.last = Some(buffer.clone());
+        }
+        state.frame_index = frame_index + 1;
+        gst::trace!(CAT, imp = self, "frame {frame_index} at {running_time}");
+        Ok(CreateSuccess::NewBuffer(buffer))
+    }
+}
