@@ -8,3 +8,4 @@ pub mod http;
 pub mod mdns;
 pub mod pairing;
 pub mod state;
+pub mod runner;
