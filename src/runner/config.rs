@@ -117,7 +117,9 @@ mod tests {
             "#,
         )
         .unwrap();
-        let Some(RunnerConfig::Docker(docker)) = runner else { panic!("{runner:?}") };
+        let Some(RunnerConfig::Docker(docker)) = runner else {
+            panic!("{runner:?}")
+        };
         assert_eq!(docker.image, "ghcr.io/games-on-whales/steam:edge");
         assert_eq!(docker.cmd.as_deref(), Some("/usr/bin/steam -bigpicture"));
         assert_eq!(docker.mounts, ["/srv/games:/games:ro"]);
@@ -133,10 +135,18 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected() {
-        let error = parse("[runner]\ntype = \"process\"\ncmd = \"x\"\nimage = \"y\"\n").unwrap_err();
-        assert!(error.to_string().contains("unknown field `image`"), "{error}");
-        let error = parse("[runner]\ntype = \"docker\"\nimage = \"x\"\nrun_cmd = \"y\"\n").unwrap_err();
-        assert!(error.to_string().contains("unknown field `run_cmd`"), "{error}");
+        let error =
+            parse("[runner]\ntype = \"process\"\ncmd = \"x\"\nimage = \"y\"\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `image`"),
+            "{error}"
+        );
+        let error =
+            parse("[runner]\ntype = \"docker\"\nimage = \"x\"\nrun_cmd = \"y\"\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `run_cmd`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub enum DockerError {
         reason: String,
     },
     /// The image is not in the local engine; Hati never pulls.
-    #[error("docker image {image:?} is not present locally; build or pull it first (`docker pull {image}`)")]
+    #[error(
+        "docker image {image:?} is not present locally; build or pull it first (`docker pull {image}`)"
+    )]
     ImageMissing {
         /// The configured image.
         image: String,
@@ -159,15 +161,18 @@ impl DockerRunner {
             .await?;
         if let Err(source) = self.docker.start_container(&id, None).await {
             self.remove(&id).await;
-            return Err(DockerError::Engine { operation: "start", source });
+            return Err(DockerError::Engine {
+                operation: "start",
+                source,
+            });
         }
-        span.in_scope(|| tracing::info!(image = %config.image, id = %short_id(&id), "container started"));
+        span.in_scope(
+            || tracing::info!(image = %config.image, id = %short_id(&id), "container started"),
+        );
 
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(forward_logs(self.docker.clone(), id.clone()).instrument(span.clone()));
-        tokio::spawn(
-            watch_exit(self.docker.clone(), id.clone(), exit_tx).instrument(span.clone()),
-        );
+        tokio::spawn(watch_exit(self.docker.clone(), id.clone(), exit_tx).instrument(span.clone()));
         Ok(ContainerHandle {
             docker: self.docker.clone(),
             id,
@@ -204,7 +209,12 @@ impl DockerRunner {
             match self.docker.remove_container(id, Some(force_remove())).await {
                 Ok(()) => removed += 1,
                 Err(error) if status_of(&error) == Some(404) => {}
-                Err(source) => return Err(DockerError::Engine { operation: "remove", source }),
+                Err(source) => {
+                    return Err(DockerError::Engine {
+                        operation: "remove",
+                        source,
+                    });
+                }
             }
         }
         if removed > 0 {
@@ -225,7 +235,11 @@ impl DockerRunner {
         };
         let mut retried = false;
         loop {
-            match self.docker.create_container(Some(options.clone()), body.clone()).await {
+            match self
+                .docker
+                .create_container(Some(options.clone()), body.clone())
+                .await
+            {
                 Ok(created) => {
                     for warning in created.warnings {
                         tracing::warn!(%warning, "docker create warning");
@@ -233,19 +247,28 @@ impl DockerRunner {
                     return Ok(created.id);
                 }
                 Err(error) if status_of(&error) == Some(404) => {
-                    return Err(DockerError::ImageMissing { image: image.to_owned() });
+                    return Err(DockerError::ImageMissing {
+                        image: image.to_owned(),
+                    });
                 }
                 Err(error) if status_of(&error) == Some(409) && !retried => {
                     // A container of an earlier session with this id survived; remove it if it
                     // is ours.
                     if !self.is_managed(name).await? {
-                        return Err(DockerError::NameInUse { name: name.to_owned() });
+                        return Err(DockerError::NameInUse {
+                            name: name.to_owned(),
+                        });
                     }
                     tracing::warn!("removing a leftover container with this session's name");
                     self.remove(name).await;
                     retried = true;
                 }
-                Err(source) => return Err(DockerError::Engine { operation: "create", source }),
+                Err(source) => {
+                    return Err(DockerError::Engine {
+                        operation: "create",
+                        source,
+                    });
+                }
             }
         }
     }
@@ -263,10 +286,10 @@ impl DockerRunner {
     }
 
     async fn remove(&self, id: &str) {
-        if let Err(error) = self.docker.remove_container(id, Some(force_remove())).await {
-            if status_of(&error) != Some(404) {
-                tracing::warn!(%error, "cannot remove container");
-            }
+        if let Err(error) = self.docker.remove_container(id, Some(force_remove())).await
+            && status_of(&error) != Some(404)
+        {
+            tracing::warn!(%error, "cannot remove container");
         }
     }
 }
@@ -320,7 +343,8 @@ impl ContainerHandle {
             }
             Err(error) => return Err(error),
         };
-        self.span.in_scope(|| tracing::info!(%exit, "container stopped and removed"));
+        self.span
+            .in_scope(|| tracing::info!(%exit, "container stopped and removed"));
         Ok(exit)
     }
 }
@@ -359,12 +383,20 @@ async fn stop_and_remove(docker: &Docker, id: &str, grace_seconds: u64) -> Resul
     match patient.stop_container(id, Some(options)).await {
         Ok(()) => {}
         Err(error) if status_of(&error) == Some(404) => return Ok(()),
-        Err(source) => return Err(DockerError::Engine { operation: "stop", source }),
+        Err(source) => {
+            return Err(DockerError::Engine {
+                operation: "stop",
+                source,
+            });
+        }
     }
     match docker.remove_container(id, Some(force_remove())).await {
         Ok(()) => Ok(()),
         Err(error) if status_of(&error) == Some(404) => Ok(()),
-        Err(source) => Err(DockerError::Engine { operation: "remove", source }),
+        Err(source) => Err(DockerError::Engine {
+            operation: "remove",
+            source,
+        }),
     }
 }
 
@@ -463,12 +495,17 @@ impl LineBuffer {
 }
 
 /// Builds the ContainerCreate body for the app, `create_options` merged in.
-fn create_body(config: &DockerConfig, ctx: &LaunchContext) -> Result<ContainerCreateBody, DockerError> {
+fn create_body(
+    config: &DockerConfig,
+    ctx: &LaunchContext,
+) -> Result<ContainerCreateBody, DockerError> {
     let cmd = match &config.cmd {
-        Some(cmd) => Some(shell_words::split(cmd).map_err(|source| DockerError::Split {
-            cmd: cmd.clone(),
-            source,
-        })?),
+        Some(cmd) => Some(
+            shell_words::split(cmd).map_err(|source| DockerError::Split {
+                cmd: cmd.clone(),
+                source,
+            })?,
+        ),
         None => None,
     };
     let app_env = parse_env(&config.env).map_err(DockerError::BadEnv)?;
@@ -479,11 +516,11 @@ fn create_body(config: &DockerConfig, ctx: &LaunchContext) -> Result<ContainerCr
 
     let runtime_dir = ctx.runtime_dir.display().to_string();
     let mut binds = vec![format!("{runtime_dir}:{runtime_dir}")];
-    if let Some(socket) = ctx.pulse_socket() {
-        if !socket.starts_with(&ctx.runtime_dir) {
-            let socket = socket.display().to_string();
-            binds.push(format!("{socket}:{socket}"));
-        }
+    if let Some(socket) = ctx.pulse_socket()
+        && !socket.starts_with(&ctx.runtime_dir)
+    {
+        let socket = socket.display().to_string();
+        binds.push(format!("{socket}:{socket}"));
     }
     for mount in &config.mounts {
         binds.push(parse_mount(mount)?);
@@ -515,7 +552,10 @@ fn create_body(config: &DockerConfig, ctx: &LaunchContext) -> Result<ContainerCr
     };
     let mut merged = merge_create_options(body, options)?;
     // The labels are how Hati finds its containers again; create_options cannot remove them.
-    merged.labels.get_or_insert_with(HashMap::new).extend(labels);
+    merged
+        .labels
+        .get_or_insert_with(HashMap::new)
+        .extend(labels);
     Ok(merged)
 }
 
@@ -617,7 +657,11 @@ fn dropped_keys(sent: &Value, kept: &Value, path: &str, out: &mut Vec<String>) {
         return;
     };
     for (key, value) in sent {
-        let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
         match kept.get(key) {
             Some(kept_value) => dropped_keys(value, kept_value, &here, out),
             None if value.is_null() => {}
@@ -677,7 +721,10 @@ mod tests {
             ]
         );
         let devices = host.devices.unwrap();
-        assert_eq!(devices[0].path_in_container.as_deref(), Some("/dev/dri/renderD128"));
+        assert_eq!(
+            devices[0].path_in_container.as_deref(),
+            Some("/dev/dri/renderD128")
+        );
         assert_eq!(devices[1].cgroup_permissions.as_deref(), Some("r"));
     }
 
@@ -690,7 +737,11 @@ mod tests {
             (vec![], vec!["dev/x".to_owned()]),
             (vec![], vec!["/dev/x:/dev/y:q".to_owned()]),
         ] {
-            let config = DockerConfig { mounts, devices, ..config() };
+            let config = DockerConfig {
+                mounts,
+                devices,
+                ..config()
+            };
             let error = create_body(&config, &ctx()).unwrap_err();
             assert!(
                 matches!(error, DockerError::BadMount(_) | DockerError::BadDevice(_)),
@@ -731,7 +782,10 @@ mod tests {
             (r#"{"hostconfig": {}}"#, "hostconfig"),
             (r#"{"User": 5}"#, "invalid type"),
         ] {
-            let config = DockerConfig { create_options: Some(options.into()), ..config() };
+            let config = DockerConfig {
+                create_options: Some(options.into()),
+                ..config()
+            };
             let error = create_body(&config, &ctx()).unwrap_err().to_string();
             assert!(error.contains(expected), "{options}: {error}");
         }

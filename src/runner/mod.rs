@@ -45,7 +45,10 @@ pub struct LaunchContext {
 impl LaunchContext {
     /// The value of one session variable.
     pub fn var(&self, key: &str) -> Option<&str> {
-        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The PulseAudio socket named by `PULSE_SERVER`, when it is a local unix socket.
@@ -179,7 +182,9 @@ impl RunningApp {
 /// Waits on an exit watch until it holds a value.
 pub(crate) async fn wait_exit(mut exit: watch::Receiver<Option<AppExit>>) -> AppExit {
     match exit.wait_for(Option::is_some).await {
-        Ok(value) => value.clone().unwrap_or_else(|| AppExit::Lost("no exit status".into())),
+        Ok(value) => value
+            .clone()
+            .unwrap_or_else(|| AppExit::Lost("no exit status".into())),
         Err(_) => AppExit::Lost("runner task ended without an exit status".into()),
     }
 }
@@ -226,8 +231,14 @@ mod tests {
 
     #[test]
     fn pulse_socket_from_server_string() {
-        assert_eq!(ctx("unix:/run/pa/native").pulse_socket(), Some("/run/pa/native".into()));
-        assert_eq!(ctx("/run/pa/native").pulse_socket(), Some("/run/pa/native".into()));
+        assert_eq!(
+            ctx("unix:/run/pa/native").pulse_socket(),
+            Some("/run/pa/native".into())
+        );
+        assert_eq!(
+            ctx("/run/pa/native").pulse_socket(),
+            Some("/run/pa/native".into())
+        );
         assert_eq!(ctx("tcp:127.0.0.1:4713").pulse_socket(), None);
     }
 

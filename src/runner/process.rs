@@ -177,7 +177,10 @@ impl ProcessHandle {
         signal_group(pgid, Signal::TERM)?;
         if !self.wait_finished(self.grace).await {
             self.span.in_scope(|| {
-                tracing::warn!(grace_ms = self.grace.as_millis() as u64, "app ignored SIGTERM; sending SIGKILL")
+                tracing::warn!(
+                    grace_ms = self.grace.as_millis() as u64,
+                    "app ignored SIGTERM; sending SIGKILL"
+                )
             });
             signal_group(pgid, Signal::KILL)?;
             if !self.wait_finished(KILL_WAIT).await {
@@ -231,17 +234,19 @@ impl Drop for ProcessHandle {
             return;
         }
         let span = self.span.clone();
-        let reaper = thread::Builder::new().name("app-reaper".into()).spawn(move || {
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline && group_alive(pgid) {
-                thread::sleep(POLL_INTERVAL);
-            }
-            if group_alive(pgid) {
-                let _entered = span.enter();
-                tracing::warn!("app ignored SIGTERM; sending SIGKILL");
-                let _ = signal_group(pgid, Signal::KILL);
-            }
-        });
+        let reaper = thread::Builder::new()
+            .name("app-reaper".into())
+            .spawn(move || {
+                let deadline = Instant::now() + grace;
+                while Instant::now() < deadline && group_alive(pgid) {
+                    thread::sleep(POLL_INTERVAL);
+                }
+                if group_alive(pgid) {
+                    let _entered = span.enter();
+                    tracing::warn!("app ignored SIGTERM; sending SIGKILL");
+                    let _ = signal_group(pgid, Signal::KILL);
+                }
+            });
         if let Err(error) = reaper {
             tracing::warn!(%error, "cannot start the reaper thread; sending SIGKILL now");
             let _ = signal_group(pgid, Signal::KILL);
@@ -332,12 +337,16 @@ fn spawn_line_logger(
 
 /// Calls `f` with every line of `pipe` (lossy UTF-8, without the line end), splitting lines
 /// longer than [`MAX_LINE_BYTES`]; stops at end of file or on a read error.
-fn for_each_line(pipe: impl Read, mut f: impl FnMut(&str)) {
+pub(crate) fn for_each_line(pipe: impl Read, mut f: impl FnMut(&str)) {
     let mut reader = BufReader::new(pipe);
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match reader.by_ref().take(MAX_LINE_BYTES).read_until(b'\n', &mut buf) {
+        match reader
+            .by_ref()
+            .take(MAX_LINE_BYTES)
+            .read_until(b'\n', &mut buf)
+        {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 while matches!(buf.last(), Some(b'\n' | b'\r')) {
@@ -370,21 +379,39 @@ mod tests {
         assert_eq!(lines[0], "one");
         assert_eq!(lines[1], "two");
         assert!(lines[2].starts_with("\u{fffd}three"));
-        assert_eq!(lines[2].len() + lines[3].len(), "\u{fffd}three".len() + MAX_LINE_BYTES as usize + 10);
+        assert_eq!(
+            lines[2].len() + lines[3].len(),
+            "\u{fffd}three".len() + MAX_LINE_BYTES as usize + 10
+        );
     }
 
     #[test]
     fn command_line_errors() {
-        let ctx = LaunchContext { session_id: 1, env: vec![], runtime_dir: "/tmp".into() };
+        let ctx = LaunchContext {
+            session_id: 1,
+            env: vec![],
+            runtime_dir: "/tmp".into(),
+        };
         let config = |cmd: &str, env: &[&str]| ProcessConfig {
             cmd: cmd.into(),
             env: env.iter().map(|e| e.to_string()).collect(),
             stop_grace_seconds: 1,
         };
-        assert!(matches!(start(&config("  ", &[]), &ctx), Err(ProcessError::EmptyCommand)));
-        assert!(matches!(start(&config("sh -c 'x", &[]), &ctx), Err(ProcessError::Split { .. })));
-        assert!(matches!(start(&config("true", &["NOPE"]), &ctx), Err(ProcessError::BadEnv(e)) if e == "NOPE"));
+        assert!(matches!(
+            start(&config("  ", &[]), &ctx),
+            Err(ProcessError::EmptyCommand)
+        ));
+        assert!(matches!(
+            start(&config("sh -c 'x", &[]), &ctx),
+            Err(ProcessError::Split { .. })
+        ));
+        assert!(
+            matches!(start(&config("true", &["NOPE"]), &ctx), Err(ProcessError::BadEnv(e)) if e == "NOPE")
+        );
         let error = start(&config("/nonexistent/hati-app", &[]), &ctx).unwrap_err();
-        assert!(error.to_string().contains("/nonexistent/hati-app"), "{error}");
+        assert!(
+            error.to_string().contains("/nonexistent/hati-app"),
+            "{error}"
+        );
     }
 }
