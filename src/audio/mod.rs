@@ -16,6 +16,7 @@ mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -26,6 +27,9 @@ pub use self::worker::SinkEntry;
 
 /// Every sink Hati creates is named with this prefix followed by the session id.
 pub const SINK_PREFIX: &str = "hati-";
+
+/// How long a sink may take to disappear after its module was unloaded.
+const UNLOAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sample rate of session sinks (Moonlight's Opus streams are 48 kHz).
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -157,7 +161,7 @@ impl AudioServer {
                 && let Some(module) = sink.owner_module
             {
                 tracing::warn!(sink = %sink_name, "removing a leftover sink with this session's name");
-                self.unload(module).await?;
+                unload_and_wait(&self.commands, module, &sink_name).await?;
             }
         }
         let argument = null_sink_argument(session_id, channels)?;
@@ -201,7 +205,7 @@ impl AudioServer {
         let mut removed = 0;
         for sink in self.sinks().await? {
             if let (true, Some(module)) = (sink.name.starts_with(SINK_PREFIX), sink.owner_module) {
-                self.unload(module).await?;
+                unload_and_wait(&self.commands, module, &sink.name).await?;
                 removed += 1;
             }
         }
@@ -209,14 +213,6 @@ impl AudioServer {
             tracing::info!(removed, "removed stale hati audio sinks");
         }
         Ok(removed)
-    }
-
-    async fn unload(&self, index: u32) -> Result<(), AudioError> {
-        self.request(|reply| Command::UnloadModule {
-            index,
-            reply: Some(reply),
-        })
-        .await?
     }
 
     async fn request<T>(
@@ -236,6 +232,31 @@ async fn request<T>(
         .send(command(reply))
         .map_err(|_| AudioError::WorkerGone)?;
     answer.await.map_err(|_| AudioError::WorkerGone)
+}
+
+/// Unloads module `index` and waits until its sink `sink` is gone: the server acknowledges an
+/// unload before it happens (modules are unloaded from a deferred event).
+async fn unload_and_wait(
+    commands: &mpsc::Sender<Command>,
+    index: u32,
+    sink: &str,
+) -> Result<(), AudioError> {
+    request(commands, |reply| Command::UnloadModule {
+        index,
+        reply: Some(reply),
+    })
+    .await??;
+    let deadline = Instant::now() + UNLOAD_TIMEOUT;
+    loop {
+        let sinks = request(commands, |reply| Command::ListSinks { reply }).await??;
+        if !sinks.iter().any(|s| s.name == sink) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(AudioError::Timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// One session's null sink. Dropping it unloads the sink in the background.
@@ -282,12 +303,7 @@ impl SessionSink {
     /// Unloads the sink and waits until the server has done so.
     pub async fn remove(mut self) -> Result<(), AudioError> {
         self.removed = true;
-        let index = self.module;
-        request(&self.commands, |reply| Command::UnloadModule {
-            index,
-            reply: Some(reply),
-        })
-        .await??;
+        unload_and_wait(&self.commands, self.module, &self.sink_name).await?;
         tracing::info!(session = self.session_id, sink = %self.sink_name, "audio sink removed");
         Ok(())
     }
