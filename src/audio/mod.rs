@@ -357,7 +357,8 @@ fn default_server() -> String {
     if let Ok(server) = std::env::var("PULSE_SERVER") {
         return server;
     }
-    let runtime = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/run/user/0".into());
+    let runtime = std::env::var("XDG_RUNTIME_DIR")
+        .unwrap_or_else(|_| format!("/run/user/{}", rustix::process::getuid().as_raw()));
     format!("unix:{runtime}/pulse/native")
 }
 

@@ -1,6 +1,10 @@
 //! The process runner: an app's `cmd`, split like a shell would, run on the host in its own
 //! process group with the session's environment plus the app's `env`.
 //!
+//! The app inherits Hati's environment except the variables that would point it at the host's
+//! desktop or sound server (`DISPLAY`, `WAYLAND_DISPLAY`, `PULSE_SERVER`, …), then gets the
+//! session's variables, then its own `env` entries.
+//!
 //! Its stdout and stderr lines go to `tracing` (target `hati::app`) inside an `app` span that
 //! carries the session id. Stopping sends SIGTERM to the whole group (children and
 //! grandchildren included), waits up to the grace period for every member to be gone, then
@@ -31,6 +35,18 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How long `stop` waits after SIGKILL before giving up on stragglers.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Variables of Hati's own environment that point at the host's desktop or sound server; the
+/// app does not inherit them (a session that has such a variable sets its own), so it can never
+/// open on the host's screen or play on the host's speakers.
+const HOST_SESSION_VARS: &[&str] = &[
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "WAYLAND_SOCKET",
+    "PULSE_SERVER",
+    "PULSE_SINK",
+    "PULSE_SOURCE",
+];
 
 /// Why a process app could not be started or stopped.
 #[derive(Debug, Error)]
@@ -97,6 +113,9 @@ pub fn start(config: &ProcessConfig, ctx: &LaunchContext) -> Result<ProcessHandl
     let grace = Duration::from_secs(config.stop_grace_seconds.min(MAX_STOP_GRACE_SECONDS));
 
     let mut command = Command::new(program);
+    for key in HOST_SESSION_VARS {
+        command.env_remove(key);
+    }
     command
         .args(args)
         .envs(merged_env(&ctx.env, &app_env))

@@ -185,3 +185,35 @@ async fn missing_program_is_a_clear_error() {
         "{text}"
     );
 }
+
+/// Run in a child test process whose own environment has a host `DISPLAY` and `PULSE_SERVER`.
+#[tokio::test]
+async fn host_desktop_variables_are_not_inherited() {
+    if std::env::var("HATI_TEST_CHILD").is_ok() {
+        let app = launch(106, &config(r#"sh -c 'echo "inherit-marker display=[$DISPLAY] pulse=[$PULSE_SERVER] home=[$HOME_PROBE]"'"#, &[], 5)).await;
+        app.wait_exit().await;
+        let line = logs::wait_for("inherit-marker", Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert!(line.contains("display=[] pulse=[] home=[kept]"), "{line}");
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "process::host_desktop_variables_are_not_inherited",
+            "--test-threads=1",
+        ])
+        .env("HATI_TEST_CHILD", "1")
+        .env("DISPLAY", ":99")
+        .env("PULSE_SERVER", "unix:/host/pulse/native")
+        .env("HOME_PROBE", "kept")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
