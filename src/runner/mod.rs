@@ -23,7 +23,7 @@ use thiserror::Error;
 use tokio::sync::{OnceCell, watch};
 
 pub use self::config::{DockerConfig, ProcessConfig, RunnerConfig};
-pub use self::docker::{DockerError, DockerRunner};
+pub use self::docker::{ContainerHandle, DockerError, DockerRunner};
 pub use self::process::{ProcessError, ProcessHandle};
 
 /// What every runner needs to know about the session it starts an app for.
@@ -151,7 +151,7 @@ pub enum RunningApp {
     /// A host process group.
     Process(ProcessHandle),
     /// A container.
-    Docker(docker::ContainerHandle),
+    Docker(ContainerHandle),
 }
 
 impl RunningApp {

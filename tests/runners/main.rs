@@ -24,3 +24,16 @@ macro_rules! skip_or_fail {
         return;
     }};
 }
+
+/// What the session manager keeps across `.await`s and tasks must be `Send` (and shared ones
+/// `Sync`).
+#[test]
+fn handles_can_live_in_tokio_tasks() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<hati::runner::Launcher>();
+    send::<hati::runner::RunningApp>();
+    send_sync::<hati::audio::AudioServer>();
+    send::<hati::audio::SessionSink>();
+    send::<hati::gamepad::GamepadManager>();
+}
