@@ -1,9 +1,11 @@
 //! Hati: a Moonlight-compatible game-streaming host.
 
 pub mod admin;
+pub mod audio;
 pub mod config;
 pub mod control;
 pub mod encoders;
+pub mod gamepad;
 pub mod host;
 pub mod http;
 pub mod input;
@@ -11,6 +13,7 @@ pub mod mdns;
 pub mod pairing;
 pub mod pipeline;
 pub mod rtsp;
+pub mod runner;
 pub mod session;
 pub mod state;
 pub mod stream;
