@@ -44,28 +44,34 @@ class StreamResult:
 
 
 def measure(client: MoonlightClient, seconds: float) -> StreamResult:
-    """Counts decoded frames and audio for `seconds` of an already started stream."""
-    chunks = []
-    deadline = time.monotonic() + seconds
+    """Counts decoded frames and audio for `seconds` of an already started stream. Collectors run
+    in threads so a stream that stops delivering cannot hang the test."""
+    chunks, numbers, brightness = [], [], []
+    stop = threading.Event()
 
     def collect_audio() -> None:
         for chunk in client.audio():
             chunks.append(chunk.data)
-            if time.monotonic() > deadline:
+            if stop.is_set():
                 break
 
-    audio = threading.Thread(target=collect_audio, daemon=True)
-    audio.start()
-    numbers, brightness = [], []
+    def collect_video() -> None:
+        for frame in client.frames():
+            numbers.append(frame.frame_number)
+            if len(numbers) % 30 == 1:
+                brightness.append(float(frame.data.mean()))
+            if stop.is_set():
+                break
+
+    collectors = [threading.Thread(target=f, daemon=True) for f in (collect_video, collect_audio)]
     start = time.monotonic()
-    for frame in client.frames():
-        numbers.append(frame.frame_number)
-        if len(numbers) % 30 == 1:
-            brightness.append(float(frame.data.mean()))
-        if time.monotonic() > deadline:
-            break
+    for collector in collectors:
+        collector.start()
+    time.sleep(seconds)
+    stop.set()
     elapsed = time.monotonic() - start
-    audio.join(timeout=5)
+    for collector in collectors:
+        collector.join(timeout=2)
     samples = np.concatenate(chunks) if chunks else np.zeros(1)
     return StreamResult(
         frames=len(numbers),
