@@ -148,6 +148,14 @@ pub struct AppConfig {
     pub title: String,
     /// Box art: a PNG file (relative paths are relative to the config file).
     pub icon: Option<PathBuf>,
+    /// Give the session its own headless Wayland desktop (the video shows it).
+    #[serde(default = "default_true")]
+    pub compositor: bool,
+    /// What runs inside the session; absent: nothing runs.
+    pub runner: Option<crate::runner::RunnerConfig>,
+    /// The kind of virtual gamepad the app sees.
+    #[serde(default)]
+    pub joypad_type: crate::gamepad::JoypadType,
     /// Overrides of the global video pipeline parts.
     #[serde(default)]
     pub video: AppVideoConfig,
@@ -196,8 +204,10 @@ pub struct GstreamerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AudioPipelineConfig {
-    /// The default audio source.
+    /// The default audio source of sessions without an audio sink.
     pub source: String,
+    /// The audio source of sessions whose app plays into a session sink.
+    pub sink_source: String,
     /// Conversion and Opus encoding.
     pub encoder: String,
 }
@@ -240,6 +250,10 @@ impl AppConfig {
     pub fn id(&self) -> u32 {
         (stable_hash(&self.title) & 0x7fff_ffff).max(1)
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A hash of `text` that is the same on every machine and every run.
@@ -297,14 +311,37 @@ impl Config {
         use crate::pipeline::{AUDIO_VARIABLES, VIDEO_VARIABLES};
         let video = &self.gstreamer.video;
         let mut templates = vec![
-            ("gstreamer.video.source".to_owned(), video.source.as_str(), VIDEO_VARIABLES),
-            ("gstreamer.video.video_params".to_owned(), video.video_params.as_str(), VIDEO_VARIABLES),
-            ("gstreamer.audio.source".to_owned(), self.gstreamer.audio.source.as_str(), AUDIO_VARIABLES),
-            ("gstreamer.audio.encoder".to_owned(), self.gstreamer.audio.encoder.as_str(), AUDIO_VARIABLES),
+            (
+                "gstreamer.video.source".to_owned(),
+                video.source.as_str(),
+                VIDEO_VARIABLES,
+            ),
+            (
+                "gstreamer.video.video_params".to_owned(),
+                video.video_params.as_str(),
+                VIDEO_VARIABLES,
+            ),
+            (
+                "gstreamer.audio.source".to_owned(),
+                self.gstreamer.audio.source.as_str(),
+                AUDIO_VARIABLES,
+            ),
+            (
+                "gstreamer.audio.sink_source".to_owned(),
+                self.gstreamer.audio.sink_source.as_str(),
+                AUDIO_VARIABLES,
+            ),
+            (
+                "gstreamer.audio.encoder".to_owned(),
+                self.gstreamer.audio.encoder.as_str(),
+                AUDIO_VARIABLES,
+            ),
         ];
-        for (codec, list) in
-            [("h264", &video.h264_encoders), ("hevc", &video.hevc_encoders), ("av1", &video.av1_encoders)]
-        {
+        for (codec, list) in [
+            ("h264", &video.h264_encoders),
+            ("hevc", &video.hevc_encoders),
+            ("av1", &video.av1_encoders),
+        ] {
             for (i, entry) in list.iter().enumerate() {
                 let key = format!("gstreamer.video.{codec}_encoders[{i}].pipeline");
                 templates.push((key, entry.pipeline.as_str(), VIDEO_VARIABLES));
@@ -424,7 +461,10 @@ impl Config {
             ));
         }
         if self.debug.drop_video_packets_percent > 100 {
-            return Err(fail("debug.drop_video_packets_percent".into(), "must be at most 100".into()));
+            return Err(fail(
+                "debug.drop_video_packets_percent".into(),
+                "must be at most 100".into(),
+            ));
         }
         for (key, template, variables) in self.templates() {
             if let Err(error) = crate::pipeline::check_template(template, variables) {
@@ -559,7 +599,7 @@ mod tests {
         assert!(config.network.mdns);
         assert_eq!(
             config.apps.first().map(|a| a.title.as_str()),
-            Some("Test pattern")
+            Some("Desktop")
         );
     }
 
@@ -658,7 +698,10 @@ mod tests {
                 "[[apps]]\ntitle = \"A\"\n[apps.video]\nsource = \"x width={widht}\"\n",
                 "apps[0].video.source",
             ),
-            ("[debug]\ndrop_video_packets_percent = 101\n", "debug.drop_video_packets_percent"),
+            (
+                "[debug]\ndrop_video_packets_percent = 101\n",
+                "debug.drop_video_packets_percent",
+            ),
         ];
         for (text, key) in cases {
             let error = Config::from_toml(text, "u", None).unwrap_err().to_string();

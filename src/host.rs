@@ -9,12 +9,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::audio::AudioServer;
 use crate::config::{Config, Ports};
 use crate::encoders::CodecSupport;
 use crate::pairing::PairingManager;
+use crate::runner::Launcher;
+use crate::session::{ControlCommand, SessionManager};
 use crate::state::StateDir;
 use crate::state::clients::ClientStore;
-use crate::session::{ControlCommand, SessionManager};
 use crate::state::identity::HostIdentity;
 use crate::stream::ping::{MediaSockets, StreamKind};
 
@@ -42,6 +44,10 @@ pub struct Host {
     pub control_commands: tokio::sync::mpsc::UnboundedSender<ControlCommand>,
     /// The video and audio sockets.
     pub media: MediaSockets,
+    /// Starts apps (processes, containers).
+    pub launcher: Launcher,
+    /// The PulseAudio server sessions' sinks live on, connected (or started) on first use.
+    audio: tokio::sync::OnceCell<Option<Arc<AudioServer>>>,
 }
 
 impl Host {
@@ -58,6 +64,8 @@ impl Host {
         let clients = ClientStore::load(&state)?;
         gst::init().context("cannot initialise GStreamer")?;
         gsthati::register_static().context("cannot register Hati's GStreamer elements")?;
+        hati_compositor::waylanddisplaysrc::register_static()
+            .context("cannot register waylanddisplaysrc")?;
         let codecs = CodecSupport::probe(&config.gstreamer.video);
         let pair_command = if explicit_state_dir {
             format!("hati --state-dir {} pair <PIN>", state.path().display())
@@ -71,6 +79,8 @@ impl Host {
             sessions: Arc::new(SessionManager::new(control_commands.clone())),
             control_commands,
             media,
+            launcher: Launcher::new(),
+            audio: tokio::sync::OnceCell::new(),
             ports,
             pairing: PairingManager::new(config.pairing.clone()),
             config,
@@ -81,6 +91,27 @@ impl Host {
             pair_command,
         };
         Ok((host, control_queue))
+    }
+
+    /// The PulseAudio server for session sinks: the user's, else a private one Hati starts.
+    /// `None` (logged once) when neither works: apps then stream no sound.
+    pub async fn audio(&self) -> Option<Arc<AudioServer>> {
+        self.audio
+            .get_or_init(|| async {
+                let private_dir = self.state.file("pulse");
+                match AudioServer::connect_or_spawn(&private_dir).await {
+                    Ok(server) => {
+                        tracing::info!(server = %server.pulse_server(), private = server.is_private(), "audio server ready");
+                        Some(Arc::new(server))
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "no PulseAudio server and none could be started: apps will stream no sound");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
     }
 
     /// Whether the certificate with this fingerprint is paired.
@@ -188,7 +219,7 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
         }
     }
     tracing::info!("shutting down");
-    host.sessions.end_all();
+    host.sessions.end_all().await;
     // Let the control stream deliver the termination messages.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let _ = shutdown_tx.send(true);

@@ -13,10 +13,26 @@ use crate::config::{AppConfig, Config};
 use crate::encoders::CodecSupport;
 
 /// Variables a video template may use.
-pub const VIDEO_VARIABLES: &[&str] = &["width", "height", "fps", "bitrate", "slices_per_frame", "session_id"];
+pub const VIDEO_VARIABLES: &[&str] = &[
+    "width",
+    "height",
+    "fps",
+    "bitrate",
+    "slices_per_frame",
+    "session_id",
+];
 /// Variables an audio template may use.
-pub const AUDIO_VARIABLES: &[&str] = &["channels", "bitrate", "packet_duration", "sink_name", "session_id"];
+pub const AUDIO_VARIABLES: &[&str] = &[
+    "channels",
+    "bitrate",
+    "packet_duration",
+    "sink_name",
+    "pulse_server",
+    "session_id",
+];
 
+/// Name of the source showing the session's desktop.
+pub const DESKTOP_SOURCE: &str = "hati_desktop";
 /// Name of the element after the source whose buffers get the capture timestamp.
 pub const CAPTURE_ELEMENT: &str = "hati_capture";
 /// Name of the payloader in the video pipeline.
@@ -71,9 +87,15 @@ pub fn fill(template: &str, values: &[(&str, String)]) -> Result<String, Templat
         let after = rest.get(open + 1..).unwrap_or_default();
         let close = after.find('}').ok_or(TemplateError::Unclosed)?;
         let name = after.get(..close).unwrap_or_default();
-        let value = values.iter().find(|(key, _)| *key == name).ok_or_else(|| TemplateError::UnknownVariable {
-            name: name.to_owned(),
-            known: values.iter().map(|(key, _)| format!("{{{key}}}")).collect::<Vec<_>>().join(" "),
+        let value = values.iter().find(|(key, _)| *key == name).ok_or_else(|| {
+            TemplateError::UnknownVariable {
+                name: name.to_owned(),
+                known: values
+                    .iter()
+                    .map(|(key, _)| format!("{{{key}}}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            }
         })?;
         out.push_str(&value.1);
         rest = after.get(close + 1..).unwrap_or_default();
@@ -90,6 +112,8 @@ pub struct VideoRequest<'a> {
     pub stream: &'a StreamConfig,
     /// AES key when the client enabled video encryption.
     pub encryption_key: Option<[u8; 16]>,
+    /// The session has a desktop: it is the default source.
+    pub desktop: bool,
 }
 
 /// The `gst-launch` description of a session's video pipeline.
@@ -116,15 +140,36 @@ pub fn video_description(
         ("width", stream.width.to_string()),
         ("height", stream.height.to_string()),
         ("fps", stream.fps.to_string()),
-        ("bitrate", stream.encoder_bitrate_kbps(fec, false).max(500).to_string()),
-        ("slices_per_frame", stream.slices_per_frame.max(1).to_string()),
+        (
+            "bitrate",
+            stream.encoder_bitrate_kbps(fec, false).max(500).to_string(),
+        ),
+        (
+            "slices_per_frame",
+            stream.slices_per_frame.max(1).to_string(),
+        ),
         ("session_id", request.session_id.to_string()),
     ];
     let part = |name: &'static str, template: &str| {
         fill(template, &values).map_err(|source| PipelineError::Template { part: name, source })
     };
-    let source = part("video source", app.video.source.as_deref().unwrap_or(&video.source))?;
-    let params = part("video_params", app.video.video_params.as_deref().unwrap_or(&video.video_params))?;
+    let desktop_source = format!("waylanddisplaysrc name={DESKTOP_SOURCE}");
+    let default_source = if request.desktop {
+        desktop_source.as_str()
+    } else {
+        video.source.as_str()
+    };
+    let source = part(
+        "video source",
+        app.video.source.as_deref().unwrap_or(default_source),
+    )?;
+    let params = part(
+        "video_params",
+        app.video
+            .video_params
+            .as_deref()
+            .unwrap_or(&video.video_params),
+    )?;
     let encoder = part("video encoder", encoder)?;
     let mut description = format!(
         "{source} ! identity name={CAPTURE_ELEMENT} silent=true ! {params} ! {encoder} ! \
@@ -135,9 +180,16 @@ pub fn video_description(
         let _ = write!(description, " encrypt=true aes-key={}", encode_hex(&key));
     }
     if config.debug.drop_video_packets_percent > 0 {
-        let _ = write!(description, " drop-percentage={}", config.debug.drop_video_packets_percent);
+        let _ = write!(
+            description,
+            " drop-percentage={}",
+            config.debug.drop_video_packets_percent
+        );
     }
-    let _ = write!(description, " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=8");
+    let _ = write!(
+        description,
+        " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=8"
+    );
     Ok(description)
 }
 
@@ -149,33 +201,72 @@ pub struct AudioRequest<'a> {
     pub layout: &'a OpusLayout,
     /// Opus frame duration in ms.
     pub packet_duration_ms: u32,
-    /// The PulseAudio sink the app plays into, if any.
-    pub sink_name: String,
+    /// The PulseAudio sink the app plays into and its server, if any.
+    pub sink: Option<(String, String)>,
     /// AES key and `rikeyid` when audio is encrypted.
     pub encryption: Option<([u8; 16], i32)>,
 }
 
 /// The `gst-launch` description of a session's audio pipeline.
-pub fn audio_description(config: &Config, app: &AppConfig, request: &AudioRequest<'_>) -> Result<String, PipelineError> {
+pub fn audio_description(
+    config: &Config,
+    app: &AppConfig,
+    request: &AudioRequest<'_>,
+) -> Result<String, PipelineError> {
     let audio = &config.gstreamer.audio;
     let values = [
         ("channels", request.layout.channels.to_string()),
         ("bitrate", request.layout.bitrate.to_string()),
         ("packet_duration", request.packet_duration_ms.to_string()),
-        ("sink_name", request.sink_name.clone()),
+        (
+            "sink_name",
+            request
+                .sink
+                .as_ref()
+                .map(|(name, _)| name.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "pulse_server",
+            request
+                .sink
+                .as_ref()
+                .map(|(_, server)| server.clone())
+                .unwrap_or_default(),
+        ),
         ("session_id", request.session_id.to_string()),
     ];
     let part = |name: &'static str, template: &str| {
         fill(template, &values).map_err(|source| PipelineError::Template { part: name, source })
     };
-    let source = part("audio source", app.audio.source.as_deref().unwrap_or(&audio.source))?;
-    let encoder = part("audio encoder", app.audio.encoder.as_deref().unwrap_or(&audio.encoder))?;
-    let mut description =
-        format!("{source} ! {encoder} ! moonlightaudiopay packet-duration={}", request.packet_duration_ms);
+    let default_source = if request.sink.is_some() {
+        &audio.sink_source
+    } else {
+        &audio.source
+    };
+    let source = part(
+        "audio source",
+        app.audio.source.as_deref().unwrap_or(default_source),
+    )?;
+    let encoder = part(
+        "audio encoder",
+        app.audio.encoder.as_deref().unwrap_or(&audio.encoder),
+    )?;
+    let mut description = format!(
+        "{source} ! {encoder} ! moonlightaudiopay packet-duration={}",
+        request.packet_duration_ms
+    );
     if let Some((key, rikeyid)) = request.encryption {
-        let _ = write!(description, " encrypt=true aes-key={} rikeyid={rikeyid}", encode_hex(&key));
+        let _ = write!(
+            description,
+            " encrypt=true aes-key={} rikeyid={rikeyid}",
+            encode_hex(&key)
+        );
     }
-    let _ = write!(description, " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=64");
+    let _ = write!(
+        description,
+        " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=64"
+    );
     Ok(description)
 }
 
@@ -186,7 +277,10 @@ mod tests {
     #[test]
     fn fill_replaces_known_variables() {
         let values = [("width", "1280".to_owned()), ("fps", "60".to_owned())];
-        assert_eq!(fill("w={width},f={fps}/1", &values).unwrap(), "w=1280,f=60/1");
+        assert_eq!(
+            fill("w={width},f={fps}/1", &values).unwrap(),
+            "w=1280,f=60/1"
+        );
         assert_eq!(fill("no variables", &values).unwrap(), "no variables");
     }
 
@@ -195,24 +289,51 @@ mod tests {
         let error = check_template("x={widht}", VIDEO_VARIABLES).unwrap_err();
         assert!(matches!(&error, TemplateError::UnknownVariable { name, .. } if name == "widht"));
         assert!(error.to_string().contains("{width}"));
-        assert_eq!(check_template("x={width", VIDEO_VARIABLES), Err(TemplateError::Unclosed));
+        assert_eq!(
+            check_template("x={width", VIDEO_VARIABLES),
+            Err(TemplateError::Unclosed)
+        );
     }
 
     #[test]
     fn default_pipelines_describe_the_whole_chain() {
         let config = Config::default_config().unwrap();
-        let app = &config.apps[0];
+        let app = config
+            .apps
+            .iter()
+            .find(|a| a.title == "Test pattern")
+            .unwrap();
         let codecs = CodecSupport::choose(&config.gstreamer.video, |e| e == "x264enc");
         let body = StreamConfig::parse(ANNOUNCE).unwrap();
-        let request = VideoRequest { session_id: 7, stream: &body, encryption_key: None };
+        let request = VideoRequest {
+            session_id: 7,
+            stream: &body,
+            encryption_key: None,
+            desktop: false,
+        };
         let video = video_description(&config, app, &codecs, &request).unwrap();
         assert!(video.contains("x264enc"), "{video}");
-        assert!(video.contains("width=1280,height=720,framerate=60/1"), "{video}");
-        assert!(video.contains("moonlightvideopay name=hati_videopay payload-size=1392 fec-percentage=20"));
+        assert!(
+            video.contains("width=1280,height=720,framerate=60/1"),
+            "{video}"
+        );
+        assert!(
+            video.contains(
+                "moonlightvideopay name=hati_videopay payload-size=1392 fec-percentage=20"
+            )
+        );
         assert!(video.ends_with("max-buffers=8"));
 
-        let hevc = StreamConfig { codec: VideoCodec::Hevc, ..body.clone() };
-        let request = VideoRequest { session_id: 7, stream: &hevc, encryption_key: None };
+        let hevc = StreamConfig {
+            codec: VideoCodec::Hevc,
+            ..body.clone()
+        };
+        let request = VideoRequest {
+            session_id: 7,
+            stream: &hevc,
+            encryption_key: None,
+            desktop: false,
+        };
         assert!(matches!(
             video_description(&config, app, &codecs, &request),
             Err(PipelineError::NoEncoder(VideoCodec::Hevc))
@@ -222,12 +343,18 @@ mod tests {
             session_id: 7,
             layout: &OpusLayout::STEREO,
             packet_duration_ms: 5,
-            sink_name: String::new(),
+            sink: None,
             encryption: Some(([0x11; 16], -5)),
         };
         let audio = audio_description(&config, app, &audio).unwrap();
-        assert!(audio.contains("opusenc bitrate=96000 bitrate-type=cbr frame-size=5"), "{audio}");
-        assert!(audio.contains("encrypt=true aes-key=11111111111111111111111111111111 rikeyid=-5"), "{audio}");
+        assert!(
+            audio.contains("opusenc bitrate=96000 bitrate-type=cbr frame-size=5"),
+            "{audio}"
+        );
+        assert!(
+            audio.contains("encrypt=true aes-key=11111111111111111111111111111111 rikeyid=-5"),
+            "{audio}"
+        );
     }
 
     const ANNOUNCE: &[u8] = b"v=0\r\no=android 0 14 IN IPv4 127.0.0.1\r\ns=NVIDIA Streaming Client\r\n\

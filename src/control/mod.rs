@@ -34,14 +34,42 @@ pub async fn serve(
     mut commands: mpsc::UnboundedReceiver<ControlCommand>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let config = HostConfig { address: Some(address), peer_count: PEERS, channel_limit: CHANNELS, ..HostConfig::default() };
-    let mut host = tokio_enet::Host::new(config)
-        .map_err(|e| anyhow::anyhow!("cannot listen on UDP {address} (set by network.control_port in the config): {e}"))?;
+    let config = HostConfig {
+        address: Some(address),
+        peer_count: PEERS,
+        channel_limit: CHANNELS,
+        ..HostConfig::default()
+    };
+    let mut host = tokio_enet::Host::new(config).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on UDP {address} (set by network.control_port in the config): {e}"
+        )
+    })?;
     let mut peers: HashMap<PeerId, Peer> = HashMap::new();
     loop {
         while let Ok(command) = commands.try_recv() {
             match command {
-                ControlCommand::Terminate { session_id, hresult } => terminate(&mut host, &mut peers, session_id, hresult),
+                ControlCommand::Terminate {
+                    session_id,
+                    hresult,
+                } => terminate(&mut host, &mut peers, session_id, hresult),
+                ControlCommand::Rumble {
+                    session_id,
+                    controller,
+                    low_freq,
+                    high_freq,
+                } => {
+                    send(
+                        &mut host,
+                        &mut peers,
+                        session_id,
+                        &HostMessage::Rumble {
+                            controller,
+                            low_freq,
+                            high_freq,
+                        },
+                    );
+                }
             }
         }
         if *shutdown.borrow() {
@@ -67,7 +95,14 @@ pub async fn serve(
                     Some(session) => {
                         tracing::info!(parent: &session.span, client = ?address, "control stream connected");
                         let cipher = session.control_cipher();
-                        peers.insert(peer_id, Peer { session, cipher, next_seq: 0 });
+                        peers.insert(
+                            peer_id,
+                            Peer {
+                                session,
+                                cipher,
+                                next_seq: 0,
+                            },
+                        );
                     }
                     None => {
                         tracing::warn!(client = ?address, connect_data = data, "control connection for no session");
@@ -75,11 +110,17 @@ pub async fn serve(
                     }
                 }
             }
-            Event::Receive { peer_id, packet, .. } => {
-                let Some(peer) = peers.get(&peer_id) else { continue };
+            Event::Receive {
+                peer_id, packet, ..
+            } => {
+                let Some(peer) = peers.get(&peer_id) else {
+                    continue;
+                };
                 match peer.cipher.open_client_message(packet.data()) {
                     Ok((_, message)) => peer.session.on_control_message(message),
-                    Err(error) => tracing::debug!(parent: &peer.session.span, %error, "control message dropped"),
+                    Err(error) => {
+                        tracing::debug!(parent: &peer.session.span, %error, "control message dropped")
+                    }
                 }
             }
             Event::Disconnect { peer_id, .. } => {
@@ -94,11 +135,42 @@ pub async fn serve(
     }
 }
 
-fn terminate(host: &mut tokio_enet::Host, peers: &mut HashMap<PeerId, Peer>, session_id: u32, hresult: u32) {
+/// Sends `message` to every control connection of session `session_id`.
+fn send(
+    host: &mut tokio_enet::Host,
+    peers: &mut HashMap<PeerId, Peer>,
+    session_id: u32,
+    message: &HostMessage,
+) {
     for (peer_id, peer) in peers.iter_mut().filter(|(_, p)| p.session.id == session_id) {
         let seq = peer.next_seq;
         peer.next_seq = peer.next_seq.wrapping_add(1);
-        match peer.cipher.seal_host_message(seq, &HostMessage::Termination { hresult }) {
+        match peer.cipher.seal_host_message(seq, message) {
+            Ok(sealed) => {
+                if let Some(enet_peer) = host.peer_mut(*peer_id) {
+                    let _ = enet_peer.send(0, Packet::new(&sealed, PacketMode::ReliableSequenced));
+                }
+            }
+            Err(error) => {
+                tracing::error!(parent: &peer.session.span, %error, "cannot seal a control message")
+            }
+        }
+    }
+}
+
+fn terminate(
+    host: &mut tokio_enet::Host,
+    peers: &mut HashMap<PeerId, Peer>,
+    session_id: u32,
+    hresult: u32,
+) {
+    for (peer_id, peer) in peers.iter_mut().filter(|(_, p)| p.session.id == session_id) {
+        let seq = peer.next_seq;
+        peer.next_seq = peer.next_seq.wrapping_add(1);
+        match peer
+            .cipher
+            .seal_host_message(seq, &HostMessage::Termination { hresult })
+        {
             Ok(sealed) => {
                 if let Some(enet_peer) = host.peer_mut(*peer_id) {
                     let _ = enet_peer.send(0, Packet::new(&sealed, PacketMode::ReliableSequenced));
@@ -106,7 +178,9 @@ fn terminate(host: &mut tokio_enet::Host, peers: &mut HashMap<PeerId, Peer>, ses
                 }
                 tracing::info!(parent: &peer.session.span, hresult = format_args!("{hresult:#x}"), "termination sent");
             }
-            Err(error) => tracing::error!(parent: &peer.session.span, %error, "cannot seal the termination message"),
+            Err(error) => {
+                tracing::error!(parent: &peer.session.span, %error, "cannot seal the termination message")
+            }
         }
     }
 }

@@ -7,15 +7,17 @@ use hati_protocol::query::{Query, QueryError};
 use hati_protocol::xml::XmlReply;
 
 use super::RequestContext;
+use crate::gamepad::GamepadManager;
 use crate::host::Host;
-use crate::input::LoggingInputSink;
-use crate::session::{LaunchError, LaunchParams};
+use crate::input::SessionInput;
+use crate::session::resources::AppResources;
+use crate::session::{ControlCommand, LaunchError, LaunchParams};
 
 /// `surroundAudioInfo` for stereo, the default when a client omits it.
 const STEREO_SURROUND_INFO: u32 = 0x0003_0002;
 
-/// `/launch`.
-pub fn launch(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
+/// `/launch`: starts the app's desktop, audio sink and app, then registers the session.
+pub async fn launch(host: &Arc<Host>, context: &RequestContext, query: &Query) -> XmlReply {
     let Some(client) = context.client_fingerprint() else {
         return XmlReply::unauthorized("/launch");
     };
@@ -30,11 +32,79 @@ pub fn launch(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
     let Some(app) = host.config.apps.iter().find(|app| app.id() == app_id) else {
         return XmlReply::error(404, format!("no app with ID {app_id}"));
     };
+    if host.sessions.is_running(&client) {
+        return XmlReply::error(400, "An app is already running on this host");
+    }
     let corever = params.corever;
-    match host.sessions.launch(&client, context.peer.ip(), app, params, Arc::new(LoggingInputSink)) {
-        Ok(_) => XmlReply::ok().element("sessionUrl0", session_url(host, context, corever)).element("gamesession", 1),
-        Err(LaunchError::AlreadyRunning) => XmlReply::error(400, "An app is already running on this host"),
-        Err(LaunchError::NotRunning) => XmlReply::error(503, "No app is running"),
+    let (id, span) = host.sessions.new_session_id(&client);
+    let audio = if app.runner.is_some() {
+        host.audio().await
+    } else {
+        None
+    };
+    let started = {
+        use tracing::Instrument;
+        AppResources::start(id, app, params.mode, audio.as_ref(), &host.launcher)
+            .instrument(span.clone())
+            .await
+    };
+    let resources = match started {
+        Ok(resources) => resources,
+        Err(error) => {
+            tracing::error!(parent: &span, app = %app.title, %error, "launch failed");
+            return XmlReply::error(500, format!("{}: {error}", app.title));
+        }
+    };
+    let control = host.control_commands.clone();
+    let rumble = Arc::new(move |controller: u8, motors: crate::gamepad::Motors| {
+        let _ = control.send(ControlCommand::Rumble {
+            session_id: id,
+            controller: u16::from(controller),
+            low_freq: motors.low_freq,
+            high_freq: motors.high_freq,
+        });
+    });
+    let seat = resources.compositor.as_ref().map(|c| c.input_sender());
+    let input = Arc::new(SessionInput::new(
+        seat,
+        GamepadManager::new(id, app.joypad_type, rumble),
+    ));
+    match host.sessions.launch(
+        (id, span),
+        &client,
+        context.peer.ip(),
+        app,
+        params,
+        resources,
+        input,
+    ) {
+        Ok(session) => {
+            if let Some(mut exit) = session.app_exit_watch() {
+                let host = host.clone();
+                tokio::spawn(async move {
+                    while exit.borrow_and_update().is_none() {
+                        if exit.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                    let status = exit.borrow().clone();
+                    tracing::info!(parent: &session.span, ?status, "the app exited; ending the session");
+                    host.sessions.end_session(session.id).await;
+                });
+            }
+            XmlReply::ok()
+                .element("sessionUrl0", session_url(host, context, corever))
+                .element("gamesession", 1)
+        }
+        Err((error, mut resources)) => {
+            resources.release().await;
+            match error {
+                LaunchError::AlreadyRunning => {
+                    XmlReply::error(400, "An app is already running on this host")
+                }
+                LaunchError::NotRunning => XmlReply::error(503, "No app is running"),
+            }
+        }
     }
 }
 
@@ -49,15 +119,17 @@ pub fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
     };
     let corever = query.number("corever").unwrap_or(0);
     match host.sessions.resume(&client, rikey, rikeyid, corever) {
-        Ok(_) => XmlReply::ok().element("sessionUrl0", session_url(host, context, corever)).element("resume", 1),
+        Ok(_) => XmlReply::ok()
+            .element("sessionUrl0", session_url(host, context, corever))
+            .element("resume", 1),
         Err(_) => XmlReply::error(503, "No app is running; launch one"),
     }
 }
 
-/// `/cancel`: ends the client's session and the app.
-pub fn cancel(host: &Host, context: &RequestContext) -> XmlReply {
+/// `/cancel`: ends the client's session and the app, answering once everything is released.
+pub async fn cancel(host: &Host, context: &RequestContext) -> XmlReply {
     if let Some(client) = context.client_fingerprint() {
-        host.sessions.cancel(&client);
+        host.sessions.cancel(&client).await;
     }
     XmlReply::ok().element("cancel", 1)
 }
@@ -72,7 +144,9 @@ fn launch_params(query: &Query) -> Result<LaunchParams, QueryError> {
         rikey,
         rikeyid,
         mode,
-        surround_info: query.number("surroundAudioInfo").unwrap_or(STEREO_SURROUND_INFO),
+        surround_info: query
+            .number("surroundAudioInfo")
+            .unwrap_or(STEREO_SURROUND_INFO),
         corever: query.number("corever").unwrap_or(0),
     })
 }
@@ -81,12 +155,18 @@ fn keys(query: &Query) -> Result<([u8; 16], i32), QueryError> {
     let rikey: [u8; 16] = query
         .hex("rikey")?
         .try_into()
-        .map_err(|_| QueryError::Malformed { name: "rikey", reason: "expected 32 hex digits" })?;
+        .map_err(|_| QueryError::Malformed {
+            name: "rikey",
+            reason: "expected 32 hex digits",
+        })?;
     // Clients send the key ID as a signed 32-bit number (it can be negative).
     let rikeyid = query.number::<i64>("rikeyid")?;
     let rikeyid = i32::try_from(rikeyid)
         .or_else(|_| u32::try_from(rikeyid).map(|v| v as i32))
-        .map_err(|_| QueryError::Malformed { name: "rikeyid", reason: "expected a 32-bit number" })?;
+        .map_err(|_| QueryError::Malformed {
+            name: "rikeyid",
+            reason: "expected a 32-bit number",
+        })?;
     Ok((rikey, rikeyid))
 }
 
@@ -95,7 +175,9 @@ fn keys(query: &Query) -> Result<([u8; 16], i32), QueryError> {
 fn session_url(host: &Host, context: &RequestContext, corever: u32) -> String {
     let scheme = if corever >= 1 { "rtspenc" } else { "rtsp" };
     let ip = match context.local.ip() {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
         v4 => v4,
     };
     format!("{scheme}://{ip}:{}", host.ports.rtsp)

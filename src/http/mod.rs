@@ -173,7 +173,7 @@ where
 
 async fn route(
     request: Request<Incoming>,
-    host: &Host,
+    host: &Arc<Host>,
     context: &RequestContext,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
@@ -197,9 +197,13 @@ async fn route(
         (&Method::GET, "/unpair") => xml(&pair::unpair(host, context, &query)),
         (&Method::GET, "/applist") if is_https(context) => xml(&apps::applist(host)),
         (&Method::GET, "/appasset") if is_https(context) => apps::appasset(host, &query),
-        (&Method::GET, "/launch") if is_https(context) => xml(&launch::launch(host, context, &query)),
-        (&Method::GET, "/resume") if is_https(context) => xml(&launch::resume(host, context, &query)),
-        (&Method::GET, "/cancel") if is_https(context) => xml(&launch::cancel(host, context)),
+        (&Method::GET, "/launch") if is_https(context) => {
+            xml(&launch::launch(host, context, &query).await)
+        }
+        (&Method::GET, "/resume") if is_https(context) => {
+            xml(&launch::resume(host, context, &query))
+        }
+        (&Method::GET, "/cancel") if is_https(context) => xml(&launch::cancel(host, context).await),
         (&Method::GET, "/pin") if !is_https(context) => pin_page::page(),
         (&Method::POST, "/pin") if !is_https(context) => {
             let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {

@@ -33,7 +33,9 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
         None
     };
     let codecs = host.codecs.server_codec_mode_support();
-    let session = context.client_fingerprint().and_then(|client| host.sessions.by_client(&client));
+    let session = context
+        .client_fingerprint()
+        .and_then(|client| host.sessions.by_client(&client));
     let (current_game, state) = match session {
         Some(session) => (session.app_id, "SUNSHINE_SERVER_BUSY"),
         None => (0, "SUNSHINE_SERVER_FREE"),

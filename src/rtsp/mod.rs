@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hati_protocol::rtsp::{
-    Method, Parsed, RtspCipher, RtspRequest, RtspResponse, SetupIdentifier, StatusCode, StreamKind, is_sealed,
+    Method, Parsed, RtspCipher, RtspRequest, RtspResponse, SetupIdentifier, StatusCode, StreamKind,
+    is_sealed,
 };
 use hati_protocol::sdp::{DescribeBody, EncryptionFlags, HostFeatureFlags, StreamConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,7 +83,10 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, host: &Host)
         }
         Incoming::Sealed(request, session) => {
             let reply = respond(&request, &session, host);
-            match session.rtsp_cipher().seal_response(session.next_rtsp_response_seq(), &reply.encode()) {
+            match session
+                .rtsp_cipher()
+                .seal_response(session.next_rtsp_response_seq(), &reply.encode())
+            {
                 Ok(sealed) => sealed,
                 Err(error) => {
                     tracing::error!(parent: &session.span, %error, "cannot seal the RTSP response");
@@ -97,7 +101,10 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, host: &Host)
 }
 
 /// Reads one whole request. `Ok(None)`: the peer closed without sending one.
-async fn read_request(stream: &mut TcpStream, host: &Host) -> Result<Option<Incoming>, RtspResponse> {
+async fn read_request(
+    stream: &mut TcpStream,
+    host: &Host,
+) -> Result<Option<Incoming>, RtspResponse> {
     let mut buffer = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     loop {
@@ -110,7 +117,9 @@ async fn read_request(stream: &mut TcpStream, host: &Host) -> Result<Option<Inco
             return Err(RtspResponse::new(StatusCode::BAD_REQUEST, 0));
         }
         if is_sealed(&buffer) == Some(true) {
-            let Some(length) = RtspCipher::frame_len(&buffer).map_err(|e| RtspResponse::for_error(&e, 0))? else {
+            let Some(length) =
+                RtspCipher::frame_len(&buffer).map_err(|e| RtspResponse::for_error(&e, 0))?
+            else {
                 continue;
             };
             // The client may write a request in several pieces.
@@ -120,8 +129,8 @@ async fn read_request(stream: &mut TcpStream, host: &Host) -> Result<Option<Inco
             // Each launched session has its own key: the one that opens the frame owns it.
             for session in host.sessions.all() {
                 if let Ok(unsealed) = session.rtsp_cipher().open_request(frame) {
-                    let request =
-                        RtspRequest::parse_exact(&unsealed.plaintext).map_err(|e| RtspResponse::for_error(&e, 0))?;
+                    let request = RtspRequest::parse_exact(&unsealed.plaintext)
+                        .map_err(|e| RtspResponse::for_error(&e, 0))?;
                     return Ok(Some(Incoming::Sealed(request, session)));
                 }
             }
@@ -157,15 +166,20 @@ fn respond(request: &RtspRequest, session: &Session, host: &Host) -> RtspRespons
                 host.ports.video,
                 SetupIdentifier::PingPayload(&session.ping_payload),
             ),
-            Some(StreamKind::Control) => {
-                RtspResponse::setup(cseq, &session_header, host.ports.control, SetupIdentifier::ConnectData(session.id))
-            }
+            Some(StreamKind::Control) => RtspResponse::setup(
+                cseq,
+                &session_header,
+                host.ports.control,
+                SetupIdentifier::ConnectData(session.id),
+            ),
             None => RtspResponse::new(StatusCode::NOT_FOUND, cseq),
         },
         Method::Announce => match StreamConfig::parse(&request.body) {
             Ok(config) => {
                 let high_quality = request.host_requests_high_quality_audio();
-                match session.start_stream(config, |config| start_media(host, session, config, high_quality)) {
+                match session.start_stream(config, |config| {
+                    start_media(host, session, config, high_quality)
+                }) {
                     Ok(()) => RtspResponse::ok(cseq),
                     Err(error) => {
                         tracing::error!(app = %session.app.title, %error, "cannot start the stream");
@@ -190,7 +204,8 @@ pub fn describe_body(host: &Host) -> DescribeBody {
         supported = supported | EncryptionFlags::VIDEO;
     }
     DescribeBody {
-        feature_flags: HostFeatureFlags::PEN_TOUCH_EVENTS | HostFeatureFlags::CONTROLLER_TOUCH_EVENTS,
+        feature_flags: HostFeatureFlags::PEN_TOUCH_EVENTS
+            | HostFeatureFlags::CONTROLLER_TOUCH_EVENTS,
         encryption_supported: supported,
         encryption_requested: EncryptionFlags::CONTROL_V2,
         ref_pic_invalidation: false,
@@ -210,18 +225,27 @@ fn start_media(
         session_id: session.id,
         stream: config,
         encryption_key: config.video_encrypted().then_some(launch.rikey),
+        desktop: session.desktop().is_some(),
     };
-    let video = crate::pipeline::video_description(&host.config, &session.app, &host.codecs, &video_request)
-        .map_err(|e| e.to_string())?;
+    let video = crate::pipeline::video_description(
+        &host.config,
+        &session.app,
+        &host.codecs,
+        &video_request,
+    )
+    .map_err(|e| e.to_string())?;
     let layout = config.opus_layout(high_quality_audio);
     let audio_request = AudioRequest {
         session_id: session.id,
         layout,
         packet_duration_ms: config.audio.packet_duration_ms,
-        sink_name: String::new(),
-        encryption: config.audio_encrypted().then_some((launch.rikey, launch.rikeyid)),
+        sink: session.audio_sink(),
+        encryption: config
+            .audio_encrypted()
+            .then_some((launch.rikey, launch.rikeyid)),
     };
-    let audio = crate::pipeline::audio_description(&host.config, &session.app, &audio_request).map_err(|e| e.to_string())?;
+    let audio = crate::pipeline::audio_description(&host.config, &session.app, &audio_request)
+        .map_err(|e| e.to_string())?;
     tracing::info!(
         width = config.width,
         height = config.height,
@@ -239,12 +263,24 @@ fn start_media(
     let session_id = session.id;
     let on_error = move |message: String| {
         tracing::error!(parent: &span, %message, "stream failed; ending it");
-        let _ = control.send(ControlCommand::Terminate { session_id, hresult: STREAM_FAILED });
+        let _ = control.send(ControlCommand::Terminate {
+            session_id,
+            hresult: STREAM_FAILED,
+        });
     };
     MediaStream::start(
         session.id,
-        Endpoint { description: &video, socket: host.media.video.clone(), target: session.video_target.clone() },
-        Endpoint { description: &audio, socket: host.media.audio.clone(), target: session.audio_target.clone() },
+        Endpoint {
+            description: &video,
+            socket: host.media.video.clone(),
+            target: session.video_target.clone(),
+        },
+        Endpoint {
+            description: &audio,
+            socket: host.media.audio.clone(),
+            target: session.audio_target.clone(),
+        },
+        session.desktop(),
         on_error,
     )
     .map_err(|e| format!("{e} (app \"{}\")", session.app.title))

@@ -1,7 +1,10 @@
 //! Streaming sessions: one per client certificate (never per IP address, so several clients
 //! behind one NAT work). A session is created by `/launch`, gets its stream parameters from the
 //! RTSP ANNOUNCE, streams while the control connection lives, pauses when the client
-//! disconnects (so `/resume` can pick it up), and ends with `/cancel`, releasing its pipelines.
+//! disconnects (so `/resume` can pick it up), and ends with `/cancel` or when its app exits,
+//! releasing its pipelines, desktop, audio sink and app.
+
+pub mod resources;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -13,6 +16,7 @@ use hati_protocol::rtsp::RtspCipher;
 use hati_protocol::sdp::StreamConfig;
 use tokio::sync::mpsc;
 
+use self::resources::AppResources;
 use crate::config::AppConfig;
 use crate::input::InputSink;
 use crate::stream::ping::StreamKind;
@@ -42,6 +46,17 @@ pub enum ControlCommand {
         session_id: u32,
         /// HRESULT to report.
         hresult: u32,
+    },
+    /// Set a gamepad's rumble motors on the client.
+    Rumble {
+        /// The session.
+        session_id: u32,
+        /// The client's controller number.
+        controller: u16,
+        /// Low-frequency motor, 0–65535.
+        low_freq: u16,
+        /// High-frequency motor, 0–65535.
+        high_freq: u16,
     },
 }
 
@@ -85,11 +100,16 @@ pub struct Session {
     stream: Mutex<Option<MediaStream>>,
     stream_config: Mutex<Option<StreamConfig>>,
     control: mpsc::UnboundedSender<ControlCommand>,
+    resources: Mutex<Option<AppResources>>,
+    desktop: Option<hati_compositor::CompositorHandle>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("id", &self.id).field("app", &self.app.title).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("app", &self.app.title)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,13 +131,22 @@ impl Session {
 
     /// The control-stream cipher for the negotiated stream.
     pub fn control_cipher(&self) -> ControlCipher {
-        let v2 = lock(&self.stream_config).as_ref().is_none_or(StreamConfig::control_v2);
-        ControlCipher::new(&lock(&self.launch).rikey, if v2 { IvMode::V2 } else { IvMode::Legacy })
+        let v2 = lock(&self.stream_config)
+            .as_ref()
+            .is_none_or(StreamConfig::control_v2);
+        ControlCipher::new(
+            &lock(&self.launch).rikey,
+            if v2 { IvMode::V2 } else { IvMode::Legacy },
+        )
     }
 
     /// Records the negotiated stream and starts its pipelines (replacing any running ones). The
     /// targets stay: the client pings audio before it announces the stream.
-    pub fn start_stream(&self, config: StreamConfig, start: impl FnOnce(&StreamConfig) -> Result<MediaStream, String>) -> Result<(), String> {
+    pub fn start_stream(
+        &self,
+        config: StreamConfig,
+        start: impl FnOnce(&StreamConfig) -> Result<MediaStream, String>,
+    ) -> Result<(), String> {
         drop(lock(&self.stream).take());
         let stream = start(&config)?;
         *lock(&self.stream_config) = Some(config);
@@ -179,20 +208,61 @@ impl Session {
                 }
             }
             ClientMessage::FecStatus(status) => {
-                self.metrics.fec_status_reports.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .fec_status_reports
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(?status, "client FEC status");
             }
-            ClientMessage::LossStats { last_good_frame } => tracing::debug!(last_good_frame, "client loss stats"),
+            ClientMessage::LossStats { last_good_frame } => {
+                tracing::debug!(last_good_frame, "client loss stats")
+            }
             ClientMessage::PeriodicPing | ClientMessage::StartB | ClientMessage::LtrAck { .. } => {}
-            ClientMessage::Unknown { packet_type } => tracing::debug!(packet_type, "unknown control message"),
+            ClientMessage::Unknown { packet_type } => {
+                tracing::debug!(packet_type, "unknown control message")
+            }
         }
     }
 
-    /// Ends the session: tells the client, stops the pipelines.
+    /// The session's desktop, if its app has one.
+    pub fn desktop(&self) -> Option<&hati_compositor::CompositorHandle> {
+        self.desktop.as_ref()
+    }
+
+    /// The session's audio sink name and PulseAudio server, if its app plays into one.
+    pub fn audio_sink(&self) -> Option<(String, String)> {
+        lock(&self.resources)
+            .as_ref()
+            .and_then(|r| r.sink.as_ref())
+            .map(|sink| (sink.sink_name().to_owned(), sink.pulse_server().to_owned()))
+    }
+
+    /// Ends the session: tells the client, stops the pipelines. Its desktop, sink and app are
+    /// released by [`Self::release`].
     pub fn end(&self, hresult: u32) {
-        let _ = self.control.send(ControlCommand::Terminate { session_id: self.id, hresult });
+        let _ = self.control.send(ControlCommand::Terminate {
+            session_id: self.id,
+            hresult,
+        });
         self.stop_stream();
         tracing::info!(parent: &self.span, "session ended");
+    }
+
+    /// Stops the app, removes the audio sink, stops the desktop.
+    pub async fn release(&self) {
+        let resources = lock(&self.resources).take();
+        if let Some(mut resources) = resources {
+            use tracing::Instrument;
+            resources.release().instrument(self.span.clone()).await;
+        }
+    }
+
+    /// A receiver that sees the app's exit, if the session runs an app.
+    pub fn app_exit_watch(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<Option<crate::runner::AppExit>>> {
+        lock(&self.resources)
+            .as_ref()
+            .and_then(AppResources::exit_watch)
     }
 }
 
@@ -214,38 +284,59 @@ pub enum LaunchError {
 impl SessionManager {
     /// A manager whose sessions send control commands to `control`.
     pub fn new(control: mpsc::UnboundedSender<ControlCommand>) -> Self {
-        Self { sessions: Mutex::new(Vec::new()), control }
+        Self {
+            sessions: Mutex::new(Vec::new()),
+            control,
+        }
     }
 
-    /// Creates a session for `client_id` running `app`.
-    pub fn launch(
-        &self,
-        client_id: &str,
-        client_ip: IpAddr,
-        app: &AppConfig,
-        params: LaunchParams,
-        input: Arc<dyn InputSink>,
-    ) -> Result<Arc<Session>, LaunchError> {
-        let mut sessions = lock(&self.sessions);
-        if sessions.iter().any(|s| s.client_id == client_id) {
-            return Err(LaunchError::AlreadyRunning);
-        }
+    /// A fresh session ID, and the span its start-up logs under.
+    pub fn new_session_id(&self, client_id: &str) -> (u32, tracing::Span) {
+        let sessions = lock(&self.sessions);
         let id = loop {
             let id = u32::from_be_bytes(crate::pairing::crypto::random::<4>()) & 0x7fff_ffff;
             if id != 0 && sessions.iter().all(|s| s.id != id) {
                 break id;
             }
         };
+        (
+            id,
+            tracing::info_span!("session", id, client = %client_id.get(..12).unwrap_or(client_id)),
+        )
+    }
+
+    /// Whether `client_id` has a session.
+    pub fn is_running(&self, client_id: &str) -> bool {
+        lock(&self.sessions)
+            .iter()
+            .any(|s| s.client_id == client_id)
+    }
+
+    /// Registers session `id` (from [`Self::new_session_id`]) for `client_id` running `app` with
+    /// its started resources. On conflict the resources are handed back to be released.
+    pub fn launch(
+        &self,
+        (id, span): (u32, tracing::Span),
+        client_id: &str,
+        client_ip: IpAddr,
+        app: &AppConfig,
+        params: LaunchParams,
+        resources: AppResources,
+        input: Arc<dyn InputSink>,
+    ) -> Result<Arc<Session>, (LaunchError, AppResources)> {
+        let mut sessions = lock(&self.sessions);
+        if sessions.iter().any(|s| s.client_id == client_id) {
+            return Err((LaunchError::AlreadyRunning, resources));
+        }
         let ping_payload = hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<8>());
-        let span = tracing::info_span!("session", id, client = %client_id.get(..12).unwrap_or(client_id));
         let session = Arc::new(Session {
             id,
+            span,
             client_id: client_id.to_owned(),
             client_ip,
             app_id: app.id(),
             app: app.clone(),
             ping_payload,
-            span,
             video_target: Arc::default(),
             audio_target: Arc::default(),
             metrics: SessionMetrics::default(),
@@ -255,6 +346,8 @@ impl SessionManager {
             stream: Mutex::new(None),
             stream_config: Mutex::new(None),
             control: self.control.clone(),
+            desktop: resources.compositor.clone(),
+            resources: Mutex::new(Some(resources)),
         });
         tracing::info!(parent: &session.span, app = %app.title, "session launched");
         sessions.push(session.clone());
@@ -262,7 +355,13 @@ impl SessionManager {
     }
 
     /// `/resume`: new keys for the client's session.
-    pub fn resume(&self, client_id: &str, rikey: [u8; 16], rikeyid: i32, corever: u32) -> Result<Arc<Session>, LaunchError> {
+    pub fn resume(
+        &self,
+        client_id: &str,
+        rikey: [u8; 16],
+        rikeyid: i32,
+        corever: u32,
+    ) -> Result<Arc<Session>, LaunchError> {
         let session = self.by_client(client_id).ok_or(LaunchError::NotRunning)?;
         {
             let mut launch = lock(&session.launch);
@@ -275,8 +374,8 @@ impl SessionManager {
         Ok(session)
     }
 
-    /// `/cancel`: ends the client's session. Returns whether there was one.
-    pub fn cancel(&self, client_id: &str) -> bool {
+    /// `/cancel`: ends the client's session and releases everything it held.
+    pub async fn cancel(&self, client_id: &str) -> bool {
         let removed = {
             let mut sessions = lock(&self.sessions);
             let position = sessions.iter().position(|s| s.client_id == client_id);
@@ -285,23 +384,41 @@ impl SessionManager {
         match removed {
             Some(session) => {
                 session.end(hati_protocol::control::hresult::GRACEFUL);
+                session.release().await;
                 true
             }
             None => false,
         }
     }
 
+    /// Ends session `id` (its app exited) and releases everything it held.
+    pub async fn end_session(&self, id: u32) {
+        let removed = {
+            let mut sessions = lock(&self.sessions);
+            let position = sessions.iter().position(|s| s.id == id);
+            position.map(|i| sessions.remove(i))
+        };
+        if let Some(session) = removed {
+            session.end(hati_protocol::control::hresult::GRACEFUL);
+            session.release().await;
+        }
+    }
+
     /// Ends every session (host shutdown).
-    pub fn end_all(&self) {
+    pub async fn end_all(&self) {
         let sessions = std::mem::take(&mut *lock(&self.sessions));
         for session in sessions {
             session.end(hati_protocol::control::hresult::GRACEFUL);
+            session.release().await;
         }
     }
 
     /// The client's session.
     pub fn by_client(&self, client_id: &str) -> Option<Arc<Session>> {
-        lock(&self.sessions).iter().find(|s| s.client_id == client_id).cloned()
+        lock(&self.sessions)
+            .iter()
+            .find(|s| s.client_id == client_id)
+            .cloned()
     }
 
     /// The session with this ID (the control stream's connect data).
@@ -311,12 +428,19 @@ impl SessionManager {
 
     /// The session whose pings carry `payload`.
     pub fn by_ping_payload(&self, payload: &[u8]) -> Option<Arc<Session>> {
-        lock(&self.sessions).iter().find(|s| s.ping_payload.as_bytes() == payload).cloned()
+        lock(&self.sessions)
+            .iter()
+            .find(|s| s.ping_payload.as_bytes() == payload)
+            .cloned()
     }
 
     /// The most recent session launched from `address` (for clients without session IDs).
     pub fn latest_by_address(&self, address: IpAddr) -> Option<Arc<Session>> {
-        lock(&self.sessions).iter().rev().find(|s| s.client_ip == address).cloned()
+        lock(&self.sessions)
+            .iter()
+            .rev()
+            .find(|s| s.client_ip == address)
+            .cloned()
     }
 
     /// Every session, oldest first.

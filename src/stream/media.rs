@@ -11,7 +11,7 @@ use gst::prelude::*;
 use thiserror::Error;
 
 use super::Target;
-use crate::pipeline::{CAPTURE_ELEMENT, SINK};
+use crate::pipeline::{CAPTURE_ELEMENT, DESKTOP_SOURCE, SINK};
 
 /// Packets sent back to back before the sender pauses, so a large key frame does not burst past
 /// the client's socket buffer.
@@ -19,7 +19,8 @@ const PACING_BURST: usize = 64;
 /// The pause between bursts.
 const PACING_PAUSE: Duration = Duration::from_micros(200);
 
-static CAPTURE_TIME_CAPS: LazyLock<gst::Caps> = LazyLock::new(|| gst::Caps::new_empty_simple("timestamp/x-unix"));
+static CAPTURE_TIME_CAPS: LazyLock<gst::Caps> =
+    LazyLock::new(|| gst::Caps::new_empty_simple("timestamp/x-unix"));
 
 /// Why a stream could not start.
 #[derive(Debug, Error)]
@@ -79,30 +80,63 @@ impl MediaStream {
         session_id: u32,
         video: Endpoint<'_>,
         audio: Endpoint<'_>,
+        desktop: Option<&hati_compositor::CompositorHandle>,
         on_error: impl Fn(String) + Send + Sync + Clone + 'static,
     ) -> Result<Self, StreamError> {
         let video_counters = Arc::new(StreamCounters::default());
         let audio_counters = Arc::new(StreamCounters::default());
-        let video_pipeline = build("video", session_id, &video, video_counters.clone(), on_error.clone())?;
-        let audio_pipeline = build("audio", session_id, &audio, audio_counters.clone(), on_error)?;
+        let video_pipeline = build(
+            "video",
+            session_id,
+            &video,
+            video_counters.clone(),
+            on_error.clone(),
+        )?;
+        let audio_pipeline = build(
+            "audio",
+            session_id,
+            &audio,
+            audio_counters.clone(),
+            on_error,
+        )?;
         if let Some(capture) = video_pipeline.by_name(CAPTURE_ELEMENT) {
             stamp_capture_time(&capture);
         }
+        if let (Some(desktop), Some(source)) = (desktop, video_pipeline.by_name(DESKTOP_SOURCE))
+            && let Ok(source) =
+                source.downcast::<hati_compositor::waylanddisplaysrc::WaylandDisplaySrc>()
+        {
+            source.set_compositor(desktop.clone());
+        }
         let video_sink = video_pipeline
             .by_name(SINK)
-            .ok_or_else(|| StreamError::Parse { kind: "video", message: format!("no element named {SINK}") })?;
-        let stream = Self { video: video_pipeline, audio: audio_pipeline, video_sink, video_counters, audio_counters };
+            .ok_or_else(|| StreamError::Parse {
+                kind: "video",
+                message: format!("no element named {SINK}"),
+            })?;
+        let stream = Self {
+            video: video_pipeline,
+            audio: audio_pipeline,
+            video_sink,
+            video_counters,
+            audio_counters,
+        };
         for (kind, pipeline) in [("video", &stream.video), ("audio", &stream.audio)] {
             pipeline
                 .set_state(gst::State::Playing)
-                .map_err(|e| StreamError::Start { kind, message: e.to_string() })?;
+                .map_err(|e| StreamError::Start {
+                    kind,
+                    message: e.to_string(),
+                })?;
         }
         Ok(stream)
     }
 
     /// Asks the encoder for a key frame with parameter sets (IDR requests, new clients).
     pub fn request_idr(&self) {
-        let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
         if !self.video_sink.send_event(event) {
             tracing::debug!("the encoder did not take the key-frame request");
         }
@@ -128,7 +162,8 @@ fn build(
     on_error: impl Fn(String) + Send + Sync + 'static,
 ) -> Result<gst::Pipeline, StreamError> {
     let parse_error = |message: String| StreamError::Parse { kind, message };
-    let element = gst::parse::launch(endpoint.description).map_err(|e| parse_error(e.to_string()))?;
+    let element =
+        gst::parse::launch(endpoint.description).map_err(|e| parse_error(e.to_string()))?;
     let pipeline = element
         .downcast::<gst::Pipeline>()
         .map_err(|_| parse_error("the description is not a pipeline".into()))?;
@@ -157,8 +192,15 @@ fn build(
     if let Some(bus) = pipeline.bus() {
         bus.set_sync_handler(move |_, message| {
             if let gst::MessageView::Error(error) = message.view() {
-                let source = error.src().map(|s| s.path_string().to_string()).unwrap_or_default();
-                on_error(format!("{kind} pipeline error from {source}: {} ({:?})", error.error(), error.debug()));
+                let source = error
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                on_error(format!(
+                    "{kind} pipeline error from {source}: {} ({:?})",
+                    error.error(),
+                    error.debug()
+                ));
             }
             gst::BusSyncReply::Drop
         });
@@ -173,14 +215,18 @@ fn send_packets<'a>(
     counters: &StreamCounters,
 ) {
     let Some(destination) = destination else {
-        counters.packets_dropped.fetch_add(packets.count() as u64, Ordering::Relaxed);
+        counters
+            .packets_dropped
+            .fetch_add(packets.count() as u64, Ordering::Relaxed);
         return;
     };
     for (index, packet) in packets.enumerate() {
         if index > 0 && index % PACING_BURST == 0 {
             std::thread::sleep(PACING_PAUSE);
         }
-        let Ok(map) = packet.map_readable() else { continue };
+        let Ok(map) = packet.map_readable() else {
+            continue;
+        };
         if send_one(socket, &map, destination) {
             counters.packets_sent.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -194,7 +240,9 @@ fn send_one(socket: &UdpSocket, packet: &[u8], destination: SocketAddr) -> bool 
     for _ in 0..200 {
         match socket.send_to(packet, destination) {
             Ok(_) => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(50))
+            }
             Err(e) => {
                 tracing::trace!(error = %e, "send failed");
                 return false;
@@ -207,11 +255,20 @@ fn send_one(socket: &UdpSocket, packet: &[u8], destination: SocketAddr) -> bool 
 /// Marks every buffer leaving `element` with the wall-clock time, so the payloader can report
 /// the host's processing latency (capture to packetisation) to the client.
 fn stamp_capture_time(element: &gst::Element) {
-    let Some(pad) = element.static_pad("src") else { return };
+    let Some(pad) = element.static_pad("src") else {
+        return;
+    };
     pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
         if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-            gst::ReferenceTimestampMeta::add(buffer.make_mut(), &CAPTURE_TIME_CAPS, gst::ClockTime::from_nseconds(now), None);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            gst::ReferenceTimestampMeta::add(
+                buffer.make_mut(),
+                &CAPTURE_TIME_CAPS,
+                gst::ClockTime::from_nseconds(now),
+                None,
+            );
         }
         gst::PadProbeReturn::Ok
     });

@@ -38,16 +38,26 @@ impl MediaSockets {
     /// Binds both sockets.
     pub fn bind(address: IpAddr, video_port: u16, audio_port: u16) -> anyhow::Result<Self> {
         Ok(Self {
-            video: Arc::new(bind_one(SocketAddr::new(address, video_port), "network.video_port")?),
-            audio: Arc::new(bind_one(SocketAddr::new(address, audio_port), "network.audio_port")?),
+            video: Arc::new(bind_one(
+                SocketAddr::new(address, video_port),
+                "network.video_port",
+            )?),
+            audio: Arc::new(bind_one(
+                SocketAddr::new(address, audio_port),
+                "network.audio_port",
+            )?),
         })
     }
 }
 
 fn bind_one(address: SocketAddr, key: &str) -> anyhow::Result<UdpSocket> {
     let context = || format!("cannot listen on UDP {address} (set by {key} in the config)");
-    let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::DGRAM, None)
-        .with_context(context)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::DGRAM,
+        None,
+    )
+    .with_context(context)?;
     let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
     socket.bind(&address.into()).with_context(context)?;
     socket.set_nonblocking(true).with_context(context)?;
@@ -82,7 +92,9 @@ pub async fn listen(
         };
         let ping = buffer.get(..length).unwrap_or_default();
         let session = match ping.len() {
-            SS_PING_LEN => ping.get(..16).and_then(|payload| sessions.by_ping_payload(payload)),
+            SS_PING_LEN => ping
+                .get(..16)
+                .and_then(|payload| sessions.by_ping_payload(payload)),
             4 if ping == LEGACY_PING => sessions.latest_by_address(from.ip()),
             _ => None,
         };

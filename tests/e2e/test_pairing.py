@@ -75,7 +75,7 @@ def test_pair_list_apps_icon_and_unpair(host, tmp_path):
     pair(host, client)
 
     apps = client.apps()
-    assert [app.name for app in apps] == ["Test pattern"]
+    assert [app.name for app in apps] == ["Desktop", "Test pattern"]
     assert apps[0].id != 0
 
     content_type, body = https_get(host, client, f"/appasset?uniqueid=0123456789ABCDEF&appid={apps[0].id}&AssetType=2&AssetIdx=0")
@@ -138,7 +138,7 @@ def test_pairing_and_host_certificate_survive_restart(host, tmp_path):
     after = ssl.get_server_certificate(("127.0.0.1", host.https_port))
     assert before == after
     assert pinned.decode().strip() == before.strip()
-    assert [app.name for app in client.apps()] == ["Test pattern"]
+    assert [app.name for app in client.apps()] == ["Desktop", "Test pattern"]
     info = client._http.parse_server_info(client._http.get_server_info(use_https=True))
     assert info.paired is True
     assert info.app_version == "7.1.431.-1"

@@ -153,7 +153,7 @@ def test_fec_under_5_percent_packet_loss(make_host, tmp_path, fec_percentage):
     # A picture in full motion, so frames span many packets and a lost packet hits most frames.
     host = make_host(
         f"[streaming]\nfec_percentage = {fec_percentage}\n[debug]\ndrop_video_packets_percent = 5\n"
-        '[[apps]]\ntitle = "Test pattern"\n[apps.video]\n'
+        '[[apps]]\ntitle = "Test pattern"\ncompositor = false\n[apps.video]\n'
         'source = "videotestsrc is-live=true pattern=smpte horizontal-speed=8"\n'
     ).start()
     client = MoonlightClient(config_dir=tmp_path / "client")
@@ -174,7 +174,7 @@ def test_fec_under_5_percent_packet_loss(make_host, tmp_path, fec_percentage):
 
 def test_broken_pipeline_ends_the_stream_cleanly(make_host, tmp_path):
     config = (
-        '[[apps]]\ntitle = "Broken"\n[apps.video]\nsource = "nosuchelement is-live=true"\n'
+        '[[apps]]\ntitle = "Broken"\ncompositor = false\n[apps.video]\nsource = "nosuchelement is-live=true"\n'
     )
     host = make_host(config).start()
     client = MoonlightClient(config_dir=tmp_path / "client")

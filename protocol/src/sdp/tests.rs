@@ -467,7 +467,12 @@ fn error_missing_attribute() {
     }
     // AudioQuality defaults to normal quality when absent.
     let body = with_attr("x-nv-audio.surround.AudioQuality", None);
-    assert!(!StreamConfig::parse(body.as_bytes()).unwrap().audio.high_quality);
+    assert!(
+        !StreamConfig::parse(body.as_bytes())
+            .unwrap()
+            .audio
+            .high_quality
+    );
 }
 
 #[test]

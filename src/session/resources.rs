@@ -1,0 +1,182 @@
+//! What a session owns besides its pipelines: its runtime directory, its headless Wayland
+//! desktop (compositor), its PulseAudio sink and the app it runs. Created at `/launch`,
+//! released when the session ends, in reverse order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hati_compositor::{CompositorConfig, CompositorHandle};
+
+use crate::audio::{AudioServer, SessionSink};
+use crate::config::AppConfig;
+use crate::runner::{AppExit, LaunchContext, Launcher, RunningApp};
+
+/// Fallback desktop size when `/launch` carries no `mode`.
+const DEFAULT_MODE: (u32, u32, u32) = (1920, 1080, 60);
+
+/// The session's desktop, sink and app.
+#[derive(Default)]
+pub struct AppResources {
+    /// The session's private runtime directory (the Wayland socket lives here).
+    pub runtime_dir: Option<PathBuf>,
+    /// The headless desktop.
+    pub compositor: Option<CompositorHandle>,
+    /// The audio sink the app plays into.
+    pub sink: Option<SessionSink>,
+    /// The running app.
+    pub app: Option<RunningApp>,
+}
+
+impl std::fmt::Debug for AppResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppResources")
+            .field("runtime_dir", &self.runtime_dir)
+            .field(
+                "compositor",
+                &self
+                    .compositor
+                    .as_ref()
+                    .map(CompositorHandle::wayland_display),
+            )
+            .field("sink", &self.sink.as_ref().map(SessionSink::sink_name))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppResources {
+    /// Starts what `app` needs for session `session_id`. On error, whatever was started is
+    /// released again before returning.
+    pub async fn start(
+        session_id: u32,
+        app: &AppConfig,
+        mode: Option<(u32, u32, u32)>,
+        audio: Option<&Arc<AudioServer>>,
+        launcher: &Launcher,
+    ) -> Result<Self, String> {
+        let mut resources = Self::default();
+        match resources
+            .start_inner(session_id, app, mode, audio, launcher)
+            .await
+        {
+            Ok(()) => Ok(resources),
+            Err(error) => {
+                resources.release().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_inner(
+        &mut self,
+        session_id: u32,
+        app: &AppConfig,
+        mode: Option<(u32, u32, u32)>,
+        audio: Option<&Arc<AudioServer>>,
+        launcher: &Launcher,
+    ) -> Result<(), String> {
+        if !app.compositor && app.runner.is_none() {
+            return Ok(());
+        }
+        let runtime_dir = session_runtime_dir(session_id)?;
+        self.runtime_dir = Some(runtime_dir.clone());
+        let mut env: Vec<(String, String)> =
+            vec![("XDG_RUNTIME_DIR".into(), runtime_dir.display().to_string())];
+        if app.compositor {
+            let (width, height, fps) = mode
+                .filter(|(w, h, f)| *w > 0 && *h > 0 && *f > 0)
+                .unwrap_or(DEFAULT_MODE);
+            let config = CompositorConfig {
+                width,
+                height,
+                fps,
+                runtime_dir: runtime_dir.clone(),
+                xwayland: true,
+            };
+            let compositor = hati_compositor::Compositor::start(config)
+                .map_err(|e| format!("cannot start the session's desktop: {e}"))?;
+            for (key, value) in compositor.client_env() {
+                if key != "XDG_RUNTIME_DIR" {
+                    env.push((key, value.to_string_lossy().into_owned()));
+                }
+            }
+            tracing::info!(display = %compositor.wayland_display(), width, height, fps, "desktop started");
+            self.compositor = Some(compositor);
+        }
+        let Some(runner) = &app.runner else {
+            return Ok(());
+        };
+        match audio {
+            Some(server) => {
+                let sink = server
+                    .create_sink(session_id, 2)
+                    .await
+                    .map_err(|e| format!("cannot create the audio sink: {e}"))?;
+                env.extend(sink.env());
+                self.sink = Some(sink);
+            }
+            None => tracing::warn!("no PulseAudio server: the app's sound will not be streamed"),
+        }
+        let context = LaunchContext {
+            session_id,
+            env,
+            runtime_dir,
+        };
+        let running = launcher
+            .launch(runner, &context)
+            .await
+            .map_err(|e| format!("cannot start the app: {e}"))?;
+        self.app = Some(running);
+        Ok(())
+    }
+
+    /// A receiver that sees the app's exit, if an app runs.
+    pub fn exit_watch(&self) -> Option<tokio::sync::watch::Receiver<Option<AppExit>>> {
+        self.app.as_ref().map(RunningApp::exit_watch)
+    }
+
+    /// Stops the app, removes the sink, stops the desktop, removes the runtime directory.
+    pub async fn release(&mut self) {
+        if let Some(app) = self.app.take() {
+            match app.stop().await {
+                Ok(exit) => tracing::info!(?exit, "app stopped"),
+                Err(error) => tracing::warn!(%error, "stopping the app failed"),
+            }
+        }
+        if let Some(sink) = self.sink.take()
+            && let Err(error) = sink.remove().await
+        {
+            tracing::warn!(%error, "removing the audio sink failed");
+        }
+        if let Some(compositor) = self.compositor.take() {
+            tokio::task::spawn_blocking(move || compositor.stop())
+                .await
+                .ok();
+        }
+        if let Some(dir) = self.runtime_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/hati/session-<id>` (else under the temp dir), mode 0700.
+fn session_runtime_dir(session_id: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("hati-{}", rustix::process::getuid().as_raw()))
+        });
+    let dir = base.join("hati").join(format!("session-{session_id}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| {
+            format!(
+                "cannot create the session's runtime directory {}: {e}",
+                dir.display()
+            )
+        })?;
+    Ok(dir)
+}
