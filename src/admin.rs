@@ -8,6 +8,8 @@
 //! | `GET /clients` | `[{client}, …]` |
 //! | `POST /unpair?client=NAME_OR_ID` | `{"unpaired": {client}}` or `{"error": …}` |
 //! | `GET /status` | host name, ports, codecs, whether a client waits for a PIN |
+//! | `GET /apps` | the configured apps: ID, title, desktop, runner |
+//! | `GET /sessions` | running sessions: ID, client, app, streaming, counters |
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -123,6 +125,20 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
                 "client_waiting_for_pin": host.pairing.waiting_secret().is_some(),
             }),
         ),
+        (&Method::GET, "/apps") => (
+            StatusCode::OK,
+            json!(host.config.apps.iter().map(app_json).collect::<Vec<_>>()),
+        ),
+        (&Method::GET, "/sessions") => (
+            StatusCode::OK,
+            json!(
+                host.sessions
+                    .all()
+                    .iter()
+                    .map(|s| session_json(s))
+                    .collect::<Vec<_>>()
+            ),
+        ),
         (method, path) => (
             StatusCode::NOT_FOUND,
             json!({ "error": format!("no admin endpoint {method} {path}") }),
@@ -187,6 +203,34 @@ pub fn unpair(clients: &mut ClientStore, name_or_id: &str) -> (StatusCode, Value
             json!({ "error": error.to_string() }),
         ),
     }
+}
+
+fn app_json(app: &crate::config::AppConfig) -> Value {
+    let runner = match &app.runner {
+        Some(crate::runner::RunnerConfig::Process(process)) => {
+            json!({ "type": "process", "cmd": process.cmd })
+        }
+        Some(crate::runner::RunnerConfig::Docker(docker)) => {
+            json!({ "type": "docker", "image": docker.image })
+        }
+        None => Value::Null,
+    };
+    json!({ "id": app.id(), "title": app.title, "desktop": app.compositor, "runner": runner })
+}
+
+fn session_json(session: &crate::session::Session) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    json!({
+        "id": session.id,
+        "client": short_id(&session.client_id),
+        "app": session.app.title,
+        "streaming": session.is_streaming(),
+        "desktop": session.desktop().map(|d| d.wayland_display().to_owned()),
+        "audio_sink": session.audio_sink().map(|(sink, _)| sink),
+        "idr_requests": session.metrics.idr_requests.load(Relaxed),
+        "input_events": session.metrics.input_events.load(Relaxed),
+        "fec_status_reports": session.metrics.fec_status_reports.load(Relaxed),
+    })
 }
 
 /// A client as the admin API shows it (no certificate).

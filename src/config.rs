@@ -151,6 +151,9 @@ pub struct AppConfig {
     /// Give the session its own headless Wayland desktop (the video shows it).
     #[serde(default = "default_true")]
     pub compositor: bool,
+    /// Start XWayland in the desktop, for X11 apps (when the `Xwayland` binary exists).
+    #[serde(default = "default_true")]
+    pub xwayland: bool,
     /// What runs inside the session; absent: nothing runs.
     pub runner: Option<crate::runner::RunnerConfig>,
     /// The kind of virtual gamepad the app sees.

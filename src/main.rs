@@ -42,6 +42,10 @@ enum Command {
         /// The client's name or (a prefix of) its ID, as `hati clients` shows.
         client: String,
     },
+    /// List the configured apps of the running host.
+    Apps,
+    /// List the running sessions of the running host.
+    Sessions,
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -147,6 +151,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => fail(&body),
             }
+        }
+        Command::Apps => {
+            let (_, body) = admin::request(&state(&state_dir).admin_socket(), "GET", "/apps")?;
+            for app in body.as_array().into_iter().flatten() {
+                let runner = match app.get("runner") {
+                    Some(runner) if !runner.is_null() => format!(
+                        "{} {}",
+                        text(runner, "type"),
+                        runner
+                            .get("cmd")
+                            .or(runner.get("image"))
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("")
+                    ),
+                    _ => "nothing runs".to_owned(),
+                };
+                let desktop = if app.get("desktop").and_then(|v| v.as_bool()) == Some(true) {
+                    "desktop"
+                } else {
+                    "no desktop"
+                };
+                let id = app.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
+                println!("{id:>10}  {}  ({desktop}; {runner})", text(app, "title"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sessions => {
+            let (_, body) = admin::request(&state(&state_dir).admin_socket(), "GET", "/sessions")?;
+            let sessions = body.as_array().cloned().unwrap_or_default();
+            if sessions.is_empty() {
+                println!("no sessions");
+            }
+            for session in &sessions {
+                let id = session.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
+                let streaming = if session.get("streaming").and_then(|v| v.as_bool()) == Some(true)
+                {
+                    "streaming"
+                } else {
+                    "paused"
+                };
+                println!(
+                    "{id:>10}  client {}  app {}  {streaming}",
+                    text(session, "client"),
+                    text(session, "app")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             action: ConfigAction::Check { file },

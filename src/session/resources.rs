@@ -90,7 +90,7 @@ impl AppResources {
                 height,
                 fps,
                 runtime_dir: runtime_dir.clone(),
-                xwayland: true,
+                xwayland: app.xwayland,
             };
             let compositor = hati_compositor::Compositor::start(config)
                 .map_err(|e| format!("cannot start the session's desktop: {e}"))?;

@@ -1,0 +1,245 @@
+"""Apps in their own containers or processes, with their own PulseAudio sink (issue: runners,
+audio, gamepads), end to end with the real client library, the real Docker engine and a real
+PulseAudio daemon (Hati starts a private one when none runs)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moonlight_python import MoonlightClient
+
+from test_desktop import TEST_CLIENT, limelight
+from test_pairing import pair
+from test_streaming import measure
+
+IMAGE = "hati-e2e-app:test"
+WIDTH, HEIGHT = 1280, 720
+TONE_CMD = "gst-launch-1.0 -q audiotestsrc is-live=true wave=sine freq=440 volume=0.4 ! pulsesink"
+
+
+def docker_unavailable() -> str | None:
+    if not shutil.which("docker"):
+        return "the docker command is not installed"
+    result = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"the Docker engine does not answer: {result.stderr.strip()[:200]}"
+    return None
+
+
+def library_closure(binary: str) -> set[str]:
+    """The binary and every shared library ldd resolves for it."""
+    files = {binary}
+    output = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    for match in re.finditer(r"(/\S+) \(0x", output):
+        files.add(match.group(1))
+    return files
+
+
+def build_image() -> None:
+    """A minimal image made here (nothing can be pulled): dash, pacat, the repo's Wayland test
+    client, a 440 Hz tone, and their shared libraries, imported as a root filesystem."""
+    files = set()
+    for binary in ("/bin/sh", shutil.which("pacat"), str(TEST_CLIENT)):
+        files |= library_closure(os.path.realpath(binary) if binary != str(TEST_CLIENT) else binary)
+    tone = b"".join(
+        struct.pack("<hh", sample, sample)
+        for sample in (int(12000 * math.sin(2 * math.pi * 440 * i / 48000)) for i in range(48000))
+    )
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        def add_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+        for path in sorted(files):
+            target = "/app/hati-test-client" if path == str(TEST_CLIENT) else path
+            add_bytes(target, Path(path).read_bytes(), 0o755)
+        add_bytes("/bin/sh", Path(os.path.realpath("/bin/sh")).read_bytes(), 0o755)
+        add_bytes("/app/tone.raw", tone)
+        for directory in ("tmp", "run"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777
+            tar.addfile(info)
+    command = (
+        '["/bin/sh", "-c", "/app/hati-test-client & while true; do '
+        '/usr/bin/pacat --raw --rate=48000 --channels=2 --format=s16le /app/tone.raw; done"]'
+    )
+    subprocess.run(
+        ["docker", "import", "--change", f"CMD {command}", "-", IMAGE],
+        input=buffer.getvalue(),
+        capture_output=True,
+        check=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def docker_image():
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(f"Docker runner not tested: {reason}")
+    build_image()
+    return IMAGE
+
+
+APPS = (
+    f'[[apps]]\ntitle = "Docker test"\nxwayland = false\n[apps.runner]\ntype = "docker"\nimage = "{IMAGE}"\n'
+    f'[[apps]]\ntitle = "Process test"\nxwayland = false\n[apps.runner]\ntype = "process"\n'
+    f"cmd = \"sh -c '{TEST_CLIENT} & exec {TONE_CMD}'\"\n"
+    '[[apps]]\ntitle = "Missing image"\nxwayland = false\n[apps.runner]\ntype = "docker"\nimage = "hati-no-such-image:1"\n'
+)
+
+
+@pytest.fixture
+def runner_host(make_host, tmp_path):
+    host = make_host(APPS).start()
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    return host, client
+
+
+def hati_containers() -> list[str]:
+    result = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=hati.managed=true", "--format", "{{.Names}} {{.Labels}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def pulse_server(host) -> str:
+    return host.wait_for_log(r"audio server ready server=(\S+)").group(1)
+
+
+def hati_sinks(server: str) -> list[str]:
+    result = subprocess.run(
+        ["pactl", "--server", server, "list", "short", "sinks"], capture_output=True, text=True, check=True
+    )
+    return [line.split()[1] for line in result.stdout.splitlines() if "\thati-" in line]
+
+
+def app_processes() -> list[str]:
+    result = subprocess.run(["pgrep", "-af", str(TEST_CLIENT)], capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+
+
+def check_picture_and_sound(client: MoonlightClient, label: str) -> None:
+    result = measure(client, 4)
+    print(result.summary(label))
+    with client.latest_frame() as frames:
+        frame = frames.get(timeout=5).data
+    red = frame[HEIGHT // 4, WIDTH // 4]
+    white = frame[3 * HEIGHT // 4, 3 * WIDTH // 4]
+    assert red[2] > 190 and red[0] < 60 and red[1] < 60, f"{label}: top-left is BGR {tuple(red)}, not red"
+    assert min(white) > 200, f"{label}: bottom-right is BGR {tuple(white)}, not white"
+    assert result.frames > 0.8 * result.expected, result.summary(label)
+    assert result.audio_rms > 0.05, result.summary(f"{label}: silent audio from the app's sink")
+
+
+def test_docker_app_streams_its_picture_and_sound(runner_host, docker_image):
+    host, client = runner_host
+    client.start_stream(app="Docker test", width=WIDTH, height=HEIGHT, fps=60, ready_timeout=30)
+    try:
+        containers = hati_containers()
+        assert len(containers) == 1 and "hati.session=" in containers[0], containers
+        check_picture_and_sound(client, "Docker app")
+    finally:
+        client.stop_stream()
+    server = pulse_server(host)
+    assert len(hati_sinks(server)) == 1
+    client.quit_app()
+    assert hati_containers() == []
+    assert hati_sinks(server) == []
+
+
+def test_process_app_streams_its_picture_and_sound(runner_host):
+    host, client = runner_host
+    client.start_stream(app="Process test", width=WIDTH, height=HEIGHT, fps=60, ready_timeout=30)
+    try:
+        check_picture_and_sound(client, "Process app")
+    finally:
+        client.stop_stream()
+    server = pulse_server(host)
+    client.quit_app()
+    assert app_processes() == []
+    assert hati_sinks(server) == []
+
+
+def test_missing_image_is_reported_to_the_client(runner_host, docker_image):
+    host, client = runner_host
+    with pytest.raises(Exception) as error:
+        client.start_stream(app="Missing image", width=WIDTH, height=HEIGHT, fps=60, ready_timeout=10)
+    assert "hati-no-such-image:1" in str(error.value), error.value
+    host.wait_for_log(r"launch failed.*hati-no-such-image:1")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_twenty_launch_cancel_cycles_leave_nothing_behind(runner_host, docker_image):
+    host, client = runner_host
+    http = client._http
+    apps = {app.name: app.id for app in http.get_app_list()}
+
+    def cycle(title: str) -> None:
+        http.launch_app(apps[title], WIDTH, HEIGHT, 60, 10000, 1, os.urandom(16), os.urandom(16), 196610)
+        http.quit_app()
+
+    cycle("Docker test")
+    cycle("Process test")
+    before = open_fds(host.process.pid)
+    started = time.monotonic()
+    for i in range(20):
+        cycle("Docker test" if i % 2 == 0 else "Process test")
+    after = open_fds(host.process.pid)
+    print(f"20 launch/cancel cycles in {time.monotonic() - started:.1f} s; host fds {before} -> {after}")
+    assert hati_containers() == []
+    assert hati_sinks(pulse_server(host)) == []
+    assert app_processes() == []
+    assert after <= before + 2, f"open file descriptors grew from {before} to {after}"
+
+
+def test_gamepads_without_uinput_warn_once_and_stream_on(make_host, tmp_path):
+    if os.access("/dev/uinput", os.W_OK):
+        pytest.skip("/dev/uinput is writable here: the missing-uinput path cannot be shown")
+    host = make_host().start()
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    ffi = None
+    client.start_stream(app="Test pattern", width=WIDTH, height=HEIGHT, fps=60, ready_timeout=20)
+    try:
+        ffi, lib = limelight()
+        ffi.cdef(
+            "int LiSendControllerArrivalEvent(uint8_t controllerNumber, uint16_t activeGamepadMask, "
+            "uint8_t type, uint32_t supportedButtonFlags, uint16_t capabilities);\n"
+            "int LiSendMultiControllerEvent(short controllerNumber, short activeGamepadMask, int buttonFlags, "
+            "unsigned char leftTrigger, unsigned char rightTrigger, short leftStickX, short leftStickY, "
+            "short rightStickX, short rightStickY);"
+        )
+        lib = ffi.dlopen(str(Path(__import__("moonlight_python").__file__).with_name("libmoonlight-common-c.so")))
+        lib.LiSendControllerArrivalEvent(0, 1, 0x01, 0xFFFF, 0x02)
+        for press in range(10):
+            lib.LiSendMultiControllerEvent(0, 1, 0x1000 if press % 2 else 0, 0, 255, 1000, -1000, 0, 0)
+            time.sleep(0.05)
+        result = measure(client, 2)
+    finally:
+        client.stop_stream()
+    assert result.frames > 0.8 * result.expected, result.summary("stream after gamepad input")
+    time.sleep(0.5)
+    warnings = [line for line in host.log_lines if "virtual gamepads are unavailable" in line]
+    assert len(warnings) == 1, warnings
+    assert "uinput" in warnings[0], warnings[0]
