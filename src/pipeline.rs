@@ -326,7 +326,7 @@ mod tests {
 
         let hevc = StreamConfig {
             codec: VideoCodec::Hevc,
-            ..body.clone()
+            ..body
         };
         let request = VideoRequest {
             session_id: 7,

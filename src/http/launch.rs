@@ -11,7 +11,7 @@ use crate::gamepad::GamepadManager;
 use crate::host::Host;
 use crate::input::SessionInput;
 use crate::session::resources::AppResources;
-use crate::session::{ControlCommand, LaunchError, LaunchParams};
+use crate::session::{ControlCommand, LaunchParams, NewSession};
 
 /// `surroundAudioInfo` for stereo, the default when a client omits it.
 const STEREO_SURROUND_INFO: u32 = 0x0003_0002;
@@ -69,15 +69,17 @@ pub async fn launch(host: &Arc<Host>, context: &RequestContext, query: &Query) -
         seat,
         GamepadManager::new(id, app.joypad_type, rumble),
     ));
-    match host.sessions.launch(
-        (id, span),
-        &client,
-        context.peer.ip(),
+    let new = NewSession {
+        id,
+        span,
+        client_id: &client,
+        client_ip: context.peer.ip(),
         app,
         params,
         resources,
         input,
-    ) {
+    };
+    match host.sessions.launch(new) {
         Ok(session) => {
             if let Some(mut exit) = session.app_exit_watch() {
                 let host = host.clone();
@@ -96,14 +98,9 @@ pub async fn launch(host: &Arc<Host>, context: &RequestContext, query: &Query) -
                 .element("sessionUrl0", session_url(host, context, corever))
                 .element("gamesession", 1)
         }
-        Err((error, mut resources)) => {
+        Err(mut resources) => {
             resources.release().await;
-            match error {
-                LaunchError::AlreadyRunning => {
-                    XmlReply::error(400, "An app is already running on this host")
-                }
-                LaunchError::NotRunning => XmlReply::error(503, "No app is running"),
-            }
+            XmlReply::error(400, "An app is already running on this host")
         }
     }
 }

@@ -272,6 +272,26 @@ pub struct SessionManager {
     control: mpsc::UnboundedSender<ControlCommand>,
 }
 
+/// A session about to be registered by [`SessionManager::launch`].
+pub struct NewSession<'a> {
+    /// From [`SessionManager::new_session_id`].
+    pub id: u32,
+    /// From [`SessionManager::new_session_id`].
+    pub span: tracing::Span,
+    /// The client's certificate fingerprint.
+    pub client_id: &'a str,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The app.
+    pub app: &'a AppConfig,
+    /// What `/launch` carried.
+    pub params: LaunchParams,
+    /// The started desktop, sink and app.
+    pub resources: AppResources,
+    /// Where input goes.
+    pub input: Arc<dyn InputSink>,
+}
+
 /// Why `/launch` or `/resume` was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LaunchError {
@@ -312,21 +332,22 @@ impl SessionManager {
             .any(|s| s.client_id == client_id)
     }
 
-    /// Registers session `id` (from [`Self::new_session_id`]) for `client_id` running `app` with
-    /// its started resources. On conflict the resources are handed back to be released.
-    pub fn launch(
-        &self,
-        (id, span): (u32, tracing::Span),
-        client_id: &str,
-        client_ip: IpAddr,
-        app: &AppConfig,
-        params: LaunchParams,
-        resources: AppResources,
-        input: Arc<dyn InputSink>,
-    ) -> Result<Arc<Session>, (LaunchError, AppResources)> {
+    /// Registers a session whose resources are started. If the client already has a session
+    /// (it launched twice at once), the resources are handed back to be released.
+    pub fn launch(&self, new: NewSession<'_>) -> Result<Arc<Session>, Box<AppResources>> {
+        let NewSession {
+            id,
+            span,
+            client_id,
+            client_ip,
+            app,
+            params,
+            resources,
+            input,
+        } = new;
         let mut sessions = lock(&self.sessions);
         if sessions.iter().any(|s| s.client_id == client_id) {
-            return Err((LaunchError::AlreadyRunning, resources));
+            return Err(Box::new(resources));
         }
         let ping_payload = hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<8>());
         let session = Arc::new(Session {
