@@ -11,8 +11,11 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-pulseaudio pulseaudio pulseaudio-utils libpulse-dev
   libpixman-1-dev libxkbcommon-dev libwayland-dev weston xwayland
-  python3-venv
+  libc6-dev tar procps python3-venv
 )
+
+sudo_cmd=""
+if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
@@ -22,10 +25,18 @@ for package in "${APT_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Docker runner and its tests need an engine; the machine's own is used when present.
+if ! command -v docker >/dev/null; then
+  echo "setup: installing docker.io"
+  $sudo_cmd apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+fi
+if ! docker info >/dev/null 2>&1; then
+  $sudo_cmd service docker start >/dev/null 2>&1 || true
+  docker info >/dev/null 2>&1 || echo "setup: warning: the Docker engine does not answer; Docker apps cannot run" >&2
 fi
 
 if ! command -v cargo >/dev/null; then
