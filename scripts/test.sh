@@ -19,5 +19,6 @@ step "cargo test"
 cargo test --workspace
 
 step "end-to-end tests (real Moonlight client library)"
-cargo build --bin hati --bin hati-test-client
+cargo build --bin hati
+cargo build -p hati-compositor --bin hati-test-client
 HATI_BIN="$PWD/target/debug/hati" .venv/bin/python -m pytest -v -rs tests/e2e
