@@ -19,6 +19,21 @@ HATI_BIN = os.environ.get("HATI_BIN", str(Path(__file__).resolve().parents[2] / 
 PORT_OFFSETS = (0, -5, 21, 9, 10, 11)
 
 
+FIGURES: list[str] = []
+
+
+def report(line: str) -> None:
+    """Records a measured figure; all of them are printed at the end of the run."""
+    FIGURES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("measured figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 def free_http_port() -> int:
     """An HTTP port whose derived TCP and UDP ports are all free on 127.0.0.1."""
     for _ in range(200):

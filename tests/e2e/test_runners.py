@@ -21,6 +21,7 @@ import pytest
 from moonlight_python import MoonlightClient
 
 from test_desktop import TEST_CLIENT, limelight
+from conftest import report
 from test_pairing import pair
 from test_streaming import measure
 
@@ -138,7 +139,7 @@ def app_processes() -> list[str]:
 
 def check_picture_and_sound(client: MoonlightClient, label: str) -> None:
     result = measure(client, 4)
-    print(result.summary(label))
+    report(result.summary(label))
     with client.latest_frame() as frames:
         frame = frames.get(timeout=5).data
     red = frame[HEIGHT // 4, WIDTH // 4]
@@ -206,7 +207,7 @@ def test_twenty_launch_cancel_cycles_leave_nothing_behind(runner_host, docker_im
     for i in range(20):
         cycle("Docker test" if i % 2 == 0 else "Process test")
     after = open_fds(host.process.pid)
-    print(f"20 launch/cancel cycles in {time.monotonic() - started:.1f} s; host fds {before} -> {after}")
+    report(f"20 launch/cancel cycles in {time.monotonic() - started:.1f} s; host fds {before} -> {after}")
     assert hati_containers() == []
     assert hati_sinks(pulse_server(host)) == []
     assert app_processes() == []

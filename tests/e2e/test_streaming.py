@@ -14,6 +14,7 @@ import pytest
 from moonlight_python import MoonlightClient
 from moonlight_python.exceptions import MoonlightError
 
+from conftest import report
 from test_pairing import pair
 
 WIDTH, HEIGHT, FPS = 1280, 720, 60
@@ -109,23 +110,16 @@ def paired(host, tmp_path):
 def test_h264_720p60_video_and_audio(paired):
     host, client = paired
     result = stream(client, 10)
-    print(result.summary("H.264 720p60"))
+    report(result.summary("H.264 720p60"))
     assert_good_stream(result)
 
 
 def test_hevc_720p60_video_and_audio(paired):
     host, client = paired
     result = stream(client, 10, codec="hevc")
-    print(result.summary("HEVC 720p60"))
-    # Every frame the host sent must decode; the share of 60 fps it reaches depends on how fast
-    # x265 runs on this machine, printed above.
-    sent = result.last_frame - result.first_frame + 1
-    assert result.frames >= 0.98 * sent, result.summary("HEVC frames lost")
-    assert_good_stream(result, min_share=HEVC_MIN_SHARE)
-
-
-# x265 (software HEVC) at 720p60 shares 2 cores with the client's decoder on CI machines.
-HEVC_MIN_SHARE = 0.6
+    report(result.summary("HEVC 720p60"))
+    # x265 shares the 2 cores with the client's decoder; on a quiet machine it keeps 60 fps.
+    assert_good_stream(result)
 
 
 def test_resume_after_disconnect_and_relaunch_after_cancel(paired):
@@ -163,9 +157,9 @@ def test_fec_under_5_percent_packet_loss(make_host, tmp_path, fec_percentage):
     except MoonlightError as error:
         # Without FEC the client may not even see a first intact picture.
         assert fec_percentage == 0, error
-        print(f"FEC off, 5% loss: the stream did not start ({error})")
+        report(f"FEC off, 5% loss: the stream did not start ({error})")
         return
-    print(result.summary(f"FEC {fec_percentage}%, 5% loss"))
+    report(result.summary(f"FEC {fec_percentage}%, 5% loss"))
     if fec_percentage:
         assert result.frames >= 0.9 * result.expected, result.summary("FEC did not recover")
     else:
