@@ -147,3 +147,27 @@ def test_app_exit_ends_the_session(desktop):
     host.wait_for_log("app stopped", start=position)
     # The session's desktop is gone with its socket.
     assert not list(host.state_dir.parent.glob("**/hati/session-*/wayland-*"))
+
+
+def test_default_desktop_app_shows_a_terminal(host, tmp_path):
+    import shutil
+
+    if not (shutil.which("foot") or shutil.which("weston-terminal")):
+        pytest.skip("neither foot nor weston-terminal is installed: the Desktop app has nothing to show")
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    # A terminal is mostly black: accept dark frames as real ones.
+    client.start_stream(app="Desktop", width=WIDTH, height=HEIGHT, fps=30, ready_timeout=30, black_frame_threshold=-1)
+    try:
+        deadline = time.monotonic() + 15
+        bright = 0
+        while time.monotonic() < deadline and bright < 200:
+            time.sleep(0.5)
+            with client.latest_frame() as frames:
+                frame = frames.get(timeout=5).data
+            # The prompt's text in the top rows.
+            bright = int((frame[: HEIGHT // 8] > 128).sum())
+        assert bright >= 200, "no terminal prompt visible in the Desktop app"
+    finally:
+        client.stop_stream()
+        client.quit_app()
