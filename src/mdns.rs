@@ -35,8 +35,12 @@ impl Advertisement {
             )?
             .enable_addr_auto()
         } else {
+            // Announce only where the host listens: never on interfaces it does not serve.
+            daemon.disable_interface(mdns_sd::IfKind::All)?;
             if bind.is_loopback() {
                 daemon.enable_interface(mdns_sd::IfKind::LoopbackV4)?;
+            } else {
+                daemon.enable_interface(mdns_sd::IfKind::Addr(bind))?;
             }
             ServiceInfo::new(
                 SERVICE_TYPE,
