@@ -178,3 +178,14 @@ def test_broken_pipeline_ends_the_stream_cleanly(make_host, tmp_path):
         client.start_stream(app="Broken", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=20)
     assert time.monotonic() - started < 15, "the client hung instead of failing"
     host.wait_for_log(r'cannot start the stream.*no element "nosuchelement".*app "Broken"')
+
+
+def test_encrypted_video(make_host, tmp_path):
+    """With video encryption offered, the client (which opts into everything) gets AES-GCM video."""
+    host = make_host("[streaming]\nvideo_encryption = true\n").start()
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    result = stream(client, 4)
+    report(result.summary("H.264 720p60, encrypted video"))
+    host.wait_for_log("starting stream.*video_encrypted=true")
+    assert_good_stream(result)
