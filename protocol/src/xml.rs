@@ -9,7 +9,7 @@ pub struct XmlReply {
     status_code: u32,
     status_message: Option<String>,
     query: Option<String>,
-    body: String,
+    body: XmlElement,
 }
 
 impl XmlReply {
@@ -19,7 +19,7 @@ impl XmlReply {
             status_code: 200,
             status_message: None,
             query: None,
-            body: String::new(),
+            body: XmlElement::default(),
         }
     }
 
@@ -29,7 +29,7 @@ impl XmlReply {
             status_code,
             status_message: Some(message.into()),
             query: None,
-            body: String::new(),
+            body: XmlElement::default(),
         }
     }
 
@@ -45,17 +45,13 @@ impl XmlReply {
 
     /// Appends `<name>text</name>`, escaping the text.
     pub fn element(mut self, name: &str, text: impl std::fmt::Display) -> Self {
-        let text = text.to_string();
-        let _ = write!(self.body, "<{name}>{}</{name}>", Escaped(&text));
+        self.body = self.body.element(name, text);
         self
     }
 
     /// Appends an element holding other elements, built by `inner`.
     pub fn nested(mut self, name: &str, inner: impl FnOnce(XmlElement) -> XmlElement) -> Self {
-        let element = inner(XmlElement {
-            body: String::new(),
-        });
-        let _ = write!(self.body, "<{name}>{}</{name}>", element.body);
+        self.body = self.body.nested(name, inner);
         self
     }
 
@@ -66,7 +62,7 @@ impl XmlReply {
 
     /// Serialises the reply as a complete UTF-8 XML document.
     pub fn to_xml(&self) -> String {
-        let mut out = String::with_capacity(self.body.len() + 96);
+        let mut out = String::with_capacity(self.body.body.len() + 96);
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>");
         let _ = write!(out, "<root status_code=\"{}\"", self.status_code);
         if let Some(query) = &self.query {
@@ -75,11 +71,11 @@ impl XmlReply {
         if let Some(message) = &self.status_message {
             let _ = write!(out, " status_message=\"{}\"", Escaped(message));
         }
-        if self.body.is_empty() {
+        if self.body.body.is_empty() {
             out.push_str("/>");
         } else {
             out.push('>');
-            out.push_str(&self.body);
+            out.push_str(&self.body.body);
             out.push_str("</root>");
         }
         out
@@ -87,7 +83,7 @@ impl XmlReply {
 }
 
 /// A child element with nested children (for `<App>` in `/applist`, display modes, …).
-#[derive(Debug)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct XmlElement {
     body: String,
 }
@@ -102,9 +98,7 @@ impl XmlElement {
 
     /// Appends an element holding other elements.
     pub fn nested(mut self, name: &str, inner: impl FnOnce(XmlElement) -> XmlElement) -> Self {
-        let element = inner(XmlElement {
-            body: String::new(),
-        });
+        let element = inner(XmlElement::default());
         let _ = write!(self.body, "<{name}>{}</{name}>", element.body);
         self
     }
