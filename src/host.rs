@@ -158,7 +158,8 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
             "no H.264 encoder found in GStreamer (see [gstreamer.video] h264_encoders): clients cannot stream"
         ),
         codecs => {
-            tracing::info!(h264 = ?codecs.h264, hevc = ?codecs.hevc, av1 = ?codecs.av1, "video encoders")
+            let [h264, hevc, av1] = codecs.names();
+            tracing::info!(?h264, ?hevc, ?av1, "video encoders")
         }
     }
     let paired = host
