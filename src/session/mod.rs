@@ -147,7 +147,9 @@ impl Session {
         config: StreamConfig,
         start: impl FnOnce(&StreamConfig) -> Result<MediaStream, String>,
     ) -> Result<(), String> {
-        drop(lock(&self.stream).take());
+        // Stop the old pipelines outside the lock (stopping takes a while).
+        let previous = lock(&self.stream).take();
+        drop(previous);
         let stream = start(&config)?;
         *lock(&self.stream_config) = Some(config);
         *lock(&self.stream) = Some(stream);
