@@ -51,18 +51,24 @@ def measure(client: MoonlightClient, seconds: float) -> StreamResult:
     stop = threading.Event()
 
     def collect_audio() -> None:
-        for chunk in client.audio():
-            chunks.append(chunk.data)
-            if stop.is_set():
-                break
+        try:
+            for chunk in client.audio():
+                chunks.append(chunk.data)
+                if stop.is_set():
+                    break
+        except MoonlightError:
+            pass  # the stream ended; what was collected is measured
 
     def collect_video() -> None:
-        for frame in client.frames():
-            numbers.append(frame.frame_number)
-            if len(numbers) % 30 == 1:
-                brightness.append(float(frame.data.mean()))
-            if stop.is_set():
-                break
+        try:
+            for frame in client.frames():
+                numbers.append(frame.frame_number)
+                if len(numbers) % 30 == 1:
+                    brightness.append(float(frame.data.mean()))
+                if stop.is_set():
+                    break
+        except MoonlightError:
+            pass  # the stream ended (e.g. terminated for lack of frames); counted as is
 
     collectors = [threading.Thread(target=f, daemon=True) for f in (collect_video, collect_audio)]
     start = time.monotonic()
