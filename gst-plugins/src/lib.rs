@@ -67,13 +67,14 @@ pub fn register_static() -> Result<(), glib::BoolError> {
 
 /// Parses an AES-128 key written as 32 hex digits (the `aes-key` property format).
 pub fn parse_hex_key(s: &str) -> Option<[u8; 16]> {
-    let s = s.trim();
-    if s.len() != 32 || !s.is_ascii() {
-        return None;
+    hati_protocol::query::decode_hex(s.trim())?.try_into().ok()
+}
+
+/// The value of an `aes-key` property: `Ok(None)` when unset, `Err(())` when it is not 32 hex
+/// digits (the element logs that and clears the key).
+pub(crate) fn aes_key_property(value: &glib::Value) -> Result<Option<[u8; 16]>, ()> {
+    match value.get::<Option<String>>() {
+        Ok(Some(text)) => parse_hex_key(&text).map(Some).ok_or(()),
+        _ => Ok(None),
     }
-    let mut key = [0u8; 16];
-    for (k, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * k..2 * k + 2)?, 16).ok()?;
-    }
-    Some(key)
 }

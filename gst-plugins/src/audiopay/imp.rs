@@ -21,7 +21,6 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::packetizer::{AudioConfig, AudioPacketizer};
-use crate::parse_hex_key;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -254,19 +253,14 @@ impl ObjectImpl for MoonlightAudioPay {
             "packet-duration" => settings.packet_duration = value.get().unwrap(),
             "encrypt" => settings.encrypt = value.get().unwrap(),
             "aes-key" => {
-                let s: Option<String> = value.get().unwrap();
-                settings.aes_key = match s.as_deref().map(parse_hex_key) {
-                    Some(Some(key)) => Some(key),
-                    None => None,
-                    Some(None) => {
-                        gst::error!(
-                            CAT,
-                            imp = self,
-                            "aes-key must be 32 hex digits; key cleared"
-                        );
-                        None
-                    }
-                };
+                settings.aes_key = crate::aes_key_property(value).unwrap_or_else(|()| {
+                    gst::error!(
+                        CAT,
+                        imp = self,
+                        "aes-key must be 32 hex digits; key cleared"
+                    );
+                    None
+                });
             }
             "rikeyid" => settings.rikeyid = value.get().unwrap(),
             name => unimplemented!("property {name}"),

@@ -34,7 +34,6 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::packetizer::{Config, FrameMeta, FrameType, VideoPacketizer};
-use crate::parse_hex_key;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -449,19 +448,14 @@ impl ObjectImpl for MoonlightVideoPay {
             "min-required-fec-packets" => settings.min_required_fec_packets = value.get().unwrap(),
             "encrypt" => settings.encrypt = value.get().unwrap(),
             "aes-key" => {
-                let s: Option<String> = value.get().unwrap();
-                settings.aes_key = match s.as_deref().map(parse_hex_key) {
-                    Some(Some(key)) => Some(key),
-                    None => None,
-                    Some(None) => {
-                        gst::error!(
-                            CAT,
-                            imp = self,
-                            "aes-key must be 32 hex digits; key cleared"
-                        );
-                        None
-                    }
-                };
+                settings.aes_key = crate::aes_key_property(value).unwrap_or_else(|()| {
+                    gst::error!(
+                        CAT,
+                        imp = self,
+                        "aes-key must be 32 hex digits; key cleared"
+                    );
+                    None
+                });
             }
             "drop-percentage" => settings.drop_percentage = value.get().unwrap(),
             name => unimplemented!("property {name}"),
