@@ -135,6 +135,9 @@ pub(crate) struct State {
 
     /// The X11 window manager, once XWayland is ready.
     pub xwm: Option<X11Wm>,
+    /// A window that should have keyboard focus but whose `wl_surface` is not paired yet (an X11
+    /// window mapped before XWayland's `WL_SURFACE_ID`); focused as soon as it is.
+    pub(crate) pending_focus: Option<Window>,
     /// The X11 display number XWayland serves.
     pub xdisplay: Option<u32>,
     /// The XWayland event source, removed first at shutdown.
@@ -263,6 +266,7 @@ impl State {
             text_keymap: TextKeymap::us(),
             frames,
             xwm: None,
+            pending_focus: None,
             xdisplay: None,
             xwayland_token: None,
             xwayland_client: None,
@@ -311,6 +315,7 @@ impl State {
             return;
         };
         let surface = window.and_then(|w| self.window_wl_surface(w));
+        self.pending_focus = window.filter(|_| surface.is_none()).cloned();
         if let Some(window) = window {
             self.space.raise_element(window, true);
             if let Some(x11) = window.x11_surface() {
@@ -464,6 +469,14 @@ impl State {
     pub(crate) fn refresh(&mut self) {
         self.space.refresh();
         self.popups.cleanup();
+        if let Some(window) = self.pending_focus.clone() {
+            let still_mapped = self.space.elements().any(|w| *w == window);
+            if !still_mapped {
+                self.pending_focus = None;
+            } else if self.window_wl_surface(&window).is_some() {
+                self.focus_window(Some(&window), smithay::utils::SERIAL_COUNTER.next_serial());
+            }
+        }
     }
 }
 
