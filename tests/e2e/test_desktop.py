@@ -30,10 +30,14 @@ int LiSendScrollEvent(signed char scrollClicks);
 int LiSendHScrollEvent(signed char scrollClicks);
 int LiSendTouchEvent(uint8_t eventType, uint32_t pointerId, float x, float y, float pressureOrDistance,
                      float contactAreaMajor, float contactAreaMinor, uint16_t rotation);
+int LiSendPenEvent(uint8_t eventType, uint8_t toolType, uint8_t penButtons, float x, float y,
+                   float pressureOrDistance, float contactAreaMajor, float contactAreaMinor,
+                   uint16_t rotation, uint8_t tilt);
 """
 BUTTON_PRESS, BUTTON_RELEASE = 0x07, 0x08
 KEY_DOWN, KEY_UP = 0x03, 0x04
-TOUCH_DOWN, TOUCH_UP = 0x01, 0x02
+TOUCH_HOVER, TOUCH_DOWN, TOUCH_UP = 0x00, 0x01, 0x02
+TOOL_PEN, TILT_UNKNOWN = 0x01, 0xFF
 
 
 def limelight():
@@ -138,6 +142,18 @@ def test_input_reaches_the_app(desktop):
     assert abs(float(match.group(1)) - 320) < 2 and abs(float(match.group(2)) - 360) < 2, match.group(0)
     lib.LiSendTouchEvent(TOUCH_UP, 7, 0.25, 0.5, 0.0, 0.0, 0.0, 0xFFFF)
     wait_for_line(log, r"touch up id=\d+", start)
+
+    start = line_count(log)
+    lib.LiSendPenEvent(TOUCH_HOVER, TOOL_PEN, 0, 0.75, 0.25, 0.5, 0.0, 0.0, 0xFFFF, TILT_UNKNOWN)
+    wait_for_line(log, r"tablet tool proximity_in", start)
+    match = wait_for_line(log, r"tablet tool motion x=([\d.]+) y=([\d.]+)", start)
+    assert abs(float(match.group(1)) - 960) < 2 and abs(float(match.group(2)) - 180) < 2, match.group(0)
+    lib.LiSendPenEvent(TOUCH_DOWN, TOOL_PEN, 0, 0.75, 0.25, 0.8, 0.0, 0.0, 0xFFFF, TILT_UNKNOWN)
+    wait_for_line(log, r"tablet tool down", start)
+    match = wait_for_line(log, r"tablet tool pressure value=(\d+)", start)
+    assert int(match.group(1)) > 40000, match.group(0)  # 0.8 of 65535
+    lib.LiSendPenEvent(TOUCH_UP, TOOL_PEN, 0, 0.75, 0.25, 0.0, 0.0, 0.0, 0xFFFF, TILT_UNKNOWN)
+    wait_for_line(log, r"tablet tool up", start)
 
 
 def test_app_exit_ends_the_session(desktop):
