@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use crate::host::Host;
 use crate::pairing::wait_for_outcome;
 use crate::state::StateDir;
-use crate::state::clients::{ClientStore, Lookup, PairedClient};
+use crate::state::clients::{ClientStore, Lookup, PairedClient, short_id};
 
 /// How long `hati pair` waits for the client to finish pairing after the PIN.
 const PAIR_OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -236,10 +236,6 @@ fn session_json(session: &crate::session::Session) -> Value {
 /// A client as the admin API shows it (no certificate).
 pub fn client_json(client: &PairedClient) -> Value {
     json!({ "id": client.id, "name": client.name, "paired_at": client.paired_at })
-}
-
-fn short_id(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 /// Why the CLI could not talk to the running host.

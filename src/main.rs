@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use hati::admin::{self, AdminClientError, encode_query_value};
 use hati::config::Config;
 use hati::state::StateDir;
-use hati::state::clients::ClientStore;
+use hati::state::clients::{ClientStore, short_id};
 
 /// A Moonlight-compatible game-streaming host.
 #[derive(Parser)]
@@ -94,7 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!(
                         "paired: {} (ID {})",
                         text(client, "name"),
-                        short(&text(client, "id"))
+                        short_id(&text(client, "id"))
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -121,7 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .unwrap_or(0);
                 println!(
                     "{}  {}  paired {}",
-                    short(&text(client, "id")),
+                    short_id(&text(client, "id")),
                     text(client, "name"),
                     format_time(when)
                 );
@@ -145,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!(
                         "unpaired: {} (ID {})",
                         text(client, "name"),
-                        short(&text(client, "id"))
+                        short_id(&text(client, "id"))
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -253,10 +253,6 @@ fn text(value: &serde_json::Value, key: &str) -> String {
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_owned()
-}
-
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 fn format_time(unix: u64) -> String {

@@ -171,11 +171,7 @@ fn keys(query: &Query) -> Result<([u8; 16], i32), QueryError> {
 /// their session by key.
 fn session_url(host: &Host, context: &RequestContext, corever: u32) -> String {
     let scheme = if corever >= 1 { "rtspenc" } else { "rtsp" };
-    let ip = match context.local.ip() {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        v4 => v4,
-    };
-    format!("{scheme}://{ip}:{}", host.ports.rtsp)
+    // SocketAddr brackets IPv6 addresses, as a URL needs.
+    let address = std::net::SocketAddr::new(context.local_ip(), host.ports.rtsp);
+    format!("{scheme}://{address}")
 }

@@ -67,6 +67,16 @@ impl RequestContext {
         }
     }
 
+    /// The local address the request arrived on, an IPv4-mapped IPv6 address shown as IPv4.
+    pub fn local_ip(&self) -> std::net::IpAddr {
+        match self.local.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        }
+    }
+
     /// The key of this client's pairing state: `uniqueid@address` (clients share uniqueids).
     pub fn pairing_key(&self, query: &Query) -> String {
         format!("{}@{}", query.get("uniqueid").unwrap_or(""), self.peer.ip())

@@ -7,6 +7,7 @@ use hati_protocol::xml::XmlReply;
 use super::{RequestContext, Transport};
 use crate::host::Host;
 use crate::pairing::{PairError, ServerCertRequest};
+use crate::state::clients::short_id;
 
 /// Dispatches one `/pair` phase.
 pub async fn pair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
@@ -44,7 +45,7 @@ pub async fn pair(host: &Host, context: &RequestContext, query: &Query) -> XmlRe
         hex(query, "clientpairingsecret")
             .and_then(|s| host.pairing.client_pairing_secret(&key, &s, &host.clients))
             .map(|client| {
-                tracing::info!(client = %client.name, id = %short(&client.id), "client paired");
+                tracing::info!(client = %client.name, id = %short_id(&client.id), "client paired");
                 XmlReply::ok().element("paired", 1)
             })
     } else {
@@ -107,7 +108,7 @@ pub fn unpair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
             .remove(&id);
         return match removed {
             Ok(Some(client)) => {
-                tracing::info!(client = %client.name, id = %short(&client.id), "client unpaired itself");
+                tracing::info!(client = %client.name, id = %short_id(&client.id), "client unpaired itself");
                 XmlReply::ok()
             }
             Ok(None) => XmlReply::ok(),
@@ -127,9 +128,4 @@ fn hex(query: &Query, name: &'static str) -> Result<Vec<u8>, PairError> {
     query
         .hex(name)
         .map_err(|e| PairError::Malformed(e.to_string()))
-}
-
-/// The first 12 hex digits of a client ID, enough to tell clients apart in logs.
-pub fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }

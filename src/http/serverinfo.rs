@@ -26,9 +26,13 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
     let https = matches!(context.transport, Transport::Https { .. });
     // The router only lets paired certificates through on HTTPS.
     let paired = https;
-    let local_ip = local_ipv4(context.local.ip());
+    // Sunshine reports 127.0.0.1 for IPv6 requests; clients ignore 127.* as a LAN address.
+    let local_ip = match context.local_ip() {
+        IpAddr::V6(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        v4 => v4,
+    };
     let mac = if https {
-        mac_address(context.local.ip())
+        mac_address(context.local_ip())
     } else {
         None
     };
@@ -73,18 +77,8 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
         .element("state", state)
 }
 
-fn local_ipv4(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// The MAC address of the interface that owns `ip` (for Wake-on-LAN).
 fn mac_address(ip: IpAddr) -> Option<String> {
-    let ip = local_ipv4(ip);
     let interface = if_addrs::get_if_addrs()
         .ok()?
         .into_iter()

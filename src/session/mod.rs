@@ -323,7 +323,7 @@ impl SessionManager {
         };
         (
             id,
-            tracing::info_span!("session", id, client = %client_id.get(..12).unwrap_or(client_id)),
+            tracing::info_span!("session", id, client = %crate::state::clients::short_id(client_id)),
         )
     }
 

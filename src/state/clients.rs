@@ -16,6 +16,11 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
     hati_protocol::query::encode_hex(&Sha256::digest(cert_der)).to_ascii_lowercase()
 }
 
+/// The first 12 hex digits of a client ID: enough to tell clients apart in logs and listings.
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// One paired client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairedClient {
