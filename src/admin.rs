@@ -230,6 +230,11 @@ fn session_json(session: &crate::session::Session) -> Value {
         "idr_requests": session.metrics.idr_requests.load(Relaxed),
         "input_events": session.metrics.input_events.load(Relaxed),
         "fec_status_reports": session.metrics.fec_status_reports.load(Relaxed),
+        "target_changes": session.metrics.target_changes.load(Relaxed),
+        "refused_pings": session.metrics.refused_pings.load(Relaxed),
+        "replayed_control_messages": session.metrics.replayed_control_messages.load(Relaxed),
+        "video_target": session.video_target.get().map(|a| a.to_string()),
+        "audio_target": session.audio_target.get().map(|a| a.to_string()),
     })
 }
 

@@ -138,6 +138,10 @@ pub struct StreamingConfig {
 pub struct DebugConfig {
     /// Drop this percentage of outgoing video packets (to exercise FEC).
     pub drop_video_packets_percent: u8,
+    /// First value of the 32-bit video packet counter (tests start it just below a wrap).
+    pub video_first_packet_index: u32,
+    /// First audio RTP sequence number, rounded down to a multiple of 4.
+    pub audio_first_sequence: u16,
 }
 
 /// One `[[apps]]` entry.

@@ -46,6 +46,8 @@ pub struct Host {
     pub media: MediaSockets,
     /// Starts apps (processes, containers).
     pub launcher: Launcher,
+    /// TCP connections the HTTP, HTTPS and RTSP servers may hold together.
+    pub connections: Arc<crate::net::ConnectionBudget>,
     /// The PulseAudio server sessions' sinks live on, connected (or started) on first use.
     audio: tokio::sync::OnceCell<Option<Arc<AudioServer>>>,
 }
@@ -80,6 +82,9 @@ impl Host {
             control_commands,
             media,
             launcher: Launcher::new(),
+            connections: crate::net::ConnectionBudget::new(
+                crate::net::connection_budget_from_rlimit(),
+            ),
             audio: tokio::sync::OnceCell::new(),
             ports,
             pairing: PairingManager::new(config.pairing.clone()),
@@ -174,6 +179,7 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
         https = %https.local_addr()?,
         state_dir = %host.state.path().display(),
         paired_clients = paired,
+        connection_limit = host.connections.limit(),
         "hati is running; pair from Moonlight, then enter the PIN with `{}`",
         host.pair_command
     );

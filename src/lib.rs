@@ -10,6 +10,7 @@ pub mod host;
 pub mod http;
 pub mod input;
 pub mod mdns;
+pub mod net;
 pub mod pairing;
 pub mod pipeline;
 pub mod rtsp;

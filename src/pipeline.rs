@@ -186,6 +186,13 @@ pub fn video_description(
             config.debug.drop_video_packets_percent
         );
     }
+    if config.debug.video_first_packet_index > 0 {
+        let _ = write!(
+            description,
+            " initial-packet-index={}",
+            config.debug.video_first_packet_index
+        );
+    }
     let _ = write!(
         description,
         " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=8"
@@ -261,6 +268,13 @@ pub fn audio_description(
             description,
             " encrypt=true aes-key={} rikeyid={rikeyid}",
             encode_hex(&key)
+        );
+    }
+    if config.debug.audio_first_sequence > 0 {
+        let _ = write!(
+            description,
+            " initial-sequence={}",
+            config.debug.audio_first_sequence
         );
     }
     let _ = write!(

@@ -12,6 +12,7 @@ pub mod tls;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hati_protocol::query::Query;
@@ -20,7 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,10 +29,17 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::host::Host;
+use crate::net::{ConnectionBudget, ConnectionPermit, canonical};
 use crate::state::clients::fingerprint;
 
 /// Largest request body read (only the PIN page posts one).
 const MAX_BODY: usize = 4096;
+/// How long a client may take to send a request's headers (and, on HTTPS, its TLS handshake).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a connection lives: a handler (`/pair` waits for the PIN) plus the transfers.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Which port a request came in on, and what the TLS layer knows of the client.
 #[derive(Debug, Clone)]
@@ -48,9 +56,9 @@ pub enum Transport {
 /// Everything a handler knows about one request besides its path and query.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The client's address.
+    /// The client's address (canonical: an IPv4 peer of a `::` socket shows as IPv4).
     pub peer: SocketAddr,
-    /// The local address the request arrived on.
+    /// The local address the request arrived on (canonical too).
     pub local: SocketAddr,
     /// HTTP or HTTPS.
     pub transport: Transport,
@@ -67,14 +75,9 @@ impl RequestContext {
         }
     }
 
-    /// The local address the request arrived on, an IPv4-mapped IPv6 address shown as IPv4.
+    /// The local address the request arrived on (canonical: IPv4-mapped shown as IPv4).
     pub fn local_ip(&self) -> std::net::IpAddr {
-        match self.local.ip() {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-            v4 => v4,
-        }
+        self.local.ip()
     }
 
     /// The key of this client's pairing state: `uniqueid@address` (clients share uniqueids).
@@ -85,7 +88,8 @@ impl RequestContext {
 
 /// Serves the HTTP port until shutdown.
 pub async fn serve_http(listener: TcpListener, host: Arc<Host>, shutdown: watch::Receiver<bool>) {
-    accept_loop(listener, shutdown, move |stream, peer, local| {
+    let budget = host.connections.clone();
+    accept_loop(listener, budget, shutdown, move |stream, peer, local, permit| {
         let host = host.clone();
         async move {
             let context = RequestContext {
@@ -93,7 +97,7 @@ pub async fn serve_http(listener: TcpListener, host: Arc<Host>, shutdown: watch:
                 local,
                 transport: Transport::Http,
             };
-            serve_connection(stream, host, context).await;
+            serve_connection(stream, host, context, permit).await;
         }
     })
     .await;
@@ -107,20 +111,24 @@ pub async fn serve_https(
     shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    accept_loop(listener, shutdown, move |stream, peer, local| {
+    let budget = host.connections.clone();
+    accept_loop(listener, budget, shutdown, move |stream, peer, local, permit| {
         let host = host.clone();
         let acceptor = acceptor.clone();
         async move {
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
-            let stream = match handshake.await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
+            let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
+            let stream = match permit.run(handshake).await {
+                Some(Ok(Ok(stream))) => stream,
+                Some(Ok(Err(error))) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
                     return;
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+                None => {
+                    tracing::debug!(%peer, "idle TLS connection closed for a newer one");
                     return;
                 }
             };
@@ -135,23 +143,40 @@ pub async fn serve_https(
                 local,
                 transport: Transport::Https { client_cert },
             };
-            serve_connection(stream, host, context).await;
+            serve_connection(stream, host, context, permit).await;
         }
     })
     .await;
 }
 
-async fn accept_loop<F, Fut>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, handle: F)
-where
-    F: Fn(tokio::net::TcpStream, SocketAddr, SocketAddr) -> Fut,
+/// Accepts connections within the host's connection budget until shutdown.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    budget: Arc<ConnectionBudget>,
+    mut shutdown: watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, SocketAddr, SocketAddr, ConnectionPermit) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let mut refused = 0u64;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let local = stream.local_addr().unwrap_or(peer);
-                    tokio::spawn(handle(stream, peer, local));
+                    let peer = canonical(peer);
+                    let local = stream.local_addr().map_or(peer, canonical);
+                    match budget.admit() {
+                        Ok(permit) => {
+                            tokio::spawn(handle(stream, peer, local, permit));
+                        }
+                        Err(full) => {
+                            refused += 1;
+                            if refused % 1000 == 1 {
+                                tracing::warn!(%peer, refused, "connection refused: {full}");
+                            }
+                        }
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -163,21 +188,37 @@ where
     }
 }
 
-async fn serve_connection<S>(stream: S, host: Arc<Host>, context: RequestContext)
-where
+async fn serve_connection<S>(
+    stream: S,
+    host: Arc<Host>,
+    context: RequestContext,
+    permit: ConnectionPermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span = tracing::debug_span!("http", peer = %context.peer);
+    let permit = Arc::new(permit);
+    let service_permit = permit.clone();
     let service = service_fn(move |request| {
+        // A whole request head arrived: this connection is no longer idle.
+        service_permit.mark_busy();
         let host = host.clone();
         let context = context.clone();
         async move { Ok::<_, Infallible>(route(request, &host, &context).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(false)
         .serve_connection(TokioIo::new(stream), service);
-    if let Err(error) = connection.instrument(span).await {
-        tracing::debug!(%error, "http connection ended with an error");
+    let bounded = tokio::time::timeout(CONNECTION_TIMEOUT, connection);
+    match permit.run(bounded.instrument(span.clone())).await {
+        Some(Ok(Ok(()))) => {}
+        Some(Ok(Err(error))) => {
+            tracing::debug!(parent: &span, %error, "http connection ended with an error")
+        }
+        Some(Err(_)) => tracing::debug!(parent: &span, "http connection timed out"),
+        None => tracing::debug!(parent: &span, "idle http connection closed for a newer one"),
     }
 }
 
@@ -204,7 +245,16 @@ async fn route(
     match (request.method(), path.as_str()) {
         (&Method::GET, "/serverinfo") => xml(&serverinfo::serverinfo(host, context)),
         (&Method::GET, "/pair") => xml(&pair::pair(host, context, &query).await),
-        (&Method::GET, "/unpair") => xml(&pair::unpair(host, context, &query)),
+        (&Method::GET, "/unpair") => {
+            // The one reply that also carries its error as the HTTP status: clients that send
+            // it without a certificate must show that nothing was unpaired.
+            let reply = pair::unpair(host, context, &query);
+            let status = u16::try_from(reply.status_code())
+                .ok()
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .unwrap_or(StatusCode::OK);
+            response(status, "application/xml", reply.to_xml().into())
+        }
         (&Method::GET, "/applist") if is_https(context) => xml(&apps::applist(host)),
         (&Method::GET, "/appasset") if is_https(context) => apps::appasset(host, &query),
         (&Method::GET, "/launch") if is_https(context) => {
@@ -214,15 +264,22 @@ async fn route(
             xml(&launch::resume(host, context, &query))
         }
         (&Method::GET, "/cancel") if is_https(context) => xml(&launch::cancel(host, context).await),
-        (&Method::GET, "/pin") if !is_https(context) => pin_page::page(),
+        (&Method::GET, "/pin") if !is_https(context) => {
+            pin_page::page(request.headers(), &host.config.hostname)
+        }
         (&Method::POST, "/pin") if !is_https(context) => {
-            let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-                Ok(body) => body.to_bytes(),
-                Err(_) => {
+            let (head, body) = request.into_parts();
+            let collect = Limited::new(body, MAX_BODY).collect();
+            let body = match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+                Ok(Ok(body)) => body.to_bytes(),
+                Ok(Err(_)) => {
                     return pin_page::result(StatusCode::PAYLOAD_TOO_LARGE, "request too large");
                 }
+                Err(_) => {
+                    return pin_page::result(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+                }
             };
-            pin_page::submit(host, context, &body).await
+            pin_page::submit(host, context, &head.headers, &body).await
         }
         _ => xml(&XmlReply::error(404, format!("{path} is not served here"))),
     }

@@ -1,6 +1,8 @@
 //! `GET /pair` and `GET /unpair` (PROTOCOL.md §1.4): request parsing and XML replies around the
 //! pairing state machine in `crate::pairing`.
 
+use std::ops::RangeInclusive;
+
 use hati_protocol::query::{Query, encode_hex};
 use hati_protocol::xml::XmlReply;
 
@@ -23,7 +25,7 @@ pub async fn pair(host: &Host, context: &RequestContext, query: &Query) -> XmlRe
             )),
         }
     } else if query.get("clientchallenge").is_some() {
-        hex(query, "clientchallenge")
+        hex_sized(query, "clientchallenge", CLIENT_CHALLENGE_LEN)
             .and_then(|c| host.pairing.client_challenge(&key, &c, &host.identity))
             .map(|response| {
                 XmlReply::ok()
@@ -31,7 +33,7 @@ pub async fn pair(host: &Host, context: &RequestContext, query: &Query) -> XmlRe
                     .element("challengeresponse", encode_hex(&response))
             })
     } else if query.get("serverchallengeresp").is_some() {
-        hex(query, "serverchallengeresp")
+        hex_sized(query, "serverchallengeresp", SERVER_CHALLENGE_RESPONSE_LEN)
             .and_then(|r| {
                 host.pairing
                     .server_challenge_response(&key, &r, &host.identity)
@@ -42,7 +44,7 @@ pub async fn pair(host: &Host, context: &RequestContext, query: &Query) -> XmlRe
                     .element("pairingsecret", encode_hex(&secret))
             })
     } else if query.get("clientpairingsecret").is_some() {
-        hex(query, "clientpairingsecret")
+        hex_sized(query, "clientpairingsecret", CLIENT_PAIRING_SECRET_LEN)
             .and_then(|s| host.pairing.client_pairing_secret(&key, &s, &host.clients))
             .map(|client| {
                 tracing::info!(client = %client.name, id = %short_id(&client.id), "client paired");
@@ -80,7 +82,11 @@ async fn server_cert(
     };
     let device = request.device_name.clone();
     let peer = context.peer.ip();
-    let page = format!("http://{}:{}/pin", context.local.ip(), host.ports.http);
+    // SocketAddr brackets an IPv6 address; the local address is canonical (IPv4 stays IPv4).
+    let page = format!(
+        "http://{}/pin",
+        std::net::SocketAddr::new(context.local.ip(), host.ports.http)
+    );
     host.pairing
         .server_cert(request, |attempt, secret| {
             tracing::info!(
@@ -98,7 +104,8 @@ async fn server_cert(
 }
 
 /// `/unpair`: over HTTPS a paired client removes itself; over HTTP a client abandons the
-/// pairing attempt it has in progress (moonlight does this after a wrong PIN).
+/// pairing attempt it has in progress (moonlight does this after a wrong PIN), and any other
+/// plain-HTTP unpair gets an error status, because it carries no certificate to name a client.
 pub fn unpair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
     if let Some(id) = context.client_fingerprint() {
         let removed = host
@@ -120,8 +127,48 @@ pub fn unpair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
     }
     if host.pairing.abandon(&context.pairing_key(query)) {
         tracing::warn!(peer = %context.peer, "the client abandoned pairing after the PIN was entered: wrong PIN?");
+        return XmlReply::ok();
     }
-    XmlReply::ok()
+    // Without a certificate the host cannot tell who asks, so it removes nobody; saying "OK"
+    // would make the client tell its user it is unpaired while the host still trusts it.
+    tracing::warn!(peer = %context.peer, "unpair request over plain HTTP refused: it names no certificate");
+    XmlReply::error(
+        403,
+        "the host cannot tell which client sent this unpair request (no certificate); \
+         unpair on the host with `hati unpair`",
+    )
+}
+
+/// `E(c)`: one AES block.
+const CLIENT_CHALLENGE_LEN: RangeInclusive<usize> = 16..=16;
+/// `E(pad32(hash))`: two AES blocks.
+const SERVER_CHALLENGE_RESPONSE_LEN: RangeInclusive<usize> = 32..=32;
+/// `clientsecret(16) ‖ RSA signature` (1024- to 4096-bit client keys).
+const CLIENT_PAIRING_SECRET_LEN: RangeInclusive<usize> = 16 + 128..=16 + 512;
+
+/// A hex parameter whose decoded length must lie in `allowed`.
+fn hex_sized(
+    query: &Query,
+    name: &'static str,
+    allowed: RangeInclusive<usize>,
+) -> Result<Vec<u8>, PairError> {
+    let bytes = hex(query, name)?;
+    if allowed.contains(&bytes.len()) {
+        Ok(bytes)
+    } else if allowed.start() == allowed.end() {
+        Err(PairError::Malformed(format!(
+            "{name} is {} bytes; it must be {}",
+            bytes.len(),
+            allowed.start()
+        )))
+    } else {
+        Err(PairError::Malformed(format!(
+            "{name} is {} bytes; it must be {} to {}",
+            bytes.len(),
+            allowed.start(),
+            allowed.end()
+        )))
+    }
 }
 
 fn hex(query: &Query, name: &'static str) -> Result<Vec<u8>, PairError> {

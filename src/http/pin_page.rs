@@ -2,12 +2,20 @@
 //! A submission is accepted from this machine (loopback), or from elsewhere only with the
 //! one-time secret of the waiting client's log line (in the link's `#fragment`, so it never
 //! appears in request logs), so nobody on the LAN can pair themselves.
+//!
+//! Against cross-site request forgery (a web page the owner visits posting a PIN to
+//! `http://127.0.0.1:47989/pin`), a submission must also carry the form token embedded in the
+//! page (a cross-origin page cannot read it), be a form post, come from this page's origin when
+//! the browser names one, and address the host by an IP address or one of its own names (so a
+//! DNS-rebinding page cannot read the token either).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hati_protocol::query::Query;
 use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, ORIGIN};
 use hyper::{Response, StatusCode};
 
 use super::{RequestContext, response};
@@ -23,16 +31,110 @@ const PAGE: &str = r#"<!doctype html>
 <form method="post" action="/pin" onsubmit="document.getElementById('secret').value=location.hash.slice(1)">
 <input name="pin" inputmode="numeric" pattern="[0-9]{4}" maxlength="4" autofocus required>
 <input type="hidden" id="secret" name="secret">
+<input type="hidden" name="form_token" value="{FORM_TOKEN}">
 <button type="submit">Pair</button></form></body></html>
 "#;
 
+/// The form token of this process: random, only readable by a page of the host's own origin.
+static FORM_TOKEN: LazyLock<String> =
+    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<16>()));
+
+/// Why a request to the PIN page is refused before its PIN is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormRefusal {
+    /// The Host header is a name that is not this host's (DNS rebinding).
+    #[error("the page was addressed as {0:?}, which is not this host: open it by IP address or hostname")]
+    ForeignHost(String),
+    /// The browser says another site sent the request.
+    #[error("a request from another site ({0}) is not accepted")]
+    CrossOrigin(String),
+    /// Not a form post.
+    #[error("the PIN must be posted as a form (application/x-www-form-urlencoded)")]
+    NotAForm,
+    /// The form token is missing or wrong (a page that is not the PIN page posted it).
+    #[error("the form is stale or was not sent by the PIN page; reload the page and try again")]
+    BadToken,
+}
+
+/// Whether `host_header` (the request's `Host`) names this host: an IP address, `localhost`, or
+/// the configured hostname (with `.local` for mDNS). A port is allowed.
+fn is_own_name(host_header: &str, hostname: &str) -> bool {
+    let name = match host_header.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host_header.rsplit_once(':').map_or(host_header, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) { name } else { host_header }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let own = hostname.to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name == own
+        || name.strip_suffix(".local").is_some_and(|n| n == own)
+}
+
+/// Checks the headers every PIN page request must pass.
+fn check_host(headers: &HeaderMap, hostname: &str) -> Result<(), FormRefusal> {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if is_own_name(host, hostname) {
+        Ok(())
+    } else {
+        Err(FormRefusal::ForeignHost(host.to_owned()))
+    }
+}
+
+/// Checks a PIN submission's headers and form token.
+pub fn check_submission(headers: &HeaderMap, form: &Query, hostname: &str) -> Result<(), FormRefusal> {
+    check_host(headers, hostname)?;
+    if let Some(origin) = headers.get(ORIGIN) {
+        let origin = origin.to_str().unwrap_or("?");
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if origin != format!("http://{host}") {
+            return Err(FormRefusal::CrossOrigin(origin.to_owned()));
+        }
+    }
+    if headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site") {
+        return Err(FormRefusal::CrossOrigin("sec-fetch-site: cross-site".into()));
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(FormRefusal::NotAForm);
+    }
+    let token = form.get("form_token").unwrap_or_default();
+    if !crate::pairing::crypto::constant_time_eq(token.as_bytes(), FORM_TOKEN.as_bytes()) {
+        return Err(FormRefusal::BadToken);
+    }
+    Ok(())
+}
+
 /// The form.
-pub fn page() -> Response<Full<Bytes>> {
-    response(
+pub fn page(headers: &HeaderMap, hostname: &str) -> Response<Full<Bytes>> {
+    if let Err(refusal) = check_host(headers, hostname) {
+        return result(StatusCode::FORBIDDEN, &refusal.to_string());
+    }
+    let mut response = response(
         StatusCode::OK,
         "text/html; charset=utf-8",
-        Bytes::from_static(PAGE.as_bytes()),
-    )
+        PAGE.replace("{FORM_TOKEN}", &FORM_TOKEN).into(),
+    );
+    // The page must not be framed by another site (clickjacking).
+    response.headers_mut().insert(
+        "x-frame-options",
+        hyper::header::HeaderValue::from_static("DENY"),
+    );
+    response.headers_mut().insert(
+        "content-security-policy",
+        hyper::header::HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    response
 }
 
 /// A small result page.
@@ -49,11 +151,20 @@ pub fn result(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 }
 
 /// Handles a posted PIN.
-pub async fn submit(host: &Host, context: &RequestContext, body: &[u8]) -> Response<Full<Bytes>> {
+pub async fn submit(
+    host: &Host,
+    context: &RequestContext,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
     let form = match Query::parse(&String::from_utf8_lossy(body)) {
         Ok(form) => form,
         Err(error) => return result(StatusCode::BAD_REQUEST, &error.to_string()),
     };
+    if let Err(refusal) = check_submission(headers, &form, &host.config.hostname) {
+        tracing::warn!(peer = %context.peer, %refusal, "PIN submission refused");
+        return result(StatusCode::FORBIDDEN, &refusal.to_string());
+    }
     let pin = form.get("pin").unwrap_or("");
     let secret = form.get("secret").filter(|s| !s.is_empty());
     let secret = match (secret, context.peer.ip().is_loopback()) {
@@ -77,5 +188,65 @@ pub async fn submit(host: &Host, context: &RequestContext, body: &[u8]) -> Respo
             }
         }
         Err(error) => result(StatusCode::BAD_REQUEST, &error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn form(token: &str) -> Query {
+        Query::parse(&format!("pin=1337&form_token={token}")).unwrap()
+    }
+
+    #[test]
+    fn own_names() {
+        for name in ["127.0.0.1:47989", "[::1]:47989", "localhost:47989", "Gamebox", "gamebox.local:1", "10.1.2.3"] {
+            assert!(is_own_name(name, "gamebox"), "{name}");
+        }
+        for name in ["evil.example", "evil.example:47989", "", "127.0.0.1.evil.example", "[zz]:1"] {
+            assert!(!is_own_name(name, "gamebox"), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_page_form_passes() {
+        let h = headers(&[
+            ("host", "127.0.0.1:47989"),
+            ("origin", "http://127.0.0.1:47989"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ]);
+        assert_eq!(check_submission(&h, &form(&FORM_TOKEN), "gamebox"), Ok(()));
+        // Without Origin (older browsers, curl) the token alone suffices.
+        let h = headers(&[("host", "127.0.0.1:47989"), ("content-type", "application/x-www-form-urlencoded")]);
+        assert_eq!(check_submission(&h, &form(&FORM_TOKEN), "gamebox"), Ok(()));
+    }
+
+    #[test]
+    fn cross_site_submissions_are_refused() {
+        let ok_type = ("content-type", "application/x-www-form-urlencoded");
+        let host = ("host", "127.0.0.1:47989");
+        let cases = [
+            (headers(&[host, ("origin", "http://evil.example"), ("content-type", "text/plain")]), FORM_TOKEN.clone()),
+            (headers(&[host, ("origin", "http://evil.example"), ok_type]), FORM_TOKEN.clone()),
+            (headers(&[host, ("origin", "null"), ok_type]), FORM_TOKEN.clone()),
+            (headers(&[host, ("sec-fetch-site", "cross-site"), ok_type]), FORM_TOKEN.clone()),
+            (headers(&[host, ("content-type", "text/plain")]), FORM_TOKEN.clone()),
+            (headers(&[host, ok_type]), String::new()),
+            (headers(&[host, ok_type]), "0".repeat(32)),
+            (headers(&[("host", "evil.example:47989"), ("origin", "http://evil.example:47989"), ok_type]), FORM_TOKEN.clone()),
+        ];
+        for (h, token) in cases {
+            assert!(check_submission(&h, &form(&token), "gamebox").is_err(), "{h:?}");
+        }
     }
 }

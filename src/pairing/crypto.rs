@@ -83,6 +83,11 @@ pub fn verify_signature(cert_der: &[u8], message: &[u8], signature: &[u8]) -> bo
         .is_ok()
 }
 
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
 /// Random bytes from the system generator.
 pub fn random<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

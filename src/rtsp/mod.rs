@@ -1,7 +1,10 @@
 //! The RTSP handshake server (PROTOCOL.md §2): one request per TCP connection, answered and
 //! closed. Encrypted requests (`rtspenc://`, §2.8) are matched to their session by the key
 //! that opens them, so clients behind one address never collide; plain requests fall back to
-//! the most recent session launched from the peer's address.
+//! the most recent session launched from the peer's address, and are refused for a session
+//! launched with `rtspenc://` (a LAN peer could otherwise restart its stream in the clear).
+//! A sealed request must carry a higher sequence number than the last one its key opened, so
+//! a captured request cannot be replayed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,8 +38,18 @@ pub async fn serve(listener: TcpListener, host: Arc<Host>, mut shutdown: watch::
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let host = host.clone();
-                    tokio::spawn(async move { handle_connection(stream, peer, &host).await });
+                    let peer = crate::net::canonical(peer);
+                    match host.connections.admit() {
+                        Ok(permit) => {
+                            let host = host.clone();
+                            tokio::spawn(async move {
+                                if permit.run(handle_connection(stream, peer, &host, &permit)).await.is_none() {
+                                    tracing::debug!(%peer, "idle RTSP connection closed for a newer one");
+                                }
+                            });
+                        }
+                        Err(full) => tracing::debug!(%peer, "RTSP connection refused: {full}"),
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "RTSP accept failed");
@@ -54,9 +67,17 @@ enum Incoming {
     Sealed(RtspRequest, Arc<Session>),
 }
 
-async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, host: &Host) {
+async fn handle_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    host: &Host,
+    permit: &crate::net::ConnectionPermit,
+) {
     let incoming = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream, host)).await {
-        Ok(Ok(Some(incoming))) => incoming,
+        Ok(Ok(Some(incoming))) => {
+            permit.mark_busy();
+            incoming
+        }
         // A bare connect (clients probe ports) or a peer that went away.
         Ok(Ok(None)) => return,
         Ok(Err(reply)) => {
@@ -73,6 +94,16 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, host: &Host)
     let bytes = match incoming {
         Incoming::Plain(request) => {
             let reply = match host.sessions.latest_by_address(peer.ip()) {
+                Some(session) if session.launch_params().corever >= 1 => {
+                    tracing::warn!(
+                        parent: &session.span,
+                        %peer,
+                        method = %request.method.as_str(),
+                        "plain RTSP request refused: this session was launched with rtspenc://, so \
+                         its client encrypts every request"
+                    );
+                    RtspResponse::new(StatusCode::FORBIDDEN, request.cseq)
+                }
                 Some(session) => respond(&request, &session, host),
                 None => {
                     tracing::warn!(%peer, method = %request.method.as_str(), "RTSP request without a launched session");
@@ -129,6 +160,14 @@ async fn read_request(
             // Each launched session has its own key: the one that opens the frame owns it.
             for session in host.sessions.all() {
                 if let Ok(unsealed) = session.rtsp_cipher().open_request(frame) {
+                    if !session.accept_rtsp_request_seq(unsealed.seq) {
+                        tracing::warn!(
+                            parent: &session.span,
+                            seq = unsealed.seq,
+                            "encrypted RTSP request replayed (its sequence number was used); ignored"
+                        );
+                        return Ok(None);
+                    }
                     let request = RtspRequest::parse_exact(&unsealed.plaintext)
                         .map_err(|e| RtspResponse::for_error(&e, 0))?;
                     return Ok(Some(Incoming::Sealed(request, session)));

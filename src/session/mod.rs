@@ -20,6 +20,7 @@ use self::resources::AppResources;
 use crate::config::AppConfig;
 use crate::input::InputSink;
 use crate::stream::ping::StreamKind;
+use crate::stream::target::PingOutcome;
 use crate::stream::{MediaStream, Target};
 
 /// What `/launch` and `/resume` carry.
@@ -69,6 +70,12 @@ pub struct SessionMetrics {
     pub fec_status_reports: AtomicU64,
     /// Input packets received.
     pub input_events: AtomicU64,
+    /// Times a stream's target address was learned or moved.
+    pub target_changes: AtomicU64,
+    /// Pings refused because they would have moved a live stream or came from a stranger.
+    pub refused_pings: AtomicU64,
+    /// Control messages dropped as replays (a sequence number seen before).
+    pub replayed_control_messages: AtomicU64,
 }
 
 /// One client's streaming session.
@@ -95,8 +102,12 @@ pub struct Session {
     pub metrics: SessionMetrics,
     /// Where the client's input goes.
     pub input: Arc<dyn InputSink>,
+    /// The address of the control connection that proved it holds the session key.
+    control_ip: Mutex<Option<IpAddr>>,
     launch: Mutex<LaunchParams>,
     rtsp_response_seq: AtomicU32,
+    /// The highest sequence number of an encrypted RTSP request opened with the current key.
+    rtsp_request_seq: AtomicU32,
     stream: Mutex<Option<MediaStream>>,
     stream_config: Mutex<Option<StreamConfig>>,
     control: mpsc::UnboundedSender<ControlCommand>,
@@ -127,6 +138,12 @@ impl Session {
     /// The next sequence number for a sealed RTSP response (starting at 1).
     pub fn next_rtsp_response_seq(&self) -> u32 {
         self.rtsp_response_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Accepts an encrypted RTSP request's sequence number if it is higher than every one
+    /// accepted under the current key (the client counts from 1 and never repeats).
+    pub fn accept_rtsp_request_seq(&self, seq: u32) -> bool {
+        self.rtsp_request_seq.fetch_max(seq, Ordering::Relaxed) < seq
     }
 
     /// The control-stream cipher for the negotiated stream.
@@ -179,17 +196,55 @@ impl Session {
         }
     }
 
-    /// A ping arrived: send that stream to where it came from.
+    /// Whether pings from `ip` may steer this session's streams: the address that launched
+    /// it (over mutual TLS) or the one whose control connection proved it holds the key.
+    fn may_ping_from(&self, ip: IpAddr) -> bool {
+        // The target keeps the socket's own form of the address (a `::` socket cannot send
+        // to a plain IPv4 address); comparisons use the canonical one.
+        let ip = crate::net::canonical_ip(ip);
+        ip == self.client_ip || *lock(&self.control_ip) == Some(ip)
+    }
+
+    /// The control stream authenticated a client at `ip` (its first message decrypted).
+    pub fn control_authenticated(&self, ip: IpAddr) {
+        *lock(&self.control_ip) = Some(crate::net::canonical_ip(ip));
+    }
+
+    /// A ping arrived: the stream goes to where it came from, unless the client's current
+    /// address is alive or the ping comes from an address that has not authenticated.
     pub fn client_pinged(&self, kind: StreamKind, from: SocketAddr) {
         let target = match kind {
             StreamKind::Video => &self.video_target,
             StreamKind::Audio => &self.audio_target,
         };
-        if target.set(from) {
-            tracing::info!(parent: &self.span, ?kind, client = %from, "client address learned from ping");
-            if kind == StreamKind::Video {
-                self.request_idr();
+        let outcome = if self.may_ping_from(from.ip()) {
+            target.offer(from, std::time::Instant::now())
+        } else {
+            PingOutcome::Refused {
+                current: target.get().unwrap_or(from),
             }
+        };
+        match outcome {
+            PingOutcome::Refreshed => {}
+            PingOutcome::Learned => {
+                self.metrics.target_changes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(parent: &self.span, ?kind, client = %from, "client address learned from ping");
+            }
+            PingOutcome::Moved { from: old } => {
+                self.metrics.target_changes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(parent: &self.span, ?kind, client = %from, previous = %old, "client address moved (the previous one went silent)");
+            }
+            PingOutcome::Refused { current } => {
+                let refused = self.metrics.refused_pings.fetch_add(1, Ordering::Relaxed) + 1;
+                // 1, 2, 4, 8, …: a flood cannot flood the log.
+                if refused.is_power_of_two() {
+                    tracing::warn!(parent: &self.span, ?kind, from = %from, %current, refused, "ping refused: the stream stays with the client's address");
+                }
+                return;
+            }
+        }
+        if kind == StreamKind::Video {
+            self.request_idr();
         }
     }
 
@@ -364,8 +419,10 @@ impl SessionManager {
             audio_target: Arc::default(),
             metrics: SessionMetrics::default(),
             input,
+            control_ip: Mutex::new(None),
             launch: Mutex::new(params),
             rtsp_response_seq: AtomicU32::new(0),
+            rtsp_request_seq: AtomicU32::new(0),
             stream: Mutex::new(None),
             stream_config: Mutex::new(None),
             control: self.control.clone(),
@@ -393,6 +450,7 @@ impl SessionManager {
             launch.corever = corever;
         }
         session.rtsp_response_seq.store(0, Ordering::Relaxed);
+        session.rtsp_request_seq.store(0, Ordering::Relaxed);
         tracing::info!(parent: &session.span, "session resumed");
         Ok(session)
     }
@@ -459,6 +517,7 @@ impl SessionManager {
 
     /// The most recent session launched from `address` (for clients without session IDs).
     pub fn latest_by_address(&self, address: IpAddr) -> Option<Arc<Session>> {
+        let address = crate::net::canonical_ip(address);
         lock(&self.sessions)
             .iter()
             .rev()

@@ -1,5 +1,6 @@
 //! The host's video and audio UDP sockets: clients ping them (PROTOCOL.md §4.1, §5.1) and the
-//! pings' source addresses become the sessions' targets; the same sockets send the streams.
+//! pings' source addresses become the sessions' targets (see `target` for why a live target
+//! does not move); the same sockets send the streams.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;

@@ -33,6 +33,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_PACKET_DURATION: u32 = 5;
 const DEFAULT_ENCRYPT: bool = false;
 const DEFAULT_RIKEYID: i32 = 0;
+const DEFAULT_INITIAL_SEQUENCE: u32 = 0;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -40,6 +41,7 @@ struct Settings {
     encrypt: bool,
     aes_key: Option<[u8; 16]>,
     rikeyid: i32,
+    initial_sequence: u32,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             encrypt: DEFAULT_ENCRYPT,
             aes_key: None,
             rikeyid: DEFAULT_RIKEYID,
+            initial_sequence: DEFAULT_INITIAL_SEQUENCE,
         }
     }
 }
@@ -158,8 +161,10 @@ impl MoonlightAudioPay {
             key,
             rikeyid: settings.rikeyid,
         };
+        let mut packetizer = AudioPacketizer::new(cfg);
+        packetizer.set_next_sequence(u16::try_from(settings.initial_sequence).unwrap_or(u16::MAX));
         *self.state.lock().unwrap() = Some(State {
-            packetizer: AudioPacketizer::new(cfg),
+            packetizer,
             skipped_fec_blocks: 0,
         });
         gst::debug!(
@@ -242,6 +247,13 @@ impl ObjectImpl for MoonlightAudioPay {
                     .default_value(DEFAULT_RIKEYID)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("initial-sequence")
+                    .nick("Initial sequence")
+                    .blurb("Debug: the first RTP sequence number (rounded down to a multiple of 4)")
+                    .maximum(u32::from(u16::MAX))
+                    .default_value(DEFAULT_INITIAL_SEQUENCE)
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -263,6 +275,7 @@ impl ObjectImpl for MoonlightAudioPay {
                 });
             }
             "rikeyid" => settings.rikeyid = value.get().unwrap(),
+            "initial-sequence" => settings.initial_sequence = value.get().unwrap(),
             name => unimplemented!("property {name}"),
         }
     }
@@ -273,6 +286,7 @@ impl ObjectImpl for MoonlightAudioPay {
             "packet-duration" => settings.packet_duration.to_value(),
             "encrypt" => settings.encrypt.to_value(),
             "rikeyid" => settings.rikeyid.to_value(),
+            "initial-sequence" => settings.initial_sequence.to_value(),
             name => unimplemented!("property {name}"),
         }
     }

@@ -139,6 +139,12 @@ impl AudioPacketizer {
         self.sequence
     }
 
+    /// Starts the sequence at `sequence` rounded down to a multiple of 4, because FEC blocks
+    /// start at sequence numbers `4k` (a debug setting lets tests start just below the wrap).
+    pub fn set_next_sequence(&mut self, sequence: u16) {
+        self.sequence = sequence - sequence % DATA_SHARDS as u16;
+    }
+
     /// Packetizes one Opus packet. On error nothing is sent and the sequence does not advance.
     pub fn packetize(&mut self, opus: &[u8]) -> Result<AudioPackets<'_>, AudioError> {
         if opus.is_empty() {

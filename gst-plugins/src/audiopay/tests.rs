@@ -86,6 +86,34 @@ fn rtp_headers_and_fec_cadence() {
 }
 
 #[test]
+fn sequence_and_fec_blocks_cross_the_16_bit_wrap() {
+    let rikeyid = 77;
+    let mut pz = AudioPacketizer::new(AudioConfig {
+        packet_duration_ms: 5,
+        key: Some(KEY),
+        rikeyid,
+    });
+    // An unaligned start is rounded down so that blocks still start at 4k.
+    pz.set_next_sequence(65_535 - 9);
+    assert_eq!(pz.next_sequence(), 65_524);
+    let mut expected_seq = 65_524u16;
+    for k in 0..24u16 {
+        let payload = opus(100, k as u8);
+        let out = pz.packetize(&payload).unwrap();
+        assert_eq!(out.sequence, expected_seq);
+        assert_eq!(&out.data[2..4], &expected_seq.to_be_bytes());
+        assert_eq!(decrypt(&out.data[12..], rikeyid, expected_seq), payload);
+        assert_eq!(out.fec.is_some(), expected_seq % 4 == 3, "seq {expected_seq}");
+        if let Some(fec) = out.fec {
+            let base = expected_seq.wrapping_sub(3);
+            assert_eq!(&fec[0][14..16], &base.to_be_bytes(), "FEC base after the wrap");
+        }
+        expected_seq = expected_seq.wrapping_add(1);
+    }
+    assert!(expected_seq < 100, "crossed the wrap");
+}
+
+#[test]
 fn fec_packets_exact() {
     let mut pz = AudioPacketizer::new(AudioConfig {
         packet_duration_ms: 10,

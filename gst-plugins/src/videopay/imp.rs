@@ -1,6 +1,6 @@
 //! `moonlightvideopay` implementation: a plain `gst::Element` with a chain function.
 //!
-//! Owns the per-stream video packetisation state (`docs/PROTOCOL.md` §4.2–§4.6): RTP sequence,
+//! Owns the per-stream video packetisation state (`docs/PROTOCOL.md` §4.2–§4.6): packet counter,
 //! frame index (1, 2, 3, … per input buffer), FEC encoder cache and the AES-GCM IV counter. Each
 //! input buffer must be one access unit; its packets (data and parity, in send order) are
 //! written straight into one output buffer and pushed as a `gst::BufferList` of sub-buffers that
@@ -48,6 +48,7 @@ const DEFAULT_FEC_PERCENTAGE: u32 = 20;
 const DEFAULT_MIN_REQUIRED_FEC_PACKETS: u32 = 2;
 const DEFAULT_ENCRYPT: bool = false;
 const DEFAULT_DROP_PERCENTAGE: u32 = 0;
+const DEFAULT_INITIAL_PACKET_INDEX: u32 = 0;
 
 /// Reference caps of the capture-time meta this element understands.
 pub(crate) const CAPTURE_TIME_REFERENCE: &str = "timestamp/x-unix";
@@ -60,6 +61,7 @@ struct Settings {
     encrypt: bool,
     aes_key: Option<[u8; 16]>,
     drop_percentage: u32,
+    initial_packet_index: u32,
 }
 
 impl Default for Settings {
@@ -71,6 +73,7 @@ impl Default for Settings {
             encrypt: DEFAULT_ENCRYPT,
             aes_key: None,
             drop_percentage: DEFAULT_DROP_PERCENTAGE,
+            initial_packet_index: DEFAULT_INITIAL_PACKET_INDEX,
         }
     }
 }
@@ -324,9 +327,10 @@ impl MoonlightVideoPay {
             min_required_fec_packets: u8::try_from(settings.min_required_fec_packets)
                 .unwrap_or(u8::MAX),
         };
-        let packetizer = VideoPacketizer::new(cfg, key).map_err(|err| {
+        let mut packetizer = VideoPacketizer::new(cfg, key).map_err(|err| {
             gst::error_msg!(gst::LibraryError::Settings, ["invalid settings: {err}"])
         })?;
+        packetizer.set_next_packet_index(settings.initial_packet_index);
         *self.state.lock().unwrap() = Some(State {
             packetizer,
             segment: gst::FormattedSegment::new(),
@@ -435,6 +439,12 @@ impl ObjectImpl for MoonlightVideoPay {
                     .default_value(DEFAULT_DROP_PERCENTAGE)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("initial-packet-index")
+                    .nick("Initial packet index")
+                    .blurb("Debug: the 32-bit packet counter's first value (low 16 bits = RTP sequence)")
+                    .default_value(DEFAULT_INITIAL_PACKET_INDEX)
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -458,6 +468,7 @@ impl ObjectImpl for MoonlightVideoPay {
                 });
             }
             "drop-percentage" => settings.drop_percentage = value.get().unwrap(),
+            "initial-packet-index" => settings.initial_packet_index = value.get().unwrap(),
             name => unimplemented!("property {name}"),
         }
     }
@@ -470,6 +481,7 @@ impl ObjectImpl for MoonlightVideoPay {
             "min-required-fec-packets" => settings.min_required_fec_packets.to_value(),
             "encrypt" => settings.encrypt.to_value(),
             "drop-percentage" => settings.drop_percentage.to_value(),
+            "initial-packet-index" => settings.initial_packet_index.to_value(),
             name => unimplemented!("property {name}"),
         }
     }

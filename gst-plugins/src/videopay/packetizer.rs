@@ -303,13 +303,17 @@ impl std::fmt::Debug for VideoCipher {
     }
 }
 
-/// The video packetizer: owns the RTP sequence, the frame counter, the FEC encoder cache and
+/// The video packetizer: owns the packet counter, the frame counter, the FEC encoder cache and
 /// the encryption state of one video stream.
+///
+/// Invariant: the RTP sequence number of every packet is the low 16 bits of `packet_index`,
+/// a 32-bit running counter; `streamPacketIndex` carries `packet_index << 8`, which the client
+/// compares as a 24-bit number, so it must not wrap together with the RTP sequence.
 #[derive(Debug)]
 pub struct VideoPacketizer {
     cfg: Config,
     cipher: Option<VideoCipher>,
-    sequence: u16,
+    packet_index: u32,
     next_frame_index: u32,
     encoders: EncoderCache,
     kernel: Kernel,
@@ -328,7 +332,7 @@ impl VideoPacketizer {
                 aead: Aes128Gcm::new(&k.into()),
                 counter: 0,
             }),
-            sequence: 0,
+            packet_index: 0,
             next_frame_index: 1,
             encoders: EncoderCache::new(),
             kernel: Kernel::detect(),
@@ -364,7 +368,18 @@ impl VideoPacketizer {
 
     /// The RTP sequence number the next packet will get.
     pub fn next_sequence(&self) -> u16 {
-        self.sequence
+        self.packet_index as u16
+    }
+
+    /// The 32-bit running packet index the next packet will get.
+    pub fn next_packet_index(&self) -> u32 {
+        self.packet_index
+    }
+
+    /// Starts the packet counter at `packet_index` (a debug setting lets tests start it just
+    /// below a wrap, so that crossing it takes seconds).
+    pub fn set_next_packet_index(&mut self, packet_index: u32) {
+        self.packet_index = packet_index;
     }
 
     /// The layout a frame of `au_len` bytes would get now.
@@ -426,7 +441,7 @@ impl VideoPacketizer {
         out: &mut [u8],
     ) -> Result<FrameInfo, PacketizeError> {
         let frame_index = self.next_frame_index;
-        let first_sequence = self.sequence;
+        let first_sequence = self.packet_index as u16;
         let stride = plan.packet_len;
         let prefix = if self.cipher.is_some() {
             ENCRYPTION_PREFIX_LEN
@@ -454,7 +469,7 @@ impl VideoPacketizer {
             expected: plan.total_len(),
             got: out_len,
         };
-        let mut seq = self.sequence;
+        let mut index = self.packet_index;
         let mut data_index = 0usize; // data packet index across all blocks
         let mut packet = 0usize; // packet index across the frame
         for (b, block) in plan.blocks().iter().enumerate() {
@@ -475,7 +490,7 @@ impl VideoPacketizer {
                     flags |= FLAG_EOF;
                 }
                 let header = packet_header(
-                    seq,
+                    index,
                     meta.rtp_timestamp,
                     frame_index,
                     flags,
@@ -489,7 +504,7 @@ impl VideoPacketizer {
                 fill_payload(payload, data_index * chunk, &frame_header, au);
                 data_index += 1;
                 packet += 1;
-                seq = seq.wrapping_add(1);
+                index = index.wrapping_add(1);
             }
             if p == 0 {
                 continue;
@@ -510,14 +525,14 @@ impl VideoPacketizer {
                 let fec_info = fec_info_base | (((d + j) as u32) << 12);
                 patch_parity_header(
                     pkt,
-                    seq,
+                    index as u16,
                     meta.rtp_timestamp,
                     frame_index,
                     multi_fec_blocks,
                     fec_info,
                 );
                 packet += 1;
-                seq = seq.wrapping_add(1);
+                index = index.wrapping_add(1);
             }
         }
 
@@ -527,7 +542,7 @@ impl VideoPacketizer {
             }
         }
 
-        self.sequence = seq;
+        self.packet_index = index;
         self.next_frame_index = frame_index.wrapping_add(1);
         Ok(FrameInfo {
             frame_index,
@@ -537,9 +552,10 @@ impl VideoPacketizer {
     }
 }
 
-/// RTP + NV header of a data packet (§4.2, §4.4 step 4).
+/// RTP + NV header of a data packet (§4.2, §4.4 step 4); `packet_index` is the 32-bit running
+/// counter, whose low 16 bits are the RTP sequence number.
 fn packet_header(
-    seq: u16,
+    packet_index: u32,
     timestamp: u32,
     frame_index: u32,
     flags: u8,
@@ -548,10 +564,10 @@ fn packet_header(
 ) -> [u8; PACKET_HEADER_LEN] {
     let mut h = [0u8; PACKET_HEADER_LEN];
     h[0] = RTP_FIRST_BYTE;
-    h[2..4].copy_from_slice(&seq.to_be_bytes());
+    h[2..4].copy_from_slice(&(packet_index as u16).to_be_bytes());
     h[4..8].copy_from_slice(&timestamp.to_be_bytes());
     // SSRC and the 4 extension bytes stay zero.
-    h[16..20].copy_from_slice(&(u32::from(seq) << 8).to_le_bytes());
+    h[16..20].copy_from_slice(&(packet_index << 8).to_le_bytes());
     h[20..24].copy_from_slice(&frame_index.to_le_bytes());
     h[24] = flags;
     h[25] = 0;

@@ -218,8 +218,12 @@ fn depacketize(
             if g.flags != want_flags {
                 return Err(format!("block {b} packet {i}: flags {:#x}", g.flags));
             }
+            // The client reads bits 8..31 as a 24-bit index that must be consecutive within a
+            // block (VideoDepacketizer.c); its low 16 bits are the RTP sequence number.
             let seq = lowest.wrapping_add(i as u16);
-            if g.stream_packet_index != u32::from(seq) << 8 {
+            let index = g.stream_packet_index >> 8;
+            let first_index = fields(shards[0].as_ref().unwrap()).stream_packet_index >> 8;
+            if index as u16 != seq || u24(index.wrapping_sub(first_index)) != i as u32 {
                 return Err(format!("block {b} packet {i}: streamPacketIndex"));
             }
             if pkt[25] != 0 || pkt[26] != 0x10 {
@@ -501,6 +505,74 @@ fn frame_indices_and_sequences_continue() {
     }
     assert_eq!(pz.next_frame_index(), 6);
     assert_eq!(pz.next_sequence(), next_seq);
+}
+
+fn u24(x: u32) -> u32 {
+    x & 0xFF_FFFF
+}
+
+/// moonlight-common-c's `isBefore24`.
+fn is_before24(x: u32, y: u32) -> bool {
+    u24(x.wrapping_sub(y)) > 0xFF_FFFF / 2
+}
+
+/// The client's per-packet order check (VideoDepacketizer.c `processRtpPayload`): a packet
+/// whose 24-bit index is before the last one + 1, or a non-SOF packet that does not follow it,
+/// is dropped and the frame with it. Returns how many of `packets` (in send order) pass.
+fn client_order_check(last_in_stream: &mut u32, packets: &[Vec<u8>]) -> usize {
+    let mut accepted = 0;
+    for pkt in packets {
+        let f = fields(pkt);
+        if f.fec_index >= f.data_shards {
+            continue; // parity packets do not reach this check
+        }
+        let index = u24(f.stream_packet_index >> 8);
+        let next = u24(last_in_stream.wrapping_add(1));
+        if is_before24(index, next) || (f.flags & 0x04 == 0 && index != next) {
+            continue;
+        }
+        *last_in_stream = index;
+        accepted += 1;
+    }
+    accepted
+}
+
+#[test]
+fn packet_index_crosses_16_and_24_bit_wraps() {
+    // Start just below each wrap the client can see: the RTP sequence (16 bits), the 24-bit
+    // streamPacketIndex the client compares, and the 32-bit counter itself.
+    for start in [65_536 - 300, (1 << 24) - 300, u32::MAX - 300] {
+        let mut pz = VideoPacketizer::new(Config::default(), None).unwrap();
+        pz.set_next_packet_index(start);
+        let mut last_in_stream = start.wrapping_sub(1);
+        let mut data_packets = 0;
+        let mut accepted = 0;
+        for frame in 0..40u32 {
+            let au = bytes(20 * 1376 + frame as usize * 7, frame);
+            let pkts = split(&pz.packetize(&au, &meta(FrameType::PFrame)).unwrap());
+            data_packets += pkts.iter().filter(|p| fields(p).fec_index < fields(p).data_shards).count();
+            accepted += client_order_check(&mut last_in_stream, &pkts);
+            let frame_back = depacketize(&pkts, 1392, None).unwrap();
+            assert_eq!(frame_back.bitstream, au, "start {start} frame {frame}");
+        }
+        assert!(pz.next_packet_index().wrapping_sub(start) > 600, "crossed the wrap");
+        assert_eq!(accepted, data_packets, "start {start}: the client would drop packets");
+        assert_eq!(pz.next_sequence(), pz.next_packet_index() as u16);
+    }
+}
+
+#[test]
+fn index_that_wraps_with_the_rtp_sequence_is_refused_by_the_client_model() {
+    // The regression: `streamPacketIndex = seq << 8` with a 16-bit seq jumps from 0xFFFF to 0,
+    // which the client sees as 65 535 packets back. Keeps the model honest.
+    let mut last = 0xFFFF;
+    let mut pkt = vec![0u8; 32];
+    pkt[24] = 0x04 | 0x01;
+    pkt[28..32].copy_from_slice(&(1u32 << 22).to_le_bytes());
+    pkt[16..20].copy_from_slice(&0u32.to_le_bytes());
+    assert_eq!(client_order_check(&mut last, &[pkt.clone()]), 0);
+    pkt[16..20].copy_from_slice(&(0x1_0000u32 << 8).to_le_bytes());
+    assert_eq!(client_order_check(&mut last, &[pkt]), 1);
 }
 
 #[test]
