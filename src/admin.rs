@@ -233,6 +233,12 @@ fn session_json(session: &crate::session::Session) -> Value {
         "target_changes": session.metrics.target_changes.load(Relaxed),
         "refused_pings": session.metrics.refused_pings.load(Relaxed),
         "replayed_control_messages": session.metrics.replayed_control_messages.load(Relaxed),
+        "packets": session.packet_counts().map(|c| json!({
+            "video_sent": c.video_sent,
+            "video_dropped": c.video_dropped,
+            "audio_sent": c.audio_sent,
+            "audio_dropped": c.audio_dropped,
+        })),
         "video_target": session.video_target.get().map(|a| a.to_string()),
         "audio_target": session.audio_target.get().map(|a| a.to_string()),
     })

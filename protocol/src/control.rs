@@ -346,6 +346,79 @@ fn legacy_nonce(seq: u32) -> Nonce<U16> {
 }
 
 /// The 12-byte IV shared by control and encrypted RTSP: seq LE32, six zeros, two ASCII bytes.
+/// Sequence numbers of sealed client messages seen under one key, so a replayed message is
+/// recognised (the client counts from 0 for each stream and never repeats). Messages on
+/// different ENet channels may overtake each other, so a window of [`ReplayWindow::SPAN`]
+/// numbers below the highest is remembered, as IPsec does; anything older is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayWindow {
+    /// The highest number accepted, once one was.
+    highest: Option<u32>,
+    /// Bit `k` set: `highest - k` was accepted.
+    seen: [u64; Self::WORDS],
+}
+
+impl ReplayWindow {
+    const WORDS: usize = 16;
+    /// How far below the highest number a late message is still accepted.
+    pub const SPAN: u32 = (Self::WORDS * 64) as u32;
+
+    /// Records `seq`; false if it was seen before or is too old to tell.
+    pub fn accept(&mut self, seq: u32) -> bool {
+        let Some(highest) = self.highest else {
+            self.highest = Some(seq);
+            self.seen = [0; Self::WORDS];
+            self.seen[0] = 1;
+            return true;
+        };
+        if seq > highest {
+            self.shift(seq - highest);
+            self.highest = Some(seq);
+            self.seen[0] |= 1;
+            return true;
+        }
+        let age = highest - seq;
+        if age >= Self::SPAN {
+            return false;
+        }
+        let (word, bit) = ((age / 64) as usize, age % 64);
+        let Some(slot) = self.seen.get_mut(word) else {
+            return false;
+        };
+        if *slot & (1 << bit) != 0 {
+            return false;
+        }
+        *slot |= 1 << bit;
+        true
+    }
+
+    /// Ages every remembered number by `by`.
+    fn shift(&mut self, by: u32) {
+        if by >= Self::SPAN {
+            self.seen = [0; Self::WORDS];
+            return;
+        }
+        let (words, bits) = ((by / 64) as usize, by % 64);
+        for i in (0..Self::WORDS).rev() {
+            let from = i.checked_sub(words);
+            let high = from.and_then(|f| self.seen.get(f)).copied().unwrap_or(0);
+            let low = from
+                .and_then(|f| f.checked_sub(1))
+                .and_then(|f| self.seen.get(f))
+                .copied()
+                .unwrap_or(0);
+            let value = if bits == 0 {
+                high
+            } else {
+                (high << bits) | (low >> (64 - bits))
+            };
+            if let Some(slot) = self.seen.get_mut(i) {
+                *slot = value;
+            }
+        }
+    }
+}
+
 pub(crate) fn crate_iv(seq: u32, origin: u8, stream: u8) -> [u8; 12] {
     let [a, b, c, d] = seq.to_le_bytes();
     [a, b, c, d, 0, 0, 0, 0, 0, 0, origin, stream]

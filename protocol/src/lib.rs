@@ -6,6 +6,7 @@
 )]
 
 pub mod control;
+pub mod enet;
 pub mod input;
 pub mod query;
 pub mod rtsp;

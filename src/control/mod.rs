@@ -1,12 +1,20 @@
-//! The control stream (PROTOCOL.md §3): an ENet host on the control port. A client connects
-//! with its session's connect data; every message is AES-GCM sealed in both directions. Key
-//! frame requests, input and loss reports go to the session; the host sends termination when
-//! a session ends. A client disconnecting pauses its session's stream until `/resume`.
+//! The control stream (PROTOCOL.md §3): an ENet host behind the control port's gate (see
+//! `gate`). A client connects with its session's connect data; every message is AES-GCM sealed
+//! in both directions. A new connection is only *pending* until its first message opens with
+//! the session key and carries a sequence number never seen under that key: then it is
+//! attached to the session, and its address may steer the session's streams. A pending
+//! connection that does not prove itself in time is dropped, and a replayed message is counted
+//! and ignored. Key frame requests, input and loss reports go to the session; the host sends
+//! termination when a session ends. A client disconnecting pauses its session's stream until
+//! `/resume`.
+
+pub mod gate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use hati_protocol::control::{ControlCipher, HostMessage};
 use tokio::sync::{mpsc, watch};
@@ -16,15 +24,24 @@ use crate::session::{ControlCommand, Session, SessionManager};
 
 /// Channels the client opens (`CTRL_CHANNEL_COUNT`).
 const CHANNELS: usize = 0x30;
-/// Concurrent control connections (several per client during quick reconnects).
-const PEERS: usize = 128;
+/// ENet peer slots: the gate's tunnels, each with a few connection attempts in flight.
+const PEERS: usize = 256;
+/// How long a new connection may take to send its first sealed message.
+const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages that fail to open before a pending connection is dropped.
+const PENDING_FAILURES: u32 = 4;
 /// How long one `service` call may wait, bounding how late a queued command goes out.
 const SERVICE_INTERVAL: Duration = Duration::from_millis(5);
 
 struct Peer {
     session: Arc<Session>,
     cipher: ControlCipher,
-    next_seq: u32,
+    /// The client's address (not the gate's tunnel).
+    address: SocketAddr,
+    /// Whether a fresh message opened with the session key came from this connection.
+    authenticated: bool,
+    connected_at: Instant,
+    failures: u32,
 }
 
 /// Runs the control stream until shutdown.
@@ -34,17 +51,30 @@ pub async fn serve(
     mut commands: mpsc::UnboundedReceiver<ControlCommand>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let config = HostConfig {
-        address: Some(address),
-        peer_count: PEERS,
-        channel_limit: CHANNELS,
-        ..HostConfig::default()
-    };
-    let mut host = tokio_enet::Host::new(config).map_err(|e| {
+    let public = tokio::net::UdpSocket::bind(address).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on UDP {address} (set by network.control_port in the config): {e}"
         )
     })?;
+    let config = HostConfig {
+        address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        peer_count: PEERS,
+        channel_limit: CHANNELS,
+        ..HostConfig::default()
+    };
+    let mut host = tokio_enet::Host::new(config)
+        .map_err(|e| anyhow::anyhow!("cannot start the control stream's ENet host: {e}"))?;
+    let enet_address = host
+        .local_addr()
+        .map_err(|e| anyhow::anyhow!("cannot start the control stream's ENet host: {e}"))?;
+    let addresses = gate::PeerAddresses::default();
+    tokio::spawn(gate::run(
+        public,
+        enet_address,
+        sessions.clone(),
+        addresses.clone(),
+        shutdown.clone(),
+    ));
     let mut peers: HashMap<PeerId, Peer> = HashMap::new();
     loop {
         while let Ok(command) = commands.try_recv() {
@@ -76,6 +106,7 @@ pub async fn serve(
             let _ = host.flush().await;
             return Ok(());
         }
+        drop_unproven(&mut host, &mut peers);
         let event = match host.service(SERVICE_INTERVAL).await {
             Ok(Some(event)) => event,
             Ok(None) => continue,
@@ -86,26 +117,32 @@ pub async fn serve(
         };
         match event {
             Event::Connect { peer_id, data } => {
-                let address = host.peer(peer_id).map(|p| p.address());
-                let session = match data {
-                    0 => address.and_then(|a| sessions.latest_by_address(a.ip())),
-                    id => sessions.by_id(id),
+                let client = host
+                    .peer(peer_id)
+                    .and_then(|p| addresses.client(p.address()));
+                let session = match (data, client) {
+                    (_, None) => None,
+                    (0, Some(client)) => sessions.latest_by_address(client.ip()),
+                    (id, Some(_)) => sessions.by_id(id),
                 };
-                match session {
-                    Some(session) => {
-                        tracing::info!(parent: &session.span, client = ?address, "control stream connected");
+                match (session, client) {
+                    (Some(session), Some(client)) => {
+                        tracing::debug!(parent: &session.span, %client, "control connection pending until its first sealed message");
                         let cipher = session.control_cipher();
                         peers.insert(
                             peer_id,
                             Peer {
                                 session,
                                 cipher,
-                                next_seq: 0,
+                                address: client,
+                                authenticated: false,
+                                connected_at: Instant::now(),
+                                failures: 0,
                             },
                         );
                     }
-                    None => {
-                        tracing::warn!(client = ?address, connect_data = data, "control connection for no session");
+                    _ => {
+                        tracing::warn!(?client, connect_data = data, "control connection for no session");
                         host.disconnect_now(peer_id, 0);
                     }
                 }
@@ -113,25 +150,78 @@ pub async fn serve(
             Event::Receive {
                 peer_id, packet, ..
             } => {
-                let Some(peer) = peers.get(&peer_id) else {
+                let Some(peer) = peers.get_mut(&peer_id) else {
                     continue;
                 };
-                match peer.cipher.open_client_message(packet.data()) {
-                    Ok((_, message)) => peer.session.on_control_message(message),
-                    Err(error) => {
-                        tracing::debug!(parent: &peer.session.span, %error, "control message dropped")
-                    }
+                if !receive(peer, packet.data()) {
+                    tracing::warn!(parent: &peer.session.span, client = %peer.address, "control connection dropped: its messages do not open with the session key");
+                    peers.remove(&peer_id);
+                    host.disconnect_now(peer_id, 0);
                 }
             }
             Event::Disconnect { peer_id, .. } => {
                 if let Some(peer) = peers.remove(&peer_id) {
-                    tracing::info!(parent: &peer.session.span, "control stream disconnected; stream paused");
-                    if !peers.values().any(|p| p.session.id == peer.session.id) {
-                        peer.session.stop_stream();
+                    if peer.authenticated {
+                        tracing::info!(parent: &peer.session.span, "control stream disconnected; stream paused");
+                        let others = peers
+                            .values()
+                            .any(|p| p.authenticated && p.session.id == peer.session.id);
+                        if !others {
+                            peer.session.stop_stream();
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// Handles one message of `peer`; false when the connection should be dropped.
+fn receive(peer: &mut Peer, data: &[u8]) -> bool {
+    match peer.cipher.open_client_message(data) {
+        Ok((seq, message)) => {
+            if !peer.session.accept_control_seq(seq) {
+                let replayed = peer
+                    .session
+                    .metrics
+                    .replayed_control_messages
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if replayed.is_power_of_two() {
+                    tracing::warn!(parent: &peer.session.span, client = %peer.address, seq, replayed, "replayed control message ignored");
+                }
+                peer.failures += 1;
+                return peer.authenticated || peer.failures < PENDING_FAILURES;
+            }
+            if !peer.authenticated {
+                peer.authenticated = true;
+                peer.session.control_authenticated(peer.address.ip());
+                tracing::info!(parent: &peer.session.span, client = %peer.address, "control stream connected");
+            }
+            peer.session.on_control_message(message);
+            true
+        }
+        Err(error) => {
+            tracing::debug!(parent: &peer.session.span, %error, "control message dropped");
+            peer.failures += 1;
+            peer.authenticated || peer.failures < PENDING_FAILURES
+        }
+    }
+}
+
+/// Drops pending connections that did not prove themselves in time.
+fn drop_unproven(host: &mut tokio_enet::Host, peers: &mut HashMap<PeerId, Peer>) {
+    let now = Instant::now();
+    let expired: Vec<PeerId> = peers
+        .iter()
+        .filter(|(_, p)| !p.authenticated && now.duration_since(p.connected_at) > PENDING_TIMEOUT)
+        .map(|(id, _)| *id)
+        .collect();
+    for peer_id in expired {
+        if let Some(peer) = peers.remove(&peer_id) {
+            tracing::warn!(parent: &peer.session.span, client = %peer.address, "control connection dropped: no sealed message within {} s", PENDING_TIMEOUT.as_secs());
+        }
+        host.disconnect_now(peer_id, 0);
     }
 }
 
@@ -142,9 +232,13 @@ fn send(
     session_id: u32,
     message: &HostMessage,
 ) {
-    for (peer_id, peer) in peers.iter_mut().filter(|(_, p)| p.session.id == session_id) {
-        let seq = peer.next_seq;
-        peer.next_seq = peer.next_seq.wrapping_add(1);
+    for (peer_id, peer) in peers
+        .iter_mut()
+        .filter(|(_, p)| p.authenticated && p.session.id == session_id)
+    {
+        let Some(seq) = peer.session.next_control_send_seq() else {
+            continue;
+        };
         match peer.cipher.seal_host_message(seq, message) {
             Ok(sealed) => {
                 if let Some(enet_peer) = host.peer_mut(*peer_id) {
@@ -164,9 +258,13 @@ fn terminate(
     session_id: u32,
     hresult: u32,
 ) {
-    for (peer_id, peer) in peers.iter_mut().filter(|(_, p)| p.session.id == session_id) {
-        let seq = peer.next_seq;
-        peer.next_seq = peer.next_seq.wrapping_add(1);
+    for (peer_id, peer) in peers
+        .iter_mut()
+        .filter(|(_, p)| p.authenticated && p.session.id == session_id)
+    {
+        let Some(seq) = peer.session.next_control_send_seq() else {
+            continue;
+        };
         match peer
             .cipher
             .seal_host_message(seq, &HostMessage::Termination { hresult })

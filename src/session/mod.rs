@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hati_protocol::control::{ClientMessage, ControlCipher, IvMode};
+use hati_protocol::control::{ClientMessage, ControlCipher, IvMode, ReplayWindow};
 use hati_protocol::input::InputEvent;
 use hati_protocol::rtsp::RtspCipher;
 use hati_protocol::sdp::StreamConfig;
@@ -78,6 +78,20 @@ pub struct SessionMetrics {
     pub replayed_control_messages: AtomicU64,
 }
 
+/// Packets a running stream has handed to the kernel, and dropped (no client address yet, or
+/// the send failed); their sum is how far the stream's packet counter advanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketCounts {
+    /// Video packets sent.
+    pub video_sent: u64,
+    /// Video packets dropped.
+    pub video_dropped: u64,
+    /// Audio packets sent.
+    pub audio_sent: u64,
+    /// Audio packets dropped.
+    pub audio_dropped: u64,
+}
+
 /// One client's streaming session.
 pub struct Session {
     /// A random nonzero ID: also the control stream's connect data.
@@ -108,6 +122,11 @@ pub struct Session {
     rtsp_response_seq: AtomicU32,
     /// The highest sequence number of an encrypted RTSP request opened with the current key.
     rtsp_request_seq: AtomicU32,
+    /// Sequence numbers of client control messages opened with the current key.
+    control_replay: Mutex<ReplayWindow>,
+    /// The next host control message's sequence number under the current key (one counter for
+    /// every connection, so no AES-GCM nonce is used twice); `None` once exhausted.
+    control_send_seq: Mutex<Option<u32>>,
     stream: Mutex<Option<MediaStream>>,
     stream_config: Mutex<Option<StreamConfig>>,
     control: mpsc::UnboundedSender<ControlCommand>,
@@ -146,6 +165,21 @@ impl Session {
         self.rtsp_request_seq.fetch_max(seq, Ordering::Relaxed) < seq
     }
 
+    /// Accepts a client control message's sequence number unless it was seen under the
+    /// current key (a replay).
+    pub fn accept_control_seq(&self, seq: u32) -> bool {
+        lock(&self.control_replay).accept(seq)
+    }
+
+    /// The sequence number for the next host control message; `None` once all 2^32 were used
+    /// under this key (the client must resume with a new one).
+    pub fn next_control_send_seq(&self) -> Option<u32> {
+        let mut next = lock(&self.control_send_seq);
+        let seq = (*next)?;
+        *next = seq.checked_add(1);
+        Some(seq)
+    }
+
     /// The control-stream cipher for the negotiated stream.
     pub fn control_cipher(&self) -> ControlCipher {
         let v2 = lock(&self.stream_config)
@@ -182,6 +216,16 @@ impl Session {
         drop(stream);
         self.video_target.clear();
         self.audio_target.clear();
+    }
+
+    /// The running stream's packet counters, if one runs.
+    pub fn packet_counts(&self) -> Option<PacketCounts> {
+        lock(&self.stream).as_ref().map(|stream| PacketCounts {
+            video_sent: stream.video_counters.packets_sent.load(Ordering::Relaxed),
+            video_dropped: stream.video_counters.packets_dropped.load(Ordering::Relaxed),
+            audio_sent: stream.audio_counters.packets_sent.load(Ordering::Relaxed),
+            audio_dropped: stream.audio_counters.packets_dropped.load(Ordering::Relaxed),
+        })
     }
 
     /// Whether pipelines are running.
@@ -423,6 +467,8 @@ impl SessionManager {
             launch: Mutex::new(params),
             rtsp_response_seq: AtomicU32::new(0),
             rtsp_request_seq: AtomicU32::new(0),
+            control_replay: Mutex::default(),
+            control_send_seq: Mutex::new(Some(0)),
             stream: Mutex::new(None),
             stream_config: Mutex::new(None),
             control: self.control.clone(),
@@ -451,6 +497,8 @@ impl SessionManager {
         }
         session.rtsp_response_seq.store(0, Ordering::Relaxed);
         session.rtsp_request_seq.store(0, Ordering::Relaxed);
+        *lock(&session.control_replay) = ReplayWindow::default();
+        *lock(&session.control_send_seq) = Some(0);
         tracing::info!(parent: &session.span, "session resumed");
         Ok(session)
     }

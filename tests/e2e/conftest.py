@@ -4,6 +4,7 @@ which wraps moonlight-common-c)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -55,6 +56,18 @@ def _free(port: int) -> bool:
             except OSError:
                 return False
     return True
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
 
 
 class Host:
@@ -124,6 +137,27 @@ class Host:
             text=True,
             timeout=timeout,
         )
+
+    def admin(self, path: str) -> object:
+        """GET `path` from the admin API on the host's unix socket; returns the decoded JSON."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(str(self.state_dir / "admin.sock"))
+        try:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hati\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        finally:
+            sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if b"transfer-encoding: chunked" in head.lower():
+            body = _dechunk(body)
+        return json.loads(body)
+
+    def sessions(self) -> list[dict]:
+        """The running sessions as the admin API shows them."""
+        return self.admin("/sessions")  # type: ignore[return-value]
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import re
 import ssl
 import threading
 import time
@@ -151,10 +152,12 @@ def test_pin_page_with_secret_link(host, tmp_path):
     attempt = PairingAttempt(client, host, "8080")
     match = host.wait_for_log(r"open (http://\S+/pin)#([0-9a-f]+)", start=position)
     page, secret = match.group(1), match.group(2)
-    assert "<form" in urllib.request.urlopen(page, timeout=10).read().decode()
+    form_page = urllib.request.urlopen(page, timeout=10).read().decode()
+    assert "<form" in form_page
+    token = re.search(r'name="form_token" value="([0-9a-fA-F]+)"', form_page).group(1)
 
     def post(form: dict) -> str:
-        data = urllib.parse.urlencode(form).encode()
+        data = urllib.parse.urlencode({**form, "form_token": token}).encode()
         try:
             return urllib.request.urlopen(page, data=data, timeout=60).read().decode()
         except urllib.error.HTTPError as error:

@@ -497,3 +497,45 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
 fn robustness_no_panic() {
     crate::input::tests::mutate_and_feed(&seeds(), 10_000, fuzzing::envelope);
 }
+
+#[test]
+fn replay_window_refuses_repeats_and_accepts_reordering() {
+    let mut window = ReplayWindow::default();
+    assert!(window.accept(0));
+    assert!(!window.accept(0), "a replay of the first message");
+    for seq in [2, 1, 5, 3, 4] {
+        assert!(window.accept(seq), "{seq} arrives late but once");
+    }
+    for seq in 0..=5 {
+        assert!(!window.accept(seq), "{seq} again");
+    }
+    // A jump forward keeps what lies within the span.
+    assert!(window.accept(700));
+    assert!(!window.accept(5));
+    assert!(window.accept(6));
+    // Beyond the span: too old to tell, refused.
+    assert!(window.accept(6 + ReplayWindow::SPAN + 10));
+    assert!(!window.accept(7));
+}
+
+#[test]
+fn replay_window_matches_a_set_model() {
+    // Pseudo-random arrival orders within the span against a HashSet model.
+    let mut window = ReplayWindow::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut highest = 0u32;
+    let mut x = 0x1234_5678u32;
+    for n in 0..20_000u32 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let seq = (n + (x % 300)).saturating_sub(150);
+        let fresh = !seen.contains(&seq) && (seq + ReplayWindow::SPAN > highest || seen.is_empty());
+        let fresh = fresh && highest.saturating_sub(seq) < ReplayWindow::SPAN;
+        assert_eq!(window.accept(seq), fresh, "seq {seq} after highest {highest}");
+        if fresh {
+            seen.insert(seq);
+            highest = highest.max(seq);
+        }
+    }
+}
