@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Soak test: streams the Test pattern from a real `hati serve` to the real client library for a
+long time and prints, every minute, the frames decoded, the host's RSS, open fds and threads.
+
+    .venv/bin/python scripts/soak.py [--minutes 60] [--width 1280 --height 720 --fps 60]
+
+Not part of `make test` (it takes an hour by default). Exits non-zero when frames fall below
+99% of expected, RSS drifts more than 5% after the first minute, or fds/threads grow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from moonlight_python import MoonlightClient
+from moonlight_python.discovery import connect_to_server
+from moonlight_python.exceptions import MoonlightError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if 1100 < base < 65000 and all(_free(base + off) for off in (0, -5, 21, 9, 10, 11)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def proc_figures(pid: int) -> tuple[int, int, int]:
+    """(RSS in KiB, open fds, threads) of process `pid`."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return rss, fds, threads
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--fps", type=int, default=60)
+    parser.add_argument("--bitrate", type=int, default=10000, help="kbps")
+    parser.add_argument("--hati", default=os.environ.get("HATI_BIN", str(ROOT / "target/debug/hati")))
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="hati-soak-"))
+    port = free_port()
+    config = work / "config.toml"
+    config.write_text(f'[network]\nbind = "127.0.0.1"\nhttp_port = {port}\nmdns = false\n')
+    state = work / "state"
+    log = open(work / "hati.log", "w")
+    host = subprocess.Popen(
+        [args.hati, "--state-dir", str(state), "serve", "--config", str(config)],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info,tokio_enet=warn", NO_COLOR="1"),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "hati is running" not in (work / "hati.log").read_text():
+            if time.monotonic() > deadline or host.poll() is not None:
+                print("hati did not start; see", work / "hati.log")
+                return 2
+            time.sleep(0.1)
+
+        client = MoonlightClient(config_dir=work / "client")
+        server = connect_to_server("127.0.0.1", client._identity, port)
+        pin = "4711"
+        pairing = threading.Thread(target=client.pair, args=(server,), kwargs={"pin": pin}, daemon=True)
+        pairing.start()
+        for _ in range(100):
+            result = subprocess.run([args.hati, "--state-dir", str(state), "pair", pin], capture_output=True, text=True)
+            if result.returncode == 0:
+                break
+            time.sleep(0.2)
+        pairing.join(timeout=30)
+
+        client.start_stream(app="Test pattern", width=args.width, height=args.height, fps=args.fps,
+                            bitrate_kbps=args.bitrate, ready_timeout=30)
+        frames = [0]
+        stop = threading.Event()
+
+        def count() -> None:
+            try:
+                for _ in client.frames():
+                    frames[0] += 1
+                    if stop.is_set():
+                        break
+            except MoonlightError as error:
+                print("stream ended:", error, flush=True)
+
+        threading.Thread(target=count, daemon=True).start()
+        minutes = int(args.minutes) if args.minutes >= 1 else 1
+        period = 60.0 if args.minutes >= 1 else args.minutes * 60
+        rows = []
+        print(f"{'min':>4} {'frames':>7} {'expected':>8} {'share':>6} {'RSS MiB':>8} {'fds':>5} {'threads':>7}", flush=True)
+        started = time.monotonic()
+        last_frames = 0
+        for minute in range(1, minutes + 1):
+            time.sleep(max(0.0, started + minute * period - time.monotonic()))
+            now_frames = frames[0]
+            rss, fds, threads = proc_figures(host.pid)
+            got = now_frames - last_frames
+            last_frames = now_frames
+            expected = int(period * args.fps)
+            rows.append((minute, got, expected, rss, fds, threads))
+            print(f"{minute:>4} {got:>7} {expected:>8} {got / expected:>6.1%} {rss / 1024:>8.1f} {fds:>5} {threads:>7}", flush=True)
+        stop.set()
+        client.stop_stream()
+
+        total = sum(r[1] for r in rows)
+        expected_total = sum(r[2] for r in rows)
+        base_rss = rows[0][3]
+        later = rows[1:] or rows
+        rss_drift = max(abs(r[3] - base_rss) / base_rss for r in later)
+        fds = [r[4] for r in later]
+        threads = [r[5] for r in later]
+        print(f"\nframes {total} of {expected_total} ({total / expected_total:.2%}); RSS after minute 1 "
+              f"{min(r[3] for r in later) / 1024:.1f}..{max(r[3] for r in later) / 1024:.1f} MiB "
+              f"(max drift {rss_drift:.1%} from {base_rss / 1024:.1f}); fds {min(fds)}..{max(fds)}; "
+              f"threads {min(threads)}..{max(threads)}", flush=True)
+        ok = total >= 0.99 * expected_total and rss_drift <= 0.05 and max(fds) - min(fds) <= 2 and max(threads) - min(threads) <= 2
+        print("PASS" if ok else "FAIL", flush=True)
+        return 0 if ok else 1
+    finally:
+        host.terminate()
+        try:
+            host.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            host.kill()
+        log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
