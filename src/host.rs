@@ -81,7 +81,7 @@ impl Host {
             sessions: Arc::new(SessionManager::new(control_commands.clone())),
             control_commands,
             media,
-            launcher: Launcher::new(),
+            launcher: Launcher::owned_by(&owner_tag(&identity.unique_id)),
             connections: crate::net::ConnectionBudget::new(
                 crate::net::connection_budget_from_rlimit(),
             ),
@@ -98,6 +98,41 @@ impl Host {
         Ok((host, control_queue))
     }
 
+    /// Removes what a crashed earlier run of this host left: its containers, audio sinks,
+    /// session runtime directories and the temporary files of interrupted state writes.
+    /// Another Hati instance's containers and sinks carry another ID and stay.
+    pub async fn cleanup_stale(&self) {
+        let temp_files = self.state.remove_stale_temp_files();
+        let runtime_dirs =
+            crate::session::resources::remove_stale_runtime_dirs(self.launcher.owner());
+        let containers = match self.launcher.cleanup_stale().await {
+            Ok(removed) => removed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot remove stale containers");
+                0
+            }
+        };
+        let sinks = match self.audio().await {
+            Some(audio) => match audio.cleanup_stale().await {
+                Ok(removed) => removed,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot remove stale audio sinks");
+                    0
+                }
+            },
+            None => 0,
+        };
+        if temp_files + runtime_dirs + containers + sinks > 0 {
+            tracing::info!(
+                containers,
+                sinks,
+                runtime_dirs,
+                temp_files,
+                "removed what a crashed earlier run left"
+            );
+        }
+    }
+
     /// The PulseAudio server for session sinks: the user's, else a private one Hati starts.
     /// `None` (logged once) when neither works: apps then stream no sound.
     pub async fn audio(&self) -> Option<Arc<AudioServer>> {
@@ -106,6 +141,7 @@ impl Host {
                 let private_dir = self.state.file("pulse");
                 match AudioServer::connect_or_spawn(&private_dir).await {
                     Ok(server) => {
+                        let server = server.owned_by(self.launcher.owner());
                         tracing::info!(server = %server.pulse_server(), private = server.is_private(), "audio server ready");
                         Some(Arc::new(server))
                     }
@@ -128,10 +164,34 @@ impl Host {
     }
 }
 
+/// The tag that marks this host's containers, sinks and runtime directories: its unique ID,
+/// lower-case alphanumerics only (safe in a label, a sink name and a path).
+pub fn owner_tag(unique_id: &str) -> String {
+    unique_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(16)
+        .collect()
+}
+
+/// How long start-up clean-up may take before the host serves anyway.
+const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs the host until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let (host, control_queue) = Host::new(config, state_dir)?;
     let host = Arc::new(host);
+    // Before any server accepts a session, so nothing of a new session is removed.
+    if tokio::time::timeout(CLEANUP_TIMEOUT, host.cleanup_stale())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "start-up clean-up did not finish within {} s",
+            CLEANUP_TIMEOUT.as_secs()
+        );
+    }
     let bind = host.config.network.bind;
     let listen = |port: u16, key: &'static str| async move {
         let address = SocketAddr::new(bind, port);

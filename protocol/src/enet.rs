@@ -45,7 +45,11 @@ pub fn parse_connect(datagram: &[u8]) -> Result<ConnectRequest, ConnectParseErro
     if peer_id & HEADER_FLAG_COMPRESSED != 0 {
         return Err(ConnectParseError::Compressed);
     }
-    let header_len = if peer_id & HEADER_FLAG_SENT_TIME != 0 { 4 } else { 2 };
+    let header_len = if peer_id & HEADER_FLAG_SENT_TIME != 0 {
+        4
+    } else {
+        2
+    };
     let command = datagram
         .get(header_len..header_len + CONNECT_LEN)
         .ok_or(too_short)?;
@@ -110,14 +114,20 @@ mod tests {
     fn refuses_other_datagrams() {
         let d = connect_datagram(1, 2);
         for len in 0..d.len() {
-            assert_eq!(parse_connect(&d[..len]), Err(ConnectParseError::TooShort(len)));
+            assert_eq!(
+                parse_connect(&d[..len]),
+                Err(ConnectParseError::TooShort(len))
+            );
         }
         let mut ping = d.clone();
         ping[4] = 0x85;
         assert_eq!(parse_connect(&ping), Err(ConnectParseError::NotConnect(5)));
         let mut compressed = d;
         compressed[0] |= 0x40;
-        assert_eq!(parse_connect(&compressed), Err(ConnectParseError::Compressed));
+        assert_eq!(
+            parse_connect(&compressed),
+            Err(ConnectParseError::Compressed)
+        );
     }
 
     #[test]

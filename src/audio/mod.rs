@@ -87,6 +87,8 @@ pub struct AudioServer {
     commands: mpsc::Sender<Command>,
     server: String,
     daemon: Option<Arc<PrivateDaemon>>,
+    /// This host's tag in sink names (empty: none).
+    owner: String,
 }
 
 impl AudioServer {
@@ -103,6 +105,7 @@ impl AudioServer {
             commands,
             server,
             daemon: None,
+            owner: String::new(),
         })
     }
 
@@ -118,6 +121,7 @@ impl AudioServer {
             commands,
             server,
             daemon: Some(Arc::new(daemon)),
+            owner: String::new(),
         })
     }
 
@@ -129,6 +133,22 @@ impl AudioServer {
                 tracing::info!(%error, "no pulseaudio server answered; starting a private one");
                 Self::spawn_private(private_runtime_dir).await
             }
+        }
+    }
+
+    /// Names this host's sinks `hati-OWNER-SESSION`, so that [`Self::cleanup_stale`] removes
+    /// only this host's sinks when several Hati instances share one PulseAudio server.
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        self.owner = owner.to_owned();
+        self
+    }
+
+    /// The prefix of every sink this server object creates.
+    fn own_prefix(&self) -> String {
+        if self.owner.is_empty() {
+            SINK_PREFIX.to_owned()
+        } else {
+            format!("{SINK_PREFIX}{}-", self.owner)
         }
     }
 
@@ -155,7 +175,7 @@ impl AudioServer {
         session_id: u32,
         channels: u8,
     ) -> Result<SessionSink, AudioError> {
-        let sink_name = sink_name(session_id);
+        let sink_name = sink_name(&self.owner, session_id);
         for sink in self.sinks().await? {
             if sink.name == sink_name
                 && let Some(module) = sink.owner_module
@@ -164,7 +184,7 @@ impl AudioServer {
                 unload_and_wait(&self.commands, module, &sink_name).await?;
             }
         }
-        let argument = null_sink_argument(session_id, channels)?;
+        let argument = null_sink_argument(&sink_name, session_id, channels)?;
         let module = self
             .request(|reply| Command::LoadModule {
                 name: "module-null-sink",
@@ -199,12 +219,13 @@ impl AudioServer {
             .collect())
     }
 
-    /// Unloads every `hati-*` sink (left by a crashed earlier run); returns how many. Call it
-    /// at start-up, before any session exists.
+    /// Unloads this host's sinks (`hati-OWNER-*`, every `hati-*` without an owner) left by a
+    /// crashed earlier run; returns how many. Call it at start-up, before any session exists.
     pub async fn cleanup_stale(&self) -> Result<usize, AudioError> {
+        let prefix = self.own_prefix();
         let mut removed = 0;
         for sink in self.sinks().await? {
-            if let (true, Some(module)) = (sink.name.starts_with(SINK_PREFIX), sink.owner_module) {
+            if let (true, Some(module)) = (sink.name.starts_with(&prefix), sink.owner_module) {
                 unload_and_wait(&self.commands, module, &sink.name).await?;
                 removed += 1;
             }
@@ -323,13 +344,21 @@ impl Drop for SessionSink {
     }
 }
 
-/// `hati-<session>`.
-pub fn sink_name(session_id: u32) -> String {
-    format!("{SINK_PREFIX}{session_id}")
+/// `hati-OWNER-SESSION`, or `hati-SESSION` without an owner.
+pub fn sink_name(owner: &str, session_id: u32) -> String {
+    if owner.is_empty() {
+        format!("{SINK_PREFIX}{session_id}")
+    } else {
+        format!("{SINK_PREFIX}{owner}-{session_id}")
+    }
 }
 
 /// The `module-null-sink` argument for a session sink.
-fn null_sink_argument(session_id: u32, channels: u8) -> Result<String, AudioError> {
+fn null_sink_argument(
+    sink_name: &str,
+    session_id: u32,
+    channels: u8,
+) -> Result<String, AudioError> {
     let channel_map = match channels {
         2 => "front-left,front-right",
         6 => "front-left,front-right,front-center,lfe,rear-left,rear-right",
@@ -339,7 +368,7 @@ fn null_sink_argument(session_id: u32, channels: u8) -> Result<String, AudioErro
     Ok(format!(
         "sink_name={} rate={SAMPLE_RATE} channels={channels} channel_map={channel_map} \
          sink_properties='device.description=\"Hati session {session_id}\"'",
-        sink_name(session_id)
+        sink_name
     ))
 }
 
@@ -368,13 +397,19 @@ mod tests {
 
     #[test]
     fn sink_arguments() {
-        let argument = null_sink_argument(7, 2).unwrap();
+        let argument = null_sink_argument("hati-7", 7, 2).unwrap();
         assert!(argument.starts_with("sink_name=hati-7 rate=48000 channels=2 "));
         assert!(argument.contains("channel_map=front-left,front-right "));
         assert!(argument.ends_with("sink_properties='device.description=\"Hati session 7\"'"));
-        assert_eq!(null_sink_argument(1, 6).unwrap().matches(',').count(), 5);
+        assert_eq!(
+            null_sink_argument("hati-1", 1, 6)
+                .unwrap()
+                .matches(',')
+                .count(),
+            5
+        );
         assert!(matches!(
-            null_sink_argument(1, 3),
+            null_sink_argument("hati-1", 1, 3),
             Err(AudioError::Channels(3))
         ));
     }
@@ -386,6 +421,7 @@ mod tests {
             "unix:/run/user/1000/pulse/native"
         );
         assert_eq!(normalise_server("tcp:host:4713"), "tcp:host:4713");
-        assert_eq!(sink_name(3), "hati-3");
+        assert_eq!(sink_name("", 3), "hati-3");
+        assert_eq!(sink_name("a1b2", 3), "hati-a1b2-3");
     }
 }

@@ -321,9 +321,18 @@ mod tests {
         let mut policy = GatePolicy::default();
         let now = Instant::now();
         let stranger = addr("10.0.0.66:4000");
-        assert_eq!(policy.decide(stranger, b"hello", now, live), Verdict::Drop(DropReason::NotConnect));
-        assert_eq!(policy.decide(stranger, &connect(1, 99), now, live), Verdict::Drop(DropReason::NoSession));
-        assert_eq!(policy.decide(stranger, &connect(1, 0), now, live), Verdict::Drop(DropReason::NoSession));
+        assert_eq!(
+            policy.decide(stranger, b"hello", now, live),
+            Verdict::Drop(DropReason::NotConnect)
+        );
+        assert_eq!(
+            policy.decide(stranger, &connect(1, 99), now, live),
+            Verdict::Drop(DropReason::NoSession)
+        );
+        assert_eq!(
+            policy.decide(stranger, &connect(1, 0), now, live),
+            Verdict::Drop(DropReason::NoSession)
+        );
         assert!(policy.is_empty());
     }
 
@@ -332,10 +341,19 @@ mod tests {
         let mut policy = GatePolicy::default();
         let now = Instant::now();
         let client = addr("10.0.0.2:5000");
-        assert_eq!(policy.decide(client, &connect(7, SESSION), now, live), Verdict::Open);
+        assert_eq!(
+            policy.decide(client, &connect(7, SESSION), now, live),
+            Verdict::Open
+        );
         // Retransmissions of the same CONNECT and everything else go through.
-        assert_eq!(policy.decide(client, &connect(7, SESSION), now, live), Verdict::Forward);
-        assert_eq!(policy.decide(client, b"any enet traffic", now, live), Verdict::Forward);
+        assert_eq!(
+            policy.decide(client, &connect(7, SESSION), now, live),
+            Verdict::Forward
+        );
+        assert_eq!(
+            policy.decide(client, b"any enet traffic", now, live),
+            Verdict::Forward
+        );
         assert_eq!(policy.len(), 1);
     }
 
@@ -353,10 +371,16 @@ mod tests {
                 Verdict::Drop(reason) => assert_eq!(reason, DropReason::ConnectTooSoon),
             }
         }
-        assert!(forwarded <= 31, "{forwarded} attempts reached the ENet host");
+        assert!(
+            forwarded <= 31,
+            "{forwarded} attempts reached the ENet host"
+        );
         assert_eq!(policy.len(), 1);
         // The real client still gets in.
-        assert_eq!(policy.decide(addr("10.0.0.2:5000"), &connect(1, SESSION), t0, live), Verdict::Open);
+        assert_eq!(
+            policy.decide(addr("10.0.0.2:5000"), &connect(1, SESSION), t0, live),
+            Verdict::Open
+        );
     }
 
     #[test]
@@ -365,19 +389,34 @@ mod tests {
         let now = Instant::now();
         for port in 0..MAX_TUNNELS_PER_IP as u16 {
             let from = SocketAddr::new(IpAddr::from([10, 0, 0, 66]), 4000 + port);
-            assert_eq!(policy.decide(from, &connect(1, SESSION), now, live), Verdict::Open);
+            assert_eq!(
+                policy.decide(from, &connect(1, SESSION), now, live),
+                Verdict::Open
+            );
         }
         let one_more = addr("10.0.0.66:5999");
-        assert_eq!(policy.decide(one_more, &connect(1, SESSION), now, live), Verdict::Drop(DropReason::TooManyFromIp));
+        assert_eq!(
+            policy.decide(one_more, &connect(1, SESSION), now, live),
+            Verdict::Drop(DropReason::TooManyFromIp)
+        );
         for k in 0..(MAX_TUNNELS - MAX_TUNNELS_PER_IP) as u8 {
             let from = SocketAddr::new(IpAddr::from([10, 0, 1, k]), 4000);
-            assert_eq!(policy.decide(from, &connect(1, SESSION), now, live), Verdict::Open);
+            assert_eq!(
+                policy.decide(from, &connect(1, SESSION), now, live),
+                Verdict::Open
+            );
         }
         let late = addr("10.0.2.1:4000");
-        assert_eq!(policy.decide(late, &connect(1, SESSION), now, live), Verdict::Drop(DropReason::TooManyTunnels));
+        assert_eq!(
+            policy.decide(late, &connect(1, SESSION), now, live),
+            Verdict::Drop(DropReason::TooManyTunnels)
+        );
         // Idle tunnels close and make room.
         assert_eq!(policy.expire(now + TUNNEL_IDLE).len(), MAX_TUNNELS);
-        assert_eq!(policy.decide(late, &connect(1, SESSION), now + TUNNEL_IDLE, live), Verdict::Open);
+        assert_eq!(
+            policy.decide(late, &connect(1, SESSION), now + TUNNEL_IDLE, live),
+            Verdict::Open
+        );
     }
 
     #[test]

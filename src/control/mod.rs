@@ -142,7 +142,11 @@ pub async fn serve(
                         );
                     }
                     _ => {
-                        tracing::warn!(?client, connect_data = data, "control connection for no session");
+                        tracing::warn!(
+                            ?client,
+                            connect_data = data,
+                            "control connection for no session"
+                        );
                         host.disconnect_now(peer_id, 0);
                     }
                 }

@@ -89,17 +89,22 @@ impl RequestContext {
 /// Serves the HTTP port until shutdown.
 pub async fn serve_http(listener: TcpListener, host: Arc<Host>, shutdown: watch::Receiver<bool>) {
     let budget = host.connections.clone();
-    accept_loop(listener, budget, shutdown, move |stream, peer, local, permit| {
-        let host = host.clone();
-        async move {
-            let context = RequestContext {
-                peer,
-                local,
-                transport: Transport::Http,
-            };
-            serve_connection(stream, host, context, permit).await;
-        }
-    })
+    accept_loop(
+        listener,
+        budget,
+        shutdown,
+        move |stream, peer, local, permit| {
+            let host = host.clone();
+            async move {
+                let context = RequestContext {
+                    peer,
+                    local,
+                    transport: Transport::Http,
+                };
+                serve_connection(stream, host, context, permit).await;
+            }
+        },
+    )
     .await;
 }
 
@@ -112,40 +117,45 @@ pub async fn serve_https(
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let budget = host.connections.clone();
-    accept_loop(listener, budget, shutdown, move |stream, peer, local, permit| {
-        let host = host.clone();
-        let acceptor = acceptor.clone();
-        async move {
-            let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
-            let stream = match permit.run(handshake).await {
-                Some(Ok(Ok(stream))) => stream,
-                Some(Ok(Err(error))) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Some(Err(_)) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-                None => {
-                    tracing::debug!(%peer, "idle TLS connection closed for a newer one");
-                    return;
-                }
-            };
-            let client_cert = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.to_vec());
-            let context = RequestContext {
-                peer,
-                local,
-                transport: Transport::Https { client_cert },
-            };
-            serve_connection(stream, host, context, permit).await;
-        }
-    })
+    accept_loop(
+        listener,
+        budget,
+        shutdown,
+        move |stream, peer, local, permit| {
+            let host = host.clone();
+            let acceptor = acceptor.clone();
+            async move {
+                let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
+                let stream = match permit.run(handshake).await {
+                    Some(Ok(Ok(stream))) => stream,
+                    Some(Ok(Err(error))) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Some(Err(_)) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                    None => {
+                        tracing::debug!(%peer, "idle TLS connection closed for a newer one");
+                        return;
+                    }
+                };
+                let client_cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.to_vec());
+                let context = RequestContext {
+                    peer,
+                    local,
+                    transport: Transport::Https { client_cert },
+                };
+                serve_connection(stream, host, context, permit).await;
+            }
+        },
+    )
     .await;
 }
 

@@ -43,7 +43,9 @@ static FORM_TOKEN: LazyLock<String> =
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormRefusal {
     /// The Host header is a name that is not this host's (DNS rebinding).
-    #[error("the page was addressed as {0:?}, which is not this host: open it by IP address or hostname")]
+    #[error(
+        "the page was addressed as {0:?}, which is not this host: open it by IP address or hostname"
+    )]
     ForeignHost(String),
     /// The browser says another site sent the request.
     #[error("a request from another site ({0}) is not accepted")]
@@ -61,10 +63,21 @@ pub enum FormRefusal {
 fn is_own_name(host_header: &str, hostname: &str) -> bool {
     let name = match host_header.strip_prefix('[') {
         // [v6]:port
-        Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
-        None => host_header.rsplit_once(':').map_or(host_header, |(name, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) { name } else { host_header }
-        }),
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host_header
+            .rsplit_once(':')
+            .map_or(host_header, |(name, port)| {
+                if port.chars().all(|c| c.is_ascii_digit()) {
+                    name
+                } else {
+                    host_header
+                }
+            }),
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let own = hostname.to_ascii_lowercase();
@@ -88,17 +101,29 @@ fn check_host(headers: &HeaderMap, hostname: &str) -> Result<(), FormRefusal> {
 }
 
 /// Checks a PIN submission's headers and form token.
-pub fn check_submission(headers: &HeaderMap, form: &Query, hostname: &str) -> Result<(), FormRefusal> {
+pub fn check_submission(
+    headers: &HeaderMap,
+    form: &Query,
+    hostname: &str,
+) -> Result<(), FormRefusal> {
     check_host(headers, hostname)?;
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("?");
-        let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
         if origin != format!("http://{host}") {
             return Err(FormRefusal::CrossOrigin(origin.to_owned()));
         }
     }
-    if headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site") {
-        return Err(FormRefusal::CrossOrigin("sec-fetch-site: cross-site".into()));
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v == "cross-site")
+    {
+        return Err(FormRefusal::CrossOrigin(
+            "sec-fetch-site: cross-site".into(),
+        ));
     }
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -210,10 +235,23 @@ mod tests {
 
     #[test]
     fn own_names() {
-        for name in ["127.0.0.1:47989", "[::1]:47989", "localhost:47989", "Gamebox", "gamebox.local:1", "10.1.2.3"] {
+        for name in [
+            "127.0.0.1:47989",
+            "[::1]:47989",
+            "localhost:47989",
+            "Gamebox",
+            "gamebox.local:1",
+            "10.1.2.3",
+        ] {
             assert!(is_own_name(name, "gamebox"), "{name}");
         }
-        for name in ["evil.example", "evil.example:47989", "", "127.0.0.1.evil.example", "[zz]:1"] {
+        for name in [
+            "evil.example",
+            "evil.example:47989",
+            "",
+            "127.0.0.1.evil.example",
+            "[zz]:1",
+        ] {
             assert!(!is_own_name(name, "gamebox"), "{name}");
         }
     }
@@ -227,7 +265,10 @@ mod tests {
         ]);
         assert_eq!(check_submission(&h, &form(&FORM_TOKEN), "gamebox"), Ok(()));
         // Without Origin (older browsers, curl) the token alone suffices.
-        let h = headers(&[("host", "127.0.0.1:47989"), ("content-type", "application/x-www-form-urlencoded")]);
+        let h = headers(&[
+            ("host", "127.0.0.1:47989"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ]);
         assert_eq!(check_submission(&h, &form(&FORM_TOKEN), "gamebox"), Ok(()));
     }
 
@@ -236,17 +277,46 @@ mod tests {
         let ok_type = ("content-type", "application/x-www-form-urlencoded");
         let host = ("host", "127.0.0.1:47989");
         let cases = [
-            (headers(&[host, ("origin", "http://evil.example"), ("content-type", "text/plain")]), FORM_TOKEN.clone()),
-            (headers(&[host, ("origin", "http://evil.example"), ok_type]), FORM_TOKEN.clone()),
-            (headers(&[host, ("origin", "null"), ok_type]), FORM_TOKEN.clone()),
-            (headers(&[host, ("sec-fetch-site", "cross-site"), ok_type]), FORM_TOKEN.clone()),
-            (headers(&[host, ("content-type", "text/plain")]), FORM_TOKEN.clone()),
+            (
+                headers(&[
+                    host,
+                    ("origin", "http://evil.example"),
+                    ("content-type", "text/plain"),
+                ]),
+                FORM_TOKEN.clone(),
+            ),
+            (
+                headers(&[host, ("origin", "http://evil.example"), ok_type]),
+                FORM_TOKEN.clone(),
+            ),
+            (
+                headers(&[host, ("origin", "null"), ok_type]),
+                FORM_TOKEN.clone(),
+            ),
+            (
+                headers(&[host, ("sec-fetch-site", "cross-site"), ok_type]),
+                FORM_TOKEN.clone(),
+            ),
+            (
+                headers(&[host, ("content-type", "text/plain")]),
+                FORM_TOKEN.clone(),
+            ),
             (headers(&[host, ok_type]), String::new()),
             (headers(&[host, ok_type]), "0".repeat(32)),
-            (headers(&[("host", "evil.example:47989"), ("origin", "http://evil.example:47989"), ok_type]), FORM_TOKEN.clone()),
+            (
+                headers(&[
+                    ("host", "evil.example:47989"),
+                    ("origin", "http://evil.example:47989"),
+                    ok_type,
+                ]),
+                FORM_TOKEN.clone(),
+            ),
         ];
         for (h, token) in cases {
-            assert!(check_submission(&h, &form(&token), "gamebox").is_err(), "{h:?}");
+            assert!(
+                check_submission(&h, &form(&token), "gamebox").is_err(),
+                "{h:?}"
+            );
         }
     }
 }

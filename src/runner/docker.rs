@@ -39,6 +39,10 @@ pub const MANAGED_LABEL: &str = "hati.managed";
 /// Label holding the session id.
 pub const SESSION_LABEL: &str = "hati.session";
 
+/// Label naming the Hati host that started the container (its unique ID), so that two hosts
+/// sharing one engine never remove each other's containers.
+pub const HOST_LABEL: &str = "hati.host";
+
 /// Seconds any single Engine API request may take before its reply starts (stop requests get
 /// their grace period on top).
 const REQUEST_TIMEOUT_SECONDS: u64 = 30;
@@ -112,6 +116,8 @@ impl DockerError {
 #[derive(Debug, Clone)]
 pub struct DockerRunner {
     docker: Docker,
+    /// This host's unique ID for [`HOST_LABEL`] (empty: no host label).
+    owner: String,
 }
 
 impl DockerRunner {
@@ -133,7 +139,16 @@ impl DockerRunner {
             .map_err(|e| DockerError::Connect {
                 reason: e.to_string(),
             })?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            owner: String::new(),
+        })
+    }
+
+    /// Labels containers with this host's ID and cleans up only those.
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        self.owner = owner.to_owned();
+        self
     }
 
     /// The bollard client, for inspection.
@@ -154,7 +169,7 @@ impl DockerRunner {
     ) -> Result<ContainerHandle, DockerError> {
         let name = Self::container_name(ctx.session_id);
         let span = tracing::info_span!("app", session = ctx.session_id, runner = "docker", container = %name);
-        let body = create_body(config, ctx)?;
+        let body = create_body(config, ctx, &self.owner)?;
         let id = self
             .create(&name, &config.image, body)
             .instrument(span.clone())
@@ -184,9 +199,14 @@ impl DockerRunner {
         })
     }
 
-    /// Ids of every container (running or not) that carries Hati's label.
+    /// Ids of every container (running or not) that carries Hati's label (and this host's,
+    /// when it has an owner).
     pub async fn managed_containers(&self) -> Result<Vec<String>, DockerError> {
-        let filters = HashMap::from([("label".to_owned(), vec![format!("{MANAGED_LABEL}=true")])]);
+        let mut labels = vec![format!("{MANAGED_LABEL}=true")];
+        if !self.owner.is_empty() {
+            labels.push(format!("{HOST_LABEL}={}", self.owner));
+        }
+        let filters = HashMap::from([("label".to_owned(), labels)]);
         let options = ListContainersOptions {
             all: true,
             filters: Some(filters),
@@ -200,8 +220,8 @@ impl DockerRunner {
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }
 
-    /// Removes every container with Hati's label (left by a crashed earlier run); returns how
-    /// many were removed. Call it at start-up, before any session exists.
+    /// Removes every container with Hati's label and this host's (left by a crashed earlier
+    /// run); returns how many were removed. Call it at start-up, before any session exists.
     pub async fn cleanup_stale(&self) -> Result<usize, DockerError> {
         let ids = self.managed_containers().await?;
         let mut removed = 0;
@@ -498,6 +518,7 @@ impl LineBuffer {
 fn create_body(
     config: &DockerConfig,
     ctx: &LaunchContext,
+    owner: &str,
 ) -> Result<ContainerCreateBody, DockerError> {
     let cmd = match &config.cmd {
         Some(cmd) => Some(
@@ -531,7 +552,7 @@ fn create_body(
         .map(|device| parse_device(device))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let labels = managed_labels(ctx.session_id);
+    let labels = managed_labels(ctx.session_id, owner);
     let body = ContainerCreateBody {
         image: Some(config.image.clone()),
         cmd,
@@ -559,11 +580,15 @@ fn create_body(
     Ok(merged)
 }
 
-fn managed_labels(session_id: u32) -> HashMap<String, String> {
-    HashMap::from([
+fn managed_labels(session_id: u32, owner: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
         (MANAGED_LABEL.to_owned(), "true".to_owned()),
         (SESSION_LABEL.to_owned(), session_id.to_string()),
-    ])
+    ]);
+    if !owner.is_empty() {
+        labels.insert(HOST_LABEL.to_owned(), owner.to_owned());
+    }
+    labels
 }
 
 /// `src:dst` or `src:dst:ro|rw`, both paths non-empty and `dst` absolute.
@@ -700,7 +725,7 @@ mod tests {
 
     #[test]
     fn body_has_everything() {
-        let body = create_body(&config(), &ctx()).unwrap();
+        let body = create_body(&config(), &ctx(), "hostid").unwrap();
         assert_eq!(body.image.as_deref(), Some("hati-test:1"));
         assert_eq!(body.cmd.unwrap(), ["/app", "--flag", "two words"]);
         let env = body.env.unwrap();
@@ -710,6 +735,7 @@ mod tests {
         let labels = body.labels.unwrap();
         assert_eq!(labels[MANAGED_LABEL], "true");
         assert_eq!(labels[SESSION_LABEL], "7");
+        assert_eq!(labels[HOST_LABEL], "hostid");
         let host = body.host_config.unwrap();
         assert_eq!(
             host.binds.unwrap(),
@@ -742,7 +768,7 @@ mod tests {
                 devices,
                 ..config()
             };
-            let error = create_body(&config, &ctx()).unwrap_err();
+            let error = create_body(&config, &ctx(), "").unwrap_err();
             assert!(
                 matches!(error, DockerError::BadMount(_) | DockerError::BadDevice(_)),
                 "{error}"
@@ -761,7 +787,7 @@ mod tests {
             ),
             ..config()
         };
-        let body = create_body(&config, &ctx()).unwrap();
+        let body = create_body(&config, &ctx(), "").unwrap();
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
         assert_eq!(body.env.unwrap().last().unwrap(), "EXTRA=1");
         let host = body.host_config.unwrap();
@@ -786,7 +812,7 @@ mod tests {
                 create_options: Some(options.into()),
                 ..config()
             };
-            let error = create_body(&config, &ctx()).unwrap_err().to_string();
+            let error = create_body(&config, &ctx(), "").unwrap_err().to_string();
             assert!(error.contains(expected), "{options}: {error}");
         }
     }

@@ -102,12 +102,27 @@ pub enum RunnerError {
 #[derive(Debug, Default)]
 pub struct Launcher {
     docker: OnceCell<DockerRunner>,
+    /// This host's unique ID, on its containers (empty: none).
+    owner: String,
 }
 
 impl Launcher {
     /// A launcher that has not talked to Docker yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A launcher whose containers carry this host's ID, and whose clean-up removes only those.
+    pub fn owned_by(owner: &str) -> Self {
+        Self {
+            docker: OnceCell::new(),
+            owner: owner.to_owned(),
+        }
+    }
+
+    /// This host's ID as the launcher labels with it (empty: none).
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Starts the app `config` names for the session `ctx` describes.
@@ -141,7 +156,9 @@ impl Launcher {
     }
 
     async fn docker(&self) -> Result<&DockerRunner, DockerError> {
-        self.docker.get_or_try_init(DockerRunner::connect).await
+        self.docker
+            .get_or_try_init(|| async { Ok(DockerRunner::connect().await?.owned_by(&self.owner)) })
+            .await
     }
 }
 

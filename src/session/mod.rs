@@ -222,9 +222,15 @@ impl Session {
     pub fn packet_counts(&self) -> Option<PacketCounts> {
         lock(&self.stream).as_ref().map(|stream| PacketCounts {
             video_sent: stream.video_counters.packets_sent.load(Ordering::Relaxed),
-            video_dropped: stream.video_counters.packets_dropped.load(Ordering::Relaxed),
+            video_dropped: stream
+                .video_counters
+                .packets_dropped
+                .load(Ordering::Relaxed),
             audio_sent: stream.audio_counters.packets_sent.load(Ordering::Relaxed),
-            audio_dropped: stream.audio_counters.packets_dropped.load(Ordering::Relaxed),
+            audio_dropped: stream
+                .audio_counters
+                .packets_dropped
+                .load(Ordering::Relaxed),
         })
     }
 

@@ -77,7 +77,7 @@ impl AppResources {
         if !app.compositor && app.runner.is_none() {
             return Ok(());
         }
-        let runtime_dir = session_runtime_dir(session_id)?;
+        let runtime_dir = session_runtime_dir(launcher.owner(), session_id)?;
         self.runtime_dir = Some(runtime_dir.clone());
         let mut env: Vec<(String, String)> =
             vec![("XDG_RUNTIME_DIR".into(), runtime_dir.display().to_string())];
@@ -158,16 +158,40 @@ impl AppResources {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/hati/session-<id>` (else under the temp dir), mode 0700.
-fn session_runtime_dir(session_id: u32) -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
+/// Where this host's session runtime directories live: `$XDG_RUNTIME_DIR/hati/<owner>` (else
+/// under the temp dir), so that two hosts of one user keep theirs apart.
+fn runtime_base(owner: &str) -> PathBuf {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             std::env::temp_dir().join(format!("hati-{}", rustix::process::getuid().as_raw()))
         });
-    let dir = base.join("hati").join(format!("session-{session_id}"));
+    let base = base.join("hati");
+    if owner.is_empty() {
+        base
+    } else {
+        base.join(owner)
+    }
+}
+
+/// Removes the session runtime directories a crashed run of this host left; returns how
+/// many. Call it at start-up, before any session exists.
+pub fn remove_stale_runtime_dirs(owner: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(runtime_base(owner)) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("session-"))
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
+/// `<runtime base>/session-<id>`, mode 0700.
+fn session_runtime_dir(owner: &str, session_id: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = runtime_base(owner).join(format!("session-{session_id}"));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

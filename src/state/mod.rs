@@ -84,6 +84,30 @@ impl StateDir {
     pub fn admin_socket(&self) -> PathBuf {
         self.file("admin.sock")
     }
+
+    /// Removes the temporary files of atomic writes a killed run left (`.NAME.tmp-PID`);
+    /// returns how many. Call it at start-up, before anything writes state.
+    pub fn remove_stale_temp_files(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_temp_file_name(&name) && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// Whether `name` is what [`write_atomic`] names its temporary files.
+fn is_temp_file_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Writes `contents` to `path` atomically with the given permission bits.
@@ -154,5 +178,24 @@ mod tests {
         let state = StateDir::open(dir.path().join("s")).unwrap();
         let mode = fs::metadata(state.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+}
+
+#[cfg(test)]
+mod temp_file_tests {
+    use super::*;
+
+    #[test]
+    fn leftover_temp_files_are_removed_and_state_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path().to_owned()).unwrap();
+        write_atomic(&state.file("clients.json"), b"[]", 0o600).unwrap();
+        std::fs::write(state.file(".clients.json.tmp-4242"), b"half").unwrap();
+        std::fs::write(state.file(".identity.toml.tmp-17"), b"half").unwrap();
+        std::fs::write(state.file("notes.tmp-x"), b"mine").unwrap();
+        assert_eq!(state.remove_stale_temp_files(), 2);
+        assert!(state.file("clients.json").exists());
+        assert!(state.file("notes.tmp-x").exists());
+        assert!(!state.file(".clients.json.tmp-4242").exists());
     }
 }

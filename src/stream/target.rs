@@ -111,7 +111,10 @@ mod tests {
             let at = t0 + Duration::from_millis(500 * k);
             assert_eq!(target.offer(client, at), PingOutcome::Refreshed);
             let later = at + Duration::from_millis(250);
-            assert!(matches!(target.offer(addr("10.0.0.2:6000"), later), PingOutcome::Refused { .. }));
+            assert!(matches!(
+                target.offer(addr("10.0.0.2:6000"), later),
+                PingOutcome::Refused { .. }
+            ));
         }
         assert_eq!(target.get(), Some(client));
     }
@@ -123,8 +126,14 @@ mod tests {
         let old = addr("10.0.0.2:5000");
         let new = addr("10.0.0.2:5002");
         target.offer(old, t0);
-        assert!(matches!(target.offer(new, t0 + STALE_AFTER / 2), PingOutcome::Refused { .. }));
-        assert_eq!(target.offer(new, t0 + STALE_AFTER), PingOutcome::Moved { from: old });
+        assert!(matches!(
+            target.offer(new, t0 + STALE_AFTER / 2),
+            PingOutcome::Refused { .. }
+        ));
+        assert_eq!(
+            target.offer(new, t0 + STALE_AFTER),
+            PingOutcome::Moved { from: old }
+        );
         assert_eq!(target.get(), Some(new));
         target.clear();
         assert_eq!(target.get(), None);

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import re
 import socket
 import subprocess
@@ -86,11 +87,22 @@ class Host:
             + f'\n[network]\nbind = "127.0.0.1"\nhttp_port = {self.http_port}\nmdns = {str(mdns).lower()}\n'
         )
         self.process: subprocess.Popen | None = None
+        # Extra environment for the host process (e.g. PULSE_SERVER), and an optional open-file
+        # limit it starts under (what `ulimit -n` sets).
+        self.env: dict[str, str] = {}
+        self.nofile: int | None = None
         self.log_lines: list[str] = []
         self._log_lock = threading.Lock()
 
     def start(self, timeout: float = 30.0) -> "Host":
         env = dict(os.environ, RUST_LOG=os.environ.get("HATI_TEST_LOG", "info,tokio_enet=warn"), NO_COLOR="1")
+        env.update(self.env)
+        nofile = self.nofile
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.log_lines = []
         self.process = subprocess.Popen(
             [HATI_BIN, "--state-dir", str(self.state_dir), "serve", "--config", str(self.config_path)],
@@ -98,6 +110,7 @@ class Host:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            preexec_fn=limit,
         )
         threading.Thread(target=self._read_log, daemon=True).start()
         self.wait_for_log("hati is running", timeout)
@@ -158,6 +171,12 @@ class Host:
     def sessions(self) -> list[dict]:
         """The running sessions as the admin API shows them."""
         return self.admin("/sessions")  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would end it: nothing is cleaned up."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

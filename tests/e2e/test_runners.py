@@ -244,3 +244,66 @@ def test_gamepads_without_uinput_warn_once_and_stream_on(make_host, tmp_path):
     warnings = [line for line in host.log_lines if "virtual gamepads are unavailable" in line]
     assert len(warnings) == 1, warnings
     assert "uinput" in warnings[0], warnings[0]
+
+
+@pytest.fixture
+def shared_pulse(tmp_path):
+    """A PulseAudio server of its own that two Hati instances share, as users' hosts share the
+    user's server."""
+    if not shutil.which("pulseaudio"):
+        pytest.fail("pulseaudio is not installed (make test installs it)")
+    runtime = tmp_path / "pulse"
+    runtime.mkdir()
+    socket_path = runtime / "native"
+    daemon = subprocess.Popen(
+        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
+         f"--load=module-native-protocol-unix socket={socket_path} auth-anonymous=1",
+         "--load=module-null-sink sink_name=fallback"],
+        env=dict(os.environ, XDG_RUNTIME_DIR=str(runtime), HOME=str(runtime)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not socket_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert socket_path.exists(), "the shared pulseaudio did not start"
+    yield f"unix:{socket_path}"
+    daemon.terminate()
+    daemon.wait(timeout=10)
+
+
+def test_killed_host_leftovers_are_removed_at_next_start_and_other_hosts_kept(make_host, tmp_path, docker_image, shared_pulse):
+    hosts, clients, session_ids = [], [], []
+    for name in ("crashing", "neighbour"):
+        host = make_host(APPS)
+        host.env["PULSE_SERVER"] = shared_pulse
+        host.start()
+        client = MoonlightClient(config_dir=tmp_path / f"client-{name}")
+        pair(host, client)
+        apps = {app.name: app.id for app in client._http.get_app_list()}
+        client._http.launch_app(apps["Docker test"], WIDTH, HEIGHT, 60, 10000, 1, os.urandom(16), os.urandom(16), 196610)
+        session_ids.append(host.sessions()[0]["id"])
+        hosts.append(host)
+        clients.append(client)
+    crashing, neighbour = hosts
+    containers = hati_containers()
+    sinks = hati_sinks(shared_pulse)
+    for session_id in session_ids:
+        assert any(f"hati.session={session_id}" in c for c in containers), containers
+        assert any(s.endswith(f"-{session_id}") for s in sinks), sinks
+    crashing.kill()
+    # Left behind by the crash.
+    assert any(f"hati.session={session_ids[0]}" in c for c in hati_containers())
+    assert any(s.endswith(f"-{session_ids[0]}") for s in hati_sinks(shared_pulse))
+
+    crashing.start()  # the log starts afresh
+    crashing.wait_for_log("removed what a crashed earlier run left containers=1 sinks=1 runtime_dirs=1")
+    containers, sinks = hati_containers(), hati_sinks(shared_pulse)
+    report(f"after restart: containers {len(containers)}, hati sinks {sinks}")
+    assert not any(f"hati.session={session_ids[0]}" in c for c in containers), containers
+    assert not any(s.endswith(f"-{session_ids[0]}") for s in sinks), sinks
+    # The neighbour's session is untouched and still ends cleanly.
+    assert any(f"hati.session={session_ids[1]}" in c for c in containers), containers
+    assert any(s.endswith(f"-{session_ids[1]}") for s in sinks), sinks
+    clients[1]._http.quit_app()
+    assert hati_containers() == []
+    assert hati_sinks(shared_pulse) == []

@@ -103,10 +103,18 @@ fn sequence_and_fec_blocks_cross_the_16_bit_wrap() {
         assert_eq!(out.sequence, expected_seq);
         assert_eq!(&out.data[2..4], &expected_seq.to_be_bytes());
         assert_eq!(decrypt(&out.data[12..], rikeyid, expected_seq), payload);
-        assert_eq!(out.fec.is_some(), expected_seq % 4 == 3, "seq {expected_seq}");
+        assert_eq!(
+            out.fec.is_some(),
+            expected_seq % 4 == 3,
+            "seq {expected_seq}"
+        );
         if let Some(fec) = out.fec {
             let base = expected_seq.wrapping_sub(3);
-            assert_eq!(&fec[0][14..16], &base.to_be_bytes(), "FEC base after the wrap");
+            assert_eq!(
+                &fec[0][14..16],
+                &base.to_be_bytes(),
+                "FEC base after the wrap"
+            );
         }
         expected_seq = expected_seq.wrapping_add(1);
     }

@@ -550,13 +550,22 @@ fn packet_index_crosses_16_and_24_bit_wraps() {
         for frame in 0..40u32 {
             let au = bytes(20 * 1376 + frame as usize * 7, frame);
             let pkts = split(&pz.packetize(&au, &meta(FrameType::PFrame)).unwrap());
-            data_packets += pkts.iter().filter(|p| fields(p).fec_index < fields(p).data_shards).count();
+            data_packets += pkts
+                .iter()
+                .filter(|p| fields(p).fec_index < fields(p).data_shards)
+                .count();
             accepted += client_order_check(&mut last_in_stream, &pkts);
             let frame_back = depacketize(&pkts, 1392, None).unwrap();
             assert_eq!(frame_back.bitstream, au, "start {start} frame {frame}");
         }
-        assert!(pz.next_packet_index().wrapping_sub(start) > 600, "crossed the wrap");
-        assert_eq!(accepted, data_packets, "start {start}: the client would drop packets");
+        assert!(
+            pz.next_packet_index().wrapping_sub(start) > 600,
+            "crossed the wrap"
+        );
+        assert_eq!(
+            accepted, data_packets,
+            "start {start}: the client would drop packets"
+        );
         assert_eq!(pz.next_sequence(), pz.next_packet_index() as u16);
     }
 }

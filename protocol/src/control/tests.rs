@@ -532,7 +532,11 @@ fn replay_window_matches_a_set_model() {
         let seq = (n + (x % 300)).saturating_sub(150);
         let fresh = !seen.contains(&seq) && (seq + ReplayWindow::SPAN > highest || seen.is_empty());
         let fresh = fresh && highest.saturating_sub(seq) < ReplayWindow::SPAN;
-        assert_eq!(window.accept(seq), fresh, "seq {seq} after highest {highest}");
+        assert_eq!(
+            window.accept(seq),
+            fresh,
+            "seq {seq} after highest {highest}"
+        );
         if fresh {
             seen.insert(seq);
             highest = highest.max(seq);
