@@ -35,15 +35,15 @@ const MAX_CONNECTIONS: usize = 4096;
 pub fn connection_budget_from_rlimit() -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
-    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
-        if current < maximum {
-            let raised = rustix::process::Rlimit {
-                current: Some(maximum.min(1 << 20)),
-                maximum: Some(maximum),
-            };
-            if setrlimit(Resource::Nofile, raised.clone()).is_ok() {
-                limit = raised;
-            }
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(maximum.min(1 << 20)),
+            maximum: Some(maximum),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = raised;
         }
     }
     let soft = limit.current.unwrap_or(u64::MAX);

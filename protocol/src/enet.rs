@@ -39,8 +39,8 @@ pub enum ConnectParseError {
 pub fn parse_connect(datagram: &[u8]) -> Result<ConnectRequest, ConnectParseError> {
     let too_short = ConnectParseError::TooShort(datagram.len());
     let peer_id = datagram
-        .get(..2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .first_chunk::<2>()
+        .map(|b| u16::from_be_bytes(*b))
         .ok_or(too_short)?;
     if peer_id & HEADER_FLAG_COMPRESSED != 0 {
         return Err(ConnectParseError::Compressed);
@@ -59,8 +59,9 @@ pub fn parse_connect(datagram: &[u8]) -> Result<ConnectRequest, ConnectParseErro
     }
     let be32 = |at: usize| {
         command
-            .get(at..at + 4)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .get(at..)
+            .and_then(<[u8]>::first_chunk::<4>)
+            .map_or(0, |b| u32::from_be_bytes(*b))
     };
     Ok(ConnectRequest {
         connect_id: be32(40),

@@ -83,14 +83,14 @@ impl GatePolicy {
     ) -> Verdict {
         let connect = parse_connect(datagram).ok();
         if let Some(tunnel) = self.tunnels.get_mut(&from) {
-            if let Some(ConnectRequest { connect_id, .. }) = connect {
-                if tunnel.connect_id != Some(connect_id) {
-                    if now.saturating_duration_since(tunnel.connect_at) < NEW_CONNECT_INTERVAL {
-                        return Verdict::Drop(DropReason::ConnectTooSoon);
-                    }
-                    tunnel.connect_id = Some(connect_id);
-                    tunnel.connect_at = now;
+            if let Some(ConnectRequest { connect_id, .. }) = connect
+                && tunnel.connect_id != Some(connect_id)
+            {
+                if now.saturating_duration_since(tunnel.connect_at) < NEW_CONNECT_INTERVAL {
+                    return Verdict::Drop(DropReason::ConnectTooSoon);
                 }
+                tunnel.connect_id = Some(connect_id);
+                tunnel.connect_at = now;
             }
             tunnel.last_seen = now;
             return Verdict::Forward;

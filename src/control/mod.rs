@@ -164,15 +164,15 @@ pub async fn serve(
                 }
             }
             Event::Disconnect { peer_id, .. } => {
-                if let Some(peer) = peers.remove(&peer_id) {
-                    if peer.authenticated {
-                        tracing::info!(parent: &peer.session.span, "control stream disconnected; stream paused");
-                        let others = peers
-                            .values()
-                            .any(|p| p.authenticated && p.session.id == peer.session.id);
-                        if !others {
-                            peer.session.stop_stream();
-                        }
+                if let Some(peer) = peers.remove(&peer_id)
+                    && peer.authenticated
+                {
+                    tracing::info!(parent: &peer.session.span, "control stream disconnected; stream paused");
+                    let others = peers
+                        .values()
+                        .any(|p| p.authenticated && p.session.id == peer.session.id);
+                    if !others {
+                        peer.session.stop_stream();
                     }
                 }
             }
