@@ -152,9 +152,68 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Entry points for the fuzz targets.
+pub mod fuzzing {
+    use super::{Query, encode_hex};
+
+    /// Parses arbitrary bytes as a query string; whatever parses must survive a round trip
+    /// through full percent-encoding, and the typed getters must not panic.
+    pub fn query(data: &[u8]) {
+        let raw = String::from_utf8_lossy(data);
+        let Ok(query) = Query::parse(&raw) else {
+            return;
+        };
+        for name in ["uniqueid", "salt", "clientcert", "rikey", "rikeyid", "mode", "corever"] {
+            let _ = query.get(name);
+            let _ = query.hex(name);
+            let _ = query.number::<i64>(name);
+            let _ = query.number::<u32>(name);
+        }
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| format!("%{}", encode_hex(&[b])))
+                .collect()
+        };
+        let reencoded: Vec<String> = query
+            .pairs
+            .iter()
+            .filter(|(key, _)| !key.is_empty())
+            .map(|(key, value)| format!("{}={}", encode(key), encode(value)))
+            .collect();
+        if let Ok(again) = Query::parse(&reencoded.join("&")) {
+            let kept: Vec<_> = query.pairs.iter().filter(|(k, _)| !k.is_empty()).collect();
+            let back: Vec<_> = again.pairs.iter().collect();
+            assert_eq!(kept, back, "query round trip");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn robustness_no_panic() {
+        let seeds: [&[u8]; 4] = [
+            b"uniqueid=0123456789ABCDEF&rikey=00ff&rikeyid=-5&&corever=1",
+            b"a=%zz&b=%4&c=+%41%42",
+            b"salt=%00%ff%C3%A9",
+            &[0xff, b'=', 0xfe, b'&', b'%'],
+        ];
+        let mut x = 0x2545_f491u32;
+        for round in 0..20_000usize {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let mut data = seeds[round % seeds.len()].to_vec();
+            let at = x as usize % data.len();
+            data[at] = (x >> 8) as u8;
+            if x & 1 == 0 {
+                data.insert(at, b"%&=+"[(x >> 3) as usize % 4]);
+            }
+            fuzzing::query(&data);
+        }
+    }
 
     #[test]
     fn parses_moonlight_python_launch_query() {

@@ -124,6 +124,124 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
+/// Entry points for the fuzz targets.
+pub mod fuzzing {
+    use super::XmlReply;
+
+    /// Builds a reply whose status message, attribute and element texts come from `data` (as
+    /// peer-supplied text does: device names, error messages quoting a request), then checks
+    /// the document is well formed and every text reads back as written, minus the control
+    /// characters XML cannot carry.
+    pub fn reply(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let mut parts = text.splitn(3, '\u{1}');
+        let message = parts.next().unwrap_or_default();
+        let query = parts.next().unwrap_or_default();
+        let element = parts.next().unwrap_or_default();
+        let xml = XmlReply::error(400, message)
+            .element("name", element)
+            .nested("App", |app| app.element("AppTitle", element))
+            .to_xml();
+        let mut reply = XmlReply::ok();
+        reply.query = Some(query.to_owned());
+        let with_query = reply.to_xml();
+        let texts = read(&xml).unwrap_or_else(|e| panic!("malformed XML ({e}): {xml}"));
+        let expected = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+                .collect()
+        };
+        assert_eq!(
+            texts,
+            vec![expected(message), expected(element), expected(element)],
+            "{xml}"
+        );
+        let texts = read(&with_query).unwrap_or_else(|e| panic!("malformed XML ({e}): {with_query}"));
+        assert_eq!(texts, vec![expected(query)]);
+    }
+
+    /// A strict reader for the documents this module writes: the prolog, `<root>` with quoted
+    /// attributes, nested elements with text. Returns the decoded attribute values after
+    /// `status_code` and the element texts, in document order.
+    fn read(xml: &str) -> Result<Vec<String>, &'static str> {
+        let mut rest = xml
+            .strip_prefix("<?xml version=\"1.0\" encoding=\"utf-8\"?>")
+            .ok_or("prolog")?;
+        let mut texts = Vec::new();
+        let mut stack: Vec<&str> = Vec::new();
+        // Whether the last token was a start tag: an end tag right after it is an empty text.
+        let mut just_opened = false;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix("</") {
+                let (name, tail) = after.split_once('>').ok_or("unclosed end tag")?;
+                if stack.pop() != Some(name) {
+                    return Err("mismatched end tag");
+                }
+                if just_opened {
+                    texts.push(String::new());
+                }
+                just_opened = false;
+                rest = tail;
+            } else if let Some(after) = rest.strip_prefix('<') {
+                let (tag, tail) = after.split_once('>').ok_or("unclosed tag")?;
+                let (tag, empty) = match tag.strip_suffix('/') {
+                    Some(tag) => (tag, true),
+                    None => (tag, false),
+                };
+                let (name, mut attributes) = tag.split_once(' ').unwrap_or((tag, ""));
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err("bad tag name");
+                }
+                while !attributes.is_empty() {
+                    let (key, value) = attributes.split_once("=\"").ok_or("attribute")?;
+                    let (value, after_value) = value.split_once('"').ok_or("unquoted attribute")?;
+                    if key != "status_code" {
+                        texts.push(unescape(value)?);
+                    }
+                    attributes = after_value.trim_start();
+                }
+                if stack.is_empty() && name != "root" {
+                    return Err("not root");
+                }
+                if !empty {
+                    stack.push(name);
+                }
+                just_opened = !empty;
+                rest = tail;
+            } else {
+                let (text, tail) = rest.split_at(rest.find('<').ok_or("text outside root")?);
+                texts.push(unescape(text)?);
+                just_opened = false;
+                rest = tail;
+            }
+        }
+        if stack.is_empty() {
+            Ok(texts)
+        } else {
+            Err("unclosed element")
+        }
+    }
+
+    fn unescape(text: &str) -> Result<String, &'static str> {
+        if text.contains(['<', '>', '"']) {
+            return Err("unescaped special character");
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some((before, after)) = rest.split_once('&') {
+            out.push_str(before);
+            let (tail, c) = [("lt;", '<'), ("gt;", '>'), ("amp;", '&'), ("quot;", '"'), ("apos;", '\'')]
+                .into_iter()
+                .find_map(|(entity, c)| after.strip_prefix(entity).map(|tail| (tail, c)))
+                .ok_or("unknown entity")?;
+            out.push(c);
+            rest = tail;
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +265,26 @@ mod tests {
             XmlReply::ok().to_xml(),
             "<?xml version=\"1.0\" encoding=\"utf-8\"?><root status_code=\"200\"/>"
         );
+    }
+
+    #[test]
+    fn robustness_no_panic() {
+        let seeds: [&str; 4] = [
+            "Moonlight <PC> & \"friends\"\u{1}/launch?x='1'\u{1}App & Co",
+            "\u{0}\u{7}tab\there\u{1}\u{1b}[31m\u{1}</root><x>",
+            "&amp;&lt;&#x41;\u{1}\u{1}é😀",
+            "",
+        ];
+        let mut x = 0x1234_abcdu32;
+        for round in 0..5_000usize {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let mut data = seeds[round % seeds.len()].as_bytes().to_vec();
+            let at = x as usize % (data.len() + 1);
+            data.insert(at, b"<>&\"'\x01\x00a"[(x >> 5) as usize % 8]);
+            fuzzing::reply(&data);
+        }
     }
 
     #[test]
