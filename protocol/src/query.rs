@@ -163,7 +163,15 @@ pub mod fuzzing {
         let Ok(query) = Query::parse(&raw) else {
             return;
         };
-        for name in ["uniqueid", "salt", "clientcert", "rikey", "rikeyid", "mode", "corever"] {
+        for name in [
+            "uniqueid",
+            "salt",
+            "clientcert",
+            "rikey",
+            "rikeyid",
+            "mode",
+            "corever",
+        ] {
             let _ = query.get(name);
             let _ = query.hex(name);
             let _ = query.number::<i64>(name);

@@ -156,7 +156,8 @@ pub mod fuzzing {
             vec![expected(message), expected(element), expected(element)],
             "{xml}"
         );
-        let texts = read(&with_query).unwrap_or_else(|e| panic!("malformed XML ({e}): {with_query}"));
+        let texts =
+            read(&with_query).unwrap_or_else(|e| panic!("malformed XML ({e}): {with_query}"));
         assert_eq!(texts, vec![expected(query)]);
     }
 
@@ -230,10 +231,16 @@ pub mod fuzzing {
         let mut rest = text;
         while let Some((before, after)) = rest.split_once('&') {
             out.push_str(before);
-            let (tail, c) = [("lt;", '<'), ("gt;", '>'), ("amp;", '&'), ("quot;", '"'), ("apos;", '\'')]
-                .into_iter()
-                .find_map(|(entity, c)| after.strip_prefix(entity).map(|tail| (tail, c)))
-                .ok_or("unknown entity")?;
+            let (tail, c) = [
+                ("lt;", '<'),
+                ("gt;", '>'),
+                ("amp;", '&'),
+                ("quot;", '"'),
+                ("apos;", '\''),
+            ]
+            .into_iter()
+            .find_map(|(entity, c)| after.strip_prefix(entity).map(|tail| (tail, c)))
+            .ok_or("unknown entity")?;
             out.push(c);
             rest = tail;
         }

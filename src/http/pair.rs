@@ -176,3 +176,69 @@ fn hex(query: &Query, name: &'static str) -> Result<Vec<u8>, PairError> {
         .hex(name)
         .map_err(|e| PairError::Malformed(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, bytes: usize) -> Query {
+        Query::parse(&format!("{name}={}", "AB".repeat(bytes))).unwrap()
+    }
+
+    #[test]
+    fn challenge_lengths_are_checked() {
+        assert!(
+            hex_sized(
+                &query("clientchallenge", 16),
+                "clientchallenge",
+                CLIENT_CHALLENGE_LEN
+            )
+            .is_ok()
+        );
+        for bytes in [0, 15, 17, 30 * 1024] {
+            let error = hex_sized(
+                &query("clientchallenge", bytes),
+                "clientchallenge",
+                CLIENT_CHALLENGE_LEN,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains(&format!("clientchallenge is {bytes} bytes; it must be 16")),
+                "{error}"
+            );
+        }
+        assert!(
+            hex_sized(
+                &query("serverchallengeresp", 32),
+                "serverchallengeresp",
+                SERVER_CHALLENGE_RESPONSE_LEN
+            )
+            .is_ok()
+        );
+        assert!(
+            hex_sized(
+                &query("serverchallengeresp", 48),
+                "serverchallengeresp",
+                SERVER_CHALLENGE_RESPONSE_LEN
+            )
+            .is_err()
+        );
+        assert!(
+            hex_sized(
+                &query("clientpairingsecret", 16 + 256),
+                "clientpairingsecret",
+                CLIENT_PAIRING_SECRET_LEN
+            )
+            .is_ok()
+        );
+        let error = hex_sized(
+            &query("clientpairingsecret", 16),
+            "clientpairingsecret",
+            CLIENT_PAIRING_SECRET_LEN,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("must be 144 to 528"), "{error}");
+    }
+}

@@ -74,7 +74,7 @@ def _dechunk(body: bytes) -> bytes:
 class Host:
     """One `hati serve` process; its log is collected for assertions."""
 
-    def __init__(self, workdir: Path, extra_config: str = "", mdns: bool = False):
+    def __init__(self, workdir: Path, extra_config: str = "", mdns: bool = False, bind: str = "127.0.0.1"):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.state_dir = workdir / "state"
@@ -84,7 +84,7 @@ class Host:
         # Extra keys first: top-level keys must precede the first table header.
         self.config_path.write_text(
             extra_config
-            + f'\n[network]\nbind = "127.0.0.1"\nhttp_port = {self.http_port}\nmdns = {str(mdns).lower()}\n'
+            + f'\n[network]\nbind = "{bind}"\nhttp_port = {self.http_port}\nmdns = {str(mdns).lower()}\n'
         )
         self.process: subprocess.Popen | None = None
         # Extra environment for the host process (e.g. PULSE_SERVER), and an optional open-file
@@ -192,8 +192,8 @@ class Host:
 def make_host(tmp_path):
     hosts: list[Host] = []
 
-    def make(extra_config: str = "", mdns: bool = False) -> Host:
-        host = Host(tmp_path / f"host{len(hosts)}", extra_config, mdns)
+    def make(extra_config: str = "", mdns: bool = False, bind: str = "127.0.0.1") -> Host:
+        host = Host(tmp_path / f"host{len(hosts)}", extra_config, mdns, bind)
         hosts.append(host)
         return host
 

@@ -195,3 +195,20 @@ def test_admin_socket_is_private(host):
     mode = (host.state_dir / "admin.sock").stat().st_mode & 0o777
     assert mode == 0o600
     assert (host.state_dir / "identity.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_dual_stack_bind_treats_local_ipv4_as_local(make_host, tmp_path):
+    """With `bind = "::"` an IPv4 request arrives as ::ffff:127.0.0.1; the host must still see
+    the owner's own machine (the PIN page needs no secret) and log an IPv4 link."""
+    host = make_host(bind="::").start()
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    position = host.log_position()
+    attempt = PairingAttempt(client, host, "2468")
+    match = host.wait_for_log(r"open (http://\S+/pin)#", start=position)
+    assert match.group(1) == f"http://127.0.0.1:{host.http_port}/pin", match.group(1)
+    page = urllib.request.urlopen(match.group(1), timeout=10).read().decode()
+    token = re.search(r'name="form_token" value="([0-9a-fA-F]+)"', page).group(1)
+    data = urllib.parse.urlencode({"pin": "2468", "form_token": token}).encode()
+    assert "Paired" in urllib.request.urlopen(match.group(1), data=data, timeout=60).read().decode()
+    attempt.join()
+    assert attempt.error is None, attempt.error
