@@ -38,8 +38,8 @@ const MAX_BODY: usize = 4096;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request body may take to arrive.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest a connection lives: a handler (`/pair` waits for the PIN) plus the transfers.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest a connection lives beyond the PIN wait of `/pair` (the slowest handler).
+const CONNECTION_SLACK: Duration = Duration::from_secs(30);
 
 /// Which port a request came in on, and what the TLS layer knows of the client.
 #[derive(Debug, Clone)]
@@ -207,6 +207,7 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span = tracing::debug_span!("http", peer = %context.peer);
+    let host_pin_timeout = host.config.pairing.pin_timeout_seconds;
     let permit = Arc::new(permit);
     let service_permit = permit.clone();
     let service = service_fn(move |request| {
@@ -221,7 +222,8 @@ async fn serve_connection<S>(
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(false)
         .serve_connection(TokioIo::new(stream), service);
-    let bounded = tokio::time::timeout(CONNECTION_TIMEOUT, connection);
+    let pin_wait = Duration::from_secs(host_pin_timeout);
+    let bounded = tokio::time::timeout(pin_wait + CONNECTION_SLACK, connection);
     match permit.run(bounded.instrument(span.clone())).await {
         Some(Ok(Ok(()))) => {}
         Some(Ok(Err(error))) => {
