@@ -10,6 +10,9 @@
 //! | `GET /status` | host name, ports, codecs, whether a client waits for a PIN |
 //! | `GET /apps` | the configured apps: ID, title, desktop, runner |
 //! | `GET /sessions` | running sessions: ID, client, app, streaming, counters |
+//! | `GET /events` | Server-Sent Events: every state change (`crate::events`) from now on |
+//!
+//! Every path is also served under `/api/v1` (`/api/v1/events`, …), the versioned prefix.
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -21,7 +24,8 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use hati_protocol::query::Query;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -30,6 +34,7 @@ use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use crate::events::Event;
 use crate::host::Host;
 use crate::pairing::wait_for_outcome;
 use crate::state::StateDir;
@@ -73,9 +78,16 @@ impl AdminSocket {
                     let Ok((stream, _)) = accepted else { continue };
                     let host = host.clone();
                     tokio::spawn(async move {
-                        let service = service_fn(move |request| {
+                        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                             let host = host.clone();
-                            async move { Ok::<_, Infallible>(route(request, &host).await) }
+                            async move {
+                                let path = request.uri().path();
+                                let path = path.strip_prefix("/api/v1").unwrap_or(path);
+                                if request.method() == Method::GET && path == "/events" {
+                                    return Ok::<_, Infallible>(event_stream(&host));
+                                }
+                                Ok(route(request, &host).await.map(BodyExt::boxed))
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .keep_alive(false)
@@ -95,9 +107,69 @@ impl Drop for AdminSocket {
     }
 }
 
+/// Events a subscriber may have waiting before it is sent a `lagged` notice instead.
+const EVENT_QUEUE: usize = 256;
+/// A comment line keeps idle event streams open through proxies and shows a dead reader.
+const EVENT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// `GET /events`: Server-Sent Events from the host's bus until the reader goes away.
+fn event_stream(host: &Host) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut events = host.events.subscribe();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(EVENT_QUEUE);
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        let _ = sender.send(Bytes::from_static(b": hati events\n\n")).await;
+        loop {
+            let message = tokio::select! {
+                event = events.recv() => match event {
+                    Ok(stamped) => stamped.to_sse(),
+                    Err(RecvError::Lagged(missed)) => format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"),
+                    Err(RecvError::Closed) => return,
+                },
+                () = tokio::time::sleep(EVENT_HEARTBEAT) => ": heartbeat\n\n".to_owned(),
+            };
+            if sender.send(Bytes::from(message)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut response = Response::new(BodyExt::boxed(EventBody { receiver }));
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// A response body fed by a channel.
+struct EventBody {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for EventBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
+    }
+}
+
 async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response<Full<Bytes>> {
     let query = Query::parse(request.uri().query().unwrap_or("")).unwrap_or_default();
-    let (status, body) = match (request.method(), request.uri().path()) {
+    let path = request.uri().path();
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let (status, body) = match (request.method(), path) {
         (&Method::POST, "/pair") => pair(host, query.get("pin").unwrap_or("")).await,
         (&Method::GET, "/clients") => {
             let clients = host
@@ -114,7 +186,20 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
                 .clients
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            unpair(&mut clients, query.get("client").unwrap_or(""))
+            let (status, body) = unpair(&mut clients, query.get("client").unwrap_or(""));
+            if status == StatusCode::OK {
+                host.events.publish(Event::ClientUnpaired {
+                    client_id: body["unpaired"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    name: body["unpaired"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
+            (status, body)
         }
         (&Method::GET, "/status") => (
             StatusCode::OK,

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::audio::AudioServer;
 use crate::config::{Config, Ports};
 use crate::encoders::CodecSupport;
+use crate::events::{Event, EventBus};
 use crate::pairing::PairingManager;
 use crate::runner::Launcher;
 use crate::session::{ControlCommand, SessionManager};
@@ -46,6 +47,8 @@ pub struct Host {
     pub media: MediaSockets,
     /// Starts apps (processes, containers).
     pub launcher: Launcher,
+    /// Every state change, for the admin API's event stream (and tests).
+    pub events: EventBus,
     /// TCP connections the HTTP, HTTPS and RTSP servers may hold together.
     pub connections: Arc<crate::net::ConnectionBudget>,
     /// The PulseAudio server sessions' sinks live on, connected (or started) on first use.
@@ -77,8 +80,13 @@ impl Host {
         let ports = config.ports();
         let media = MediaSockets::bind(config.network.bind, ports.video, ports.audio)?;
         let (control_commands, control_queue) = tokio::sync::mpsc::unbounded_channel();
+        let events = EventBus::new();
         let host = Self {
-            sessions: Arc::new(SessionManager::new(control_commands.clone())),
+            sessions: Arc::new(SessionManager::new(
+                control_commands.clone(),
+                events.clone(),
+            )),
+            events,
             control_commands,
             media,
             launcher: Launcher::owned_by(&owner_tag(&identity.unique_id)),
@@ -258,6 +266,8 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
         )),
         tokio::spawn(admin.serve(host.clone(), shutdown.clone())),
         tokio::spawn(crate::rtsp::serve(rtsp, host.clone(), shutdown.clone())),
+        tokio::spawn(publish_pairing_events(host.clone(), shutdown.clone())),
+        tokio::spawn(publish_stream_stats(host.clone(), shutdown.clone())),
         tokio::spawn(crate::stream::ping::listen(
             host.media.video.clone(),
             StreamKind::Video,
@@ -295,6 +305,75 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
     }
     drop(mdns);
     Ok(())
+}
+
+/// Republishes the pairing state machine's events on the host's bus.
+async fn publish_pairing_events(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
+    use crate::pairing::PairingEvent;
+    let mut pairing = host.pairing.subscribe();
+    loop {
+        let event = tokio::select! {
+            event = pairing.recv() => event,
+            _ = shutdown.changed() => return,
+        };
+        let event = match event {
+            Ok(PairingEvent::Waiting {
+                attempt,
+                address,
+                device_name,
+            }) => Event::PairingWaiting {
+                attempt,
+                address,
+                device_name,
+            },
+            Ok(PairingEvent::Paired { attempt, client }) => Event::Paired {
+                attempt,
+                client_id: client.id,
+                name: client.name,
+            },
+            Ok(PairingEvent::Failed { attempt, reason }) => {
+                Event::PairingFailed { attempt, reason }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        host.events.publish(event);
+    }
+}
+
+/// Publishes every streaming session's statistics once a second.
+async fn publish_stream_stats(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut previous: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let mut seen = HashMap::new();
+        for session in host.sessions.all() {
+            let Some((video, _)) = session.stream_counters() else {
+                continue;
+            };
+            let frames = video.samples.load(Relaxed);
+            let bytes = video.bytes_sent.load(Relaxed);
+            let (last_frames, last_bytes) = previous.get(&session.id).copied().unwrap_or((0, 0));
+            seen.insert(session.id, (frames, bytes));
+            host.events.publish(Event::StreamStats {
+                session: session.id,
+                fps: frames.saturating_sub(last_frames),
+                bitrate_kbps: bytes.saturating_sub(last_bytes) * 8 / 1000,
+                video_packets: video.packets_sent.load(Relaxed),
+                video_frames: frames,
+                idr_requests: session.metrics.idr_requests.load(Relaxed),
+                fec_status_reports: session.metrics.fec_status_reports.load(Relaxed),
+                refused_pings: session.metrics.refused_pings.load(Relaxed),
+            });
+        }
+        previous = seen;
+    }
 }
 
 async fn wait_for_shutdown_signal() {

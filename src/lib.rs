@@ -5,6 +5,7 @@ pub mod audio;
 pub mod config;
 pub mod control;
 pub mod encoders;
+pub mod events;
 pub mod gamepad;
 pub mod host;
 pub mod http;

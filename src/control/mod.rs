@@ -172,7 +172,7 @@ pub async fn serve(
                         .values()
                         .any(|p| p.authenticated && p.session.id == peer.session.id);
                     if !others {
-                        peer.session.stop_stream();
+                        peer.session.pause();
                     }
                 }
             }

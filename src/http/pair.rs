@@ -116,6 +116,10 @@ pub fn unpair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
         return match removed {
             Ok(Some(client)) => {
                 tracing::info!(client = %client.name, id = %short_id(&client.id), "client unpaired itself");
+                host.events.publish(crate::events::Event::ClientUnpaired {
+                    client_id: client.id.clone(),
+                    name: client.name.clone(),
+                });
                 XmlReply::ok()
             }
             Ok(None) => XmlReply::ok(),

@@ -300,8 +300,13 @@ fn start_media(
     let control = host.control_commands.clone();
     let span = session.span.clone();
     let session_id = session.id;
+    let events = host.events.clone();
     let on_error = move |message: String| {
         tracing::error!(parent: &span, %message, "stream failed; ending it");
+        events.publish(crate::events::Event::StreamFailed {
+            session: session_id,
+            message: message.clone(),
+        });
         let _ = control.send(ControlCommand::Terminate {
             session_id,
             hresult: STREAM_FAILED,

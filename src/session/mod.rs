@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use self::resources::AppResources;
 use crate::config::AppConfig;
+use crate::events::{EndReason, Event, EventBus};
 use crate::input::InputSink;
 use crate::stream::ping::StreamKind;
 use crate::stream::target::PingOutcome;
@@ -130,6 +131,7 @@ pub struct Session {
     stream: Mutex<Option<MediaStream>>,
     stream_config: Mutex<Option<StreamConfig>>,
     control: mpsc::UnboundedSender<ControlCommand>,
+    events: EventBus,
     resources: Mutex<Option<AppResources>>,
     desktop: Option<hati_compositor::CompositorHandle>,
 }
@@ -202,9 +204,35 @@ impl Session {
         let previous = lock(&self.stream).take();
         drop(previous);
         let stream = start(&config)?;
+        self.events.publish(Event::SessionStreaming {
+            session: self.id,
+            width: config.width,
+            height: config.height,
+            fps: config.fps,
+            codec: format!("{:?}", config.codec),
+        });
         *lock(&self.stream_config) = Some(config);
         *lock(&self.stream) = Some(stream);
         Ok(())
+    }
+
+    /// The client disconnected: stops the pipelines and waits for `/resume`.
+    pub fn pause(&self) {
+        self.stop_stream();
+        self.events
+            .publish(Event::SessionPaused { session: self.id });
+    }
+
+    /// The running stream's counters: (video, audio), if a stream runs.
+    pub fn stream_counters(
+        &self,
+    ) -> Option<(
+        Arc<crate::stream::media::StreamCounters>,
+        Arc<crate::stream::media::StreamCounters>,
+    )> {
+        lock(&self.stream)
+            .as_ref()
+            .map(|s| (s.video_counters.clone(), s.audio_counters.clone()))
     }
 
     /// Stops the pipelines (the client disconnected or the session ends); the session stays.
@@ -377,6 +405,7 @@ impl Session {
 pub struct SessionManager {
     sessions: Mutex<Vec<Arc<Session>>>,
     control: mpsc::UnboundedSender<ControlCommand>,
+    events: EventBus,
 }
 
 /// A session about to be registered by [`SessionManager::launch`].
@@ -409,11 +438,12 @@ pub enum LaunchError {
 }
 
 impl SessionManager {
-    /// A manager whose sessions send control commands to `control`.
-    pub fn new(control: mpsc::UnboundedSender<ControlCommand>) -> Self {
+    /// A manager whose sessions send control commands to `control` and publish on `events`.
+    pub fn new(control: mpsc::UnboundedSender<ControlCommand>, events: EventBus) -> Self {
         Self {
             sessions: Mutex::new(Vec::new()),
             control,
+            events,
         }
     }
 
@@ -478,10 +508,16 @@ impl SessionManager {
             stream: Mutex::new(None),
             stream_config: Mutex::new(None),
             control: self.control.clone(),
+            events: self.events.clone(),
             desktop: resources.compositor.clone(),
             resources: Mutex::new(Some(resources)),
         });
         tracing::info!(parent: &session.span, app = %app.title, "session launched");
+        self.events.publish(Event::SessionLaunched {
+            session: session.id,
+            client: crate::state::clients::short_id(&session.client_id).to_owned(),
+            app: app.title.clone(),
+        });
         sessions.push(session.clone());
         Ok(session)
     }
@@ -506,6 +542,9 @@ impl SessionManager {
         *lock(&session.control_replay) = ReplayWindow::default();
         *lock(&session.control_send_seq) = Some(0);
         tracing::info!(parent: &session.span, "session resumed");
+        self.events.publish(Event::SessionResumed {
+            session: session.id,
+        });
         Ok(session)
     }
 
@@ -518,8 +557,7 @@ impl SessionManager {
         };
         match removed {
             Some(session) => {
-                session.end(hati_protocol::control::hresult::GRACEFUL);
-                session.release().await;
+                self.finish(&session, EndReason::Cancelled).await;
                 true
             }
             None => false,
@@ -534,17 +572,26 @@ impl SessionManager {
             position.map(|i| sessions.remove(i))
         };
         if let Some(session) = removed {
-            session.end(hati_protocol::control::hresult::GRACEFUL);
-            session.release().await;
+            self.finish(&session, EndReason::AppExited).await;
         }
+    }
+
+    /// Ends a session already removed from the list: tells the client, releases what it held,
+    /// then says so on the bus.
+    async fn finish(&self, session: &Session, reason: EndReason) {
+        session.end(hati_protocol::control::hresult::GRACEFUL);
+        session.release().await;
+        self.events.publish(Event::SessionEnded {
+            session: session.id,
+            reason,
+        });
     }
 
     /// Ends every session (host shutdown).
     pub async fn end_all(&self) {
         let sessions = std::mem::take(&mut *lock(&self.sessions));
         for session in sessions {
-            session.end(hati_protocol::control::hresult::GRACEFUL);
-            session.release().await;
+            self.finish(&session, EndReason::HostShutdown).await;
         }
     }
 

@@ -50,6 +50,10 @@ pub struct StreamCounters {
     pub packets_sent: AtomicU64,
     /// Packets dropped because no client address was known yet or the send failed.
     pub packets_dropped: AtomicU64,
+    /// Bytes of the packets handed to the kernel.
+    pub bytes_sent: AtomicU64,
+    /// Samples from the payloader: frames for video, packets for audio.
+    pub samples: AtomicU64,
 }
 
 /// The running pipelines of a session; dropping it stops them.
@@ -179,6 +183,7 @@ fn build(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                counters.samples.fetch_add(1, Ordering::Relaxed);
                 let destination = target.get();
                 if let Some(list) = sample.buffer_list() {
                     send_packets(&socket, destination, list.iter(), &counters);
@@ -229,6 +234,9 @@ fn send_packets<'a>(
         };
         if send_one(socket, &map, destination) {
             counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes_sent
+                .fetch_add(map.len() as u64, Ordering::Relaxed);
         } else {
             counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
         }

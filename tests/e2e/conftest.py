@@ -71,6 +71,91 @@ def _dechunk(body: bytes) -> bytes:
     return out
 
 
+class EventReader:
+    """Reads the host's Server-Sent Events in a thread; tests wait on events, not log text."""
+
+    def __init__(self, socket_path: Path):
+        self.events: list[dict] = []
+        self._lock = threading.Condition()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.connect(str(socket_path))
+        self._sock.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: hati\r\n\r\n")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self.wait_for_open()
+
+    def _run(self) -> None:
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                return
+            raw += chunk
+        head, _, raw = raw.partition(b"\r\n\r\n")
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        body = b""
+        while True:
+            if chunked:
+                while True:
+                    line_end = raw.find(b"\r\n")
+                    if line_end < 0:
+                        break
+                    size = int(raw[:line_end].split(b";")[0] or b"0", 16)
+                    if len(raw) < line_end + 2 + size + 2:
+                        break
+                    body += raw[line_end + 2 : line_end + 2 + size]
+                    raw = raw[line_end + 2 + size + 2 :]
+            else:
+                body, raw = body + raw, b""
+            while b"\n\n" in body:
+                message, _, body = body.partition(b"\n\n")
+                self._message(message.decode())
+            try:
+                chunk = self._sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            raw += chunk
+
+    def _message(self, message: str) -> None:
+        data = [line[5:].strip() for line in message.splitlines() if line.startswith("data:")]
+        with self._lock:
+            if message.startswith(": hati events"):
+                self.events.append({"type": "_open"})
+            elif data:
+                self.events.append(json.loads("".join(data)))
+            self._lock.notify_all()
+
+    def wait_for_open(self, timeout: float = 10) -> None:
+        self.wait_for("_open", timeout=timeout)
+
+    def wait_for(self, kind: str, timeout: float = 30, start: int = 0, **fields) -> dict:
+        """The first event of type `kind` (at index ≥ `start`) whose fields match."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for event in self.events[start:]:
+                    if event.get("type") == kind and all(event.get(k) == v for k, v in fields.items()):
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    kinds = [e.get("type") for e in self.events]
+                    raise AssertionError(f"no {kind} event {fields} within {timeout}s; saw {kinds}")
+                self._lock.wait(remaining)
+
+    def position(self) -> int:
+        with self._lock:
+            return len(self.events)
+
+    def of_type(self, kind: str, **fields) -> list[dict]:
+        with self._lock:
+            return [e for e in self.events if e.get("type") == kind and all(e.get(k) == v for k, v in fields.items())]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 class Host:
     """One `hati serve` process; its log is collected for assertions."""
 
@@ -167,6 +252,10 @@ class Host:
         if b"transfer-encoding: chunked" in head.lower():
             body = _dechunk(body)
         return json.loads(body)
+
+    def event_reader(self) -> "EventReader":
+        """Subscribes to the host's event stream (`GET /api/v1/events` on the admin socket)."""
+        return EventReader(self.state_dir / "admin.sock")
 
     def sessions(self) -> list[dict]:
         """The running sessions as the admin API shows them."""

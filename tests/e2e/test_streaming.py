@@ -130,22 +130,26 @@ def test_hevc_720p60_video_and_audio(paired):
 
 def test_resume_after_disconnect_and_relaunch_after_cancel(paired):
     host, client = paired
+    events = host.event_reader()
     first = stream(client, 3)
     assert_good_stream(first)
+    session = events.wait_for("session_launched")["session"]
+    events.wait_for("session_paused", session=session)
     # stop_stream() disconnected the client; the app still runs, so this resumes it.
     assert client._http.parse_server_info(client._http.get_server_info(use_https=True)).current_game != 0
-    position = host.log_position()
     resumed = stream(client, 3)
-    host.wait_for_log("session resumed", start=position)
+    events.wait_for("session_resumed", session=session)
     assert_good_stream(resumed)
 
     client.quit_app()
+    assert events.wait_for("session_ended", session=session)["reason"] == "cancelled"
     info = client._http.parse_server_info(client._http.get_server_info(use_https=True))
     assert info.current_game == 0 and info.state.endswith("_SERVER_FREE")
-    position = host.log_position()
+    mark = events.position()
     relaunched = stream(client, 3)
-    host.wait_for_log("session launched", start=position)
+    assert events.wait_for("session_launched", start=mark)["session"] != session
     assert_good_stream(relaunched)
+    events.close()
 
 
 @pytest.mark.parametrize("fec_percentage", [20, 0])

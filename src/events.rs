@@ -1,0 +1,213 @@
+//! The host's event bus: every state change a client, the admin API or a test may want to
+//! follow, published once on a tokio broadcast channel. Logs stay; events are the structured
+//! record (`GET /api/v1/events` on the admin socket streams them as Server-Sent Events).
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Events a slow subscriber may fall behind by before it misses some (it is told how many).
+const CAPACITY: usize = 1024;
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The client quit the app (`/cancel`).
+    Cancelled,
+    /// The app exited by itself.
+    AppExited,
+    /// The host shut down.
+    HostShutdown,
+}
+
+/// One state change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A client asked to pair and waits for its PIN.
+    PairingWaiting {
+        /// The attempt.
+        attempt: u64,
+        /// The client's address.
+        address: IpAddr,
+        /// The name it sent.
+        device_name: String,
+    },
+    /// A client paired.
+    Paired {
+        /// The attempt.
+        attempt: u64,
+        /// The client's ID (certificate fingerprint).
+        client_id: String,
+        /// Its name.
+        name: String,
+    },
+    /// A pairing attempt failed; nothing was stored.
+    PairingFailed {
+        /// The attempt.
+        attempt: u64,
+        /// Why, for people.
+        reason: String,
+    },
+    /// A client was unpaired.
+    ClientUnpaired {
+        /// The client's ID.
+        client_id: String,
+        /// Its name.
+        name: String,
+    },
+    /// A session was launched: its desktop, sink and app run.
+    SessionLaunched {
+        /// The session.
+        session: u32,
+        /// The client's short ID.
+        client: String,
+        /// The app's title.
+        app: String,
+    },
+    /// The client announced its stream and the pipelines run.
+    SessionStreaming {
+        /// The session.
+        session: u32,
+        /// Stream width.
+        width: u32,
+        /// Stream height.
+        height: u32,
+        /// Frames per second asked for.
+        fps: u32,
+        /// The video codec.
+        codec: String,
+    },
+    /// The client disconnected; the session waits for `/resume`.
+    SessionPaused {
+        /// The session.
+        session: u32,
+    },
+    /// The client resumed the session with new keys.
+    SessionResumed {
+        /// The session.
+        session: u32,
+    },
+    /// A stream's pipeline failed; the client is told to stop.
+    StreamFailed {
+        /// The session.
+        session: u32,
+        /// GStreamer's message.
+        message: String,
+    },
+    /// The session ended and everything it held was released.
+    SessionEnded {
+        /// The session.
+        session: u32,
+        /// Why.
+        reason: EndReason,
+    },
+    /// Once a second per streaming session.
+    StreamStats {
+        /// The session.
+        session: u32,
+        /// Video frames sent in the last second.
+        fps: u64,
+        /// Video bitrate sent in the last second, kbit/s.
+        bitrate_kbps: u64,
+        /// Video packets sent in total.
+        video_packets: u64,
+        /// Video frames sent in total.
+        video_frames: u64,
+        /// Key-frame requests from the client in total.
+        idr_requests: u64,
+        /// Frames the client reported needing FEC for, in total.
+        fec_status_reports: u64,
+        /// Pings refused (another address tried to take the stream), in total.
+        refused_pings: u64,
+    },
+}
+
+/// An event with the time it happened, as subscribers see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamped {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Stamped {
+    /// The event as one Server-Sent Events message (`event:` its type, `data:` its JSON).
+    pub fn to_sse(&self) -> String {
+        let data = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
+        let kind = serde_json::to_value(&self.event)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        format!("event: {kind}\ndata: {data}\n\n")
+    }
+}
+
+/// The bus: cheap to clone, publishing never blocks.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Stamped>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    /// A bus nobody listens to yet.
+    pub fn new() -> Self {
+        Self {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+
+    /// Publishes `event` to every subscriber (none is fine).
+    pub fn publish(&self, event: Event) {
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let _ = self.sender.send(Stamped { time_ms, event });
+    }
+
+    /// A receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_their_type() {
+        let stamped = Stamped {
+            time_ms: 5,
+            event: Event::SessionEnded {
+                session: 7,
+                reason: EndReason::AppExited,
+            },
+        };
+        assert_eq!(
+            stamped.to_sse(),
+            "event: session_ended\ndata: {\"time_ms\":5,\"type\":\"session_ended\",\"session\":7,\"reason\":\"app_exited\"}\n\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_what_is_published_after_they_subscribe() {
+        let bus = EventBus::new();
+        bus.publish(Event::SessionPaused { session: 1 });
+        let mut receiver = bus.subscribe();
+        bus.publish(Event::SessionResumed { session: 2 });
+        let got = receiver.recv().await.unwrap();
+        assert_eq!(got.event, Event::SessionResumed { session: 2 });
+    }
+}
