@@ -10,6 +10,7 @@
 //! | `GET /status` | host name, ports, codecs, whether a client waits for a PIN |
 //! | `GET /apps` | the configured apps: ID, title, desktop, runner |
 //! | `GET /sessions` | running sessions: ID, client, app, streaming, counters |
+//! | `POST /sessions/stop?id=N` | ends session N as `/cancel` would: `{"stopped": N}` or 404 |
 //! | `GET /events` | Server-Sent Events: every state change (`crate::events`) from now on |
 //!
 //! Every path is also served under `/api/v1` (`/api/v1/events`, …), the versioned prefix.
@@ -34,7 +35,7 @@ use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-use crate::events::Event;
+use crate::events::{EndReason, Event};
 use crate::host::Host;
 use crate::pairing::wait_for_outcome;
 use crate::state::StateDir;
@@ -224,6 +225,19 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
                     .collect::<Vec<_>>()
             ),
         ),
+        (&Method::POST, "/sessions/stop") => match query.number::<u32>("id") {
+            Ok(id) if host.sessions.end_session(id, EndReason::Stopped).await => {
+                (StatusCode::OK, json!({ "stopped": id }))
+            }
+            Ok(id) => (
+                StatusCode::NOT_FOUND,
+                json!({ "error": format!("no session {id}") }),
+            ),
+            Err(error) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": error.to_string() }),
+            ),
+        },
         (method, path) => (
             StatusCode::NOT_FOUND,
             json!({ "error": format!("no admin endpoint {method} {path}") }),

@@ -21,6 +21,8 @@ pub enum EndReason {
     AppExited,
     /// The host shut down.
     HostShutdown,
+    /// The host's owner stopped it (admin API).
+    Stopped,
 }
 
 /// One state change.

@@ -46,6 +46,11 @@ enum Command {
     Apps,
     /// List the running sessions of the running host.
     Sessions,
+    /// End a session of the running host (its app is stopped, the client told).
+    Stop {
+        /// The session's ID, as `hati sessions` shows it.
+        session: u32,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -198,6 +203,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { session } => {
+            let socket = state(&state_dir).admin_socket();
+            let (status, body) =
+                admin::request(&socket, "POST", &format!("/sessions/stop?id={session}"))?;
+            if status == 200 {
+                println!("stopped session {session}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                fail(&body)
+            }
         }
         Command::Config {
             action: ConfigAction::Check { file },

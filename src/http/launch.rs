@@ -91,7 +91,9 @@ pub async fn launch(host: &Arc<Host>, context: &RequestContext, query: &Query) -
                     }
                     let status = exit.borrow().clone();
                     tracing::info!(parent: &session.span, ?status, "the app exited; ending the session");
-                    host.sessions.end_session(session.id).await;
+                    host.sessions
+                        .end_session(session.id, crate::events::EndReason::AppExited)
+                        .await;
                 });
             }
             XmlReply::ok()

@@ -564,15 +564,20 @@ impl SessionManager {
         }
     }
 
-    /// Ends session `id` (its app exited) and releases everything it held.
-    pub async fn end_session(&self, id: u32) {
+    /// Ends session `id` for `reason` and releases everything it held; false if there is no
+    /// such session (it already ended: every session ends once).
+    pub async fn end_session(&self, id: u32, reason: EndReason) -> bool {
         let removed = {
             let mut sessions = lock(&self.sessions);
             let position = sessions.iter().position(|s| s.id == id);
             position.map(|i| sessions.remove(i))
         };
-        if let Some(session) = removed {
-            self.finish(&session, EndReason::AppExited).await;
+        match removed {
+            Some(session) => {
+                self.finish(&session, reason).await;
+                true
+            }
+            None => false,
         }
     }
 

@@ -307,3 +307,57 @@ def test_killed_host_leftovers_are_removed_at_next_start_and_other_hosts_kept(ma
     clients[1]._http.quit_app()
     assert hati_containers() == []
     assert hati_sinks(shared_pulse) == []
+
+
+def session_dirs(session_id: int) -> list[str]:
+    """Runtime directories of a session, wherever this user's runtime base is."""
+    bases = [os.environ.get("XDG_RUNTIME_DIR", ""), f"/tmp/hati-{os.getuid()}"]
+    return [str(p) for base in bases if base for p in Path(base).glob(f"hati/*/session-{session_id}")]
+
+
+@pytest.mark.parametrize("way", ["cancel", "app_exit", "admin_stop", "host_shutdown"])
+def test_every_way_a_session_ends_releases_everything_once(make_host, tmp_path, shared_pulse, way):
+    apps = APPS + '[[apps]]\ntitle = "Quitter"\nxwayland = false\n[apps.runner]\ntype = "process"\ncmd = "sleep 6"\n'
+    host = make_host(apps)
+    host.env["PULSE_SERVER"] = shared_pulse
+    host.start()
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    events = host.event_reader()
+    app = "Quitter" if way == "app_exit" else "Process test"
+    # Quitter draws nothing: its desktop is black, which the client must accept as started.
+    client.start_stream(app=app, width=WIDTH, height=HEIGHT, fps=60, ready_timeout=30,
+                        black_frame_threshold=-1 if app == "Quitter" else 5)
+    session = events.wait_for("session_launched", app=app)["session"]
+    events.wait_for("session_streaming", session=session)
+    assert hati_sinks(shared_pulse), "the session has a sink while it runs"
+    assert session_dirs(session), "the session has a runtime directory while it runs"
+    expected = {"cancel": "cancelled", "app_exit": "app_exited", "admin_stop": "stopped", "host_shutdown": "host_shutdown"}[way]
+    started = time.monotonic()
+    if way == "cancel":
+        client.stop_stream()
+        client.quit_app()
+    elif way == "admin_stop":
+        result = host.cli("stop", str(session))
+        assert result.returncode == 0, result.stderr
+    elif way == "host_shutdown":
+        host.stop()
+    ended = events.wait_for("session_ended", session=session, timeout=30)
+    took = time.monotonic() - started
+    if way != "cancel":
+        try:
+            client.stop_stream()
+        except Exception:  # noqa: BLE001 - the host already ended the stream
+            pass
+    time.sleep(1.0)
+    report(f"session ended by {way}: reason {ended['reason']} after {took:.1f} s")
+    assert ended["reason"] == expected
+    assert len(events.of_type("session_ended", session=session)) == 1
+    assert hati_sinks(shared_pulse) == []
+    assert app_processes() == []
+    assert session_dirs(session) == []
+    if way != "host_shutdown":
+        assert host.sessions() == []
+        late = [e for e in events.of_type("stream_stats", session=session) if e["time_ms"] > ended["time_ms"] + 1500]
+        assert late == [], "the pipelines kept running after the session ended"
+    events.close()
