@@ -11,6 +11,7 @@
 //! | `GET /apps` | the configured apps: ID, title, desktop, runner |
 //! | `GET /sessions` | running sessions: ID, client, app, streaming, counters |
 //! | `POST /sessions/stop?id=N` | ends session N as `/cancel` would: `{"stopped": N}` or 404 |
+//! | `POST /reload` | re-reads the config file: `{"reloaded": {"apps": N}}`, or 400 with the error |
 //! | `GET /events` | Server-Sent Events: every state change (`crate::events`) from now on |
 //!
 //! Every path is also served under `/api/v1` (`/api/v1/events`, …), the versioned prefix.
@@ -205,7 +206,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
         (&Method::GET, "/status") => (
             StatusCode::OK,
             json!({
-                "hostname": host.config.hostname,
+                "hostname": host.config().hostname,
                 "ports": { "http": host.ports.http, "https": host.ports.https, "rtsp": host.ports.rtsp },
                 "codecs": host.codecs.names(),
                 "client_waiting_for_pin": host.pairing.waiting_secret().is_some(),
@@ -213,7 +214,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
         ),
         (&Method::GET, "/apps") => (
             StatusCode::OK,
-            json!(host.config.apps.iter().map(app_json).collect::<Vec<_>>()),
+            json!(host.config().apps.iter().map(app_json).collect::<Vec<_>>()),
         ),
         (&Method::GET, "/sessions") => (
             StatusCode::OK,
@@ -225,6 +226,13 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
                     .collect::<Vec<_>>()
             ),
         ),
+        (&Method::POST, "/reload") => match host.reload() {
+            Ok(apps) => (StatusCode::OK, json!({ "reloaded": { "apps": apps } })),
+            Err(error) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("{error}; the running config stays") }),
+            ),
+        },
         (&Method::POST, "/sessions/stop") => match query.number::<u32>("id") {
             Ok(id) if host.sessions.end_session(id, EndReason::Stopped).await => {
                 (StatusCode::OK, json!({ "stopped": id }))

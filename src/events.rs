@@ -107,6 +107,16 @@ pub enum Event {
         /// Why.
         reason: EndReason,
     },
+    /// The config file was reloaded; new sessions use it.
+    ConfigReloaded {
+        /// Apps it lists.
+        apps: usize,
+    },
+    /// A reload was refused; the running config stays.
+    ConfigRefused {
+        /// The same key-and-line message as at start-up.
+        error: String,
+    },
     /// Once a second per streaming session.
     StreamStats {
         /// The session.

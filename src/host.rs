@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -23,8 +24,10 @@ use crate::stream::ping::{MediaSockets, StreamKind};
 
 /// State shared by the HTTP, HTTPS and admin servers.
 pub struct Host {
-    /// The merged configuration.
-    pub config: Config,
+    /// The merged configuration now in force (replaced whole by [`Host::reload`]).
+    config: ArcSwap<Config>,
+    /// The file it came from (`None`: the embedded default).
+    config_path: Option<PathBuf>,
     /// Ports, derived once.
     pub ports: Ports,
     /// Where state lives.
@@ -60,6 +63,7 @@ impl Host {
     /// command queue with the host.
     pub fn new(
         config: Config,
+        config_path: Option<PathBuf>,
         state_dir: Option<PathBuf>,
     ) -> anyhow::Result<(Self, tokio::sync::mpsc::UnboundedReceiver<ControlCommand>)> {
         let explicit_state_dir = state_dir.is_some();
@@ -96,7 +100,8 @@ impl Host {
             audio: tokio::sync::OnceCell::new(),
             ports,
             pairing: PairingManager::new(config.pairing.clone()),
-            config,
+            config: ArcSwap::from_pointee(config),
+            config_path,
             state,
             identity,
             clients: RwLock::new(clients),
@@ -163,6 +168,37 @@ impl Host {
             .clone()
     }
 
+    /// The configuration now in force. Hold the `Arc` for one request: a reload swaps it.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Reloads the config file: apps and pipelines change for sessions launched from now on;
+    /// running sessions keep the app they launched with. A broken file is refused with the
+    /// same key-and-line message as at start-up, and the old config stays in force.
+    /// `[network]` and `[pairing]` changes need a restart (ports are bound, limits are set).
+    pub fn reload(&self) -> Result<usize, crate::config::ConfigError> {
+        let new = match Config::load(self.config_path.as_deref()) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(%error, "config reload refused; the running config stays");
+                self.events.publish(Event::ConfigRefused {
+                    error: error.to_string(),
+                });
+                return Err(error);
+            }
+        };
+        let old = self.config();
+        if new.ports() != old.ports() || new.network.bind != old.network.bind {
+            tracing::warn!("[network] changes take effect at the next start");
+        }
+        let apps = new.apps.len();
+        self.config.store(Arc::new(new));
+        tracing::info!(apps, "config reloaded");
+        self.events.publish(Event::ConfigReloaded { apps });
+        Ok(apps)
+    }
+
     /// Whether the certificate with this fingerprint is paired.
     pub fn is_paired(&self, fingerprint: &str) -> bool {
         self.clients
@@ -187,8 +223,12 @@ pub fn owner_tag(unique_id: &str) -> String {
 const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs the host until Ctrl-C or SIGTERM.
-pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let (host, control_queue) = Host::new(config, state_dir)?;
+pub async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (host, control_queue) = Host::new(config, config_path, state_dir)?;
     let host = Arc::new(host);
     // Before any server accepts a session, so nothing of a new session is removed.
     if tokio::time::timeout(CLEANUP_TIMEOUT, host.cleanup_stale())
@@ -200,7 +240,8 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
             CLEANUP_TIMEOUT.as_secs()
         );
     }
-    let bind = host.config.network.bind;
+    let config = host.config();
+    let bind = config.network.bind;
     let listen = |port: u16, key: &'static str| async move {
         let address = SocketAddr::new(bind, port);
         TcpListener::bind(address)
@@ -214,8 +255,8 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
     let admin = crate::admin::AdminSocket::bind(&host.state)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
-    let mdns = if host.config.network.mdns {
-        match crate::mdns::Advertisement::start(&host.config.hostname, host.ports.http, bind) {
+    let mdns = if config.network.mdns {
+        match crate::mdns::Advertisement::start(&config.hostname, host.ports.http, bind) {
             Ok(advert) => Some(advert),
             Err(error) => {
                 tracing::warn!(%error, "mDNS advertisement failed; clients must add this host by address");
@@ -242,7 +283,7 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
         .list()
         .len();
     tracing::info!(
-        hostname = %host.config.hostname,
+        hostname = %config.hostname,
         http = %http.local_addr()?,
         https = %https.local_addr()?,
         state_dir = %host.state.path().display(),
@@ -268,6 +309,7 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
         tokio::spawn(crate::rtsp::serve(rtsp, host.clone(), shutdown.clone())),
         tokio::spawn(publish_pairing_events(host.clone(), shutdown.clone())),
         tokio::spawn(publish_stream_stats(host.clone(), shutdown.clone())),
+        tokio::spawn(reload_on_sighup(host.clone(), shutdown.clone())),
         tokio::spawn(crate::stream::ping::listen(
             host.media.video.clone(),
             StreamKind::Video,
@@ -305,6 +347,20 @@ pub async fn serve(config: Config, state_dir: Option<PathBuf>) -> anyhow::Result
     }
     drop(mdns);
     Ok(())
+}
+
+/// Reloads the config on SIGHUP, as daemons do.
+async fn reload_on_sighup(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => { let _ = host.reload(); }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Republishes the pairing state machine's events on the host's bus.

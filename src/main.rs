@@ -46,6 +46,8 @@ enum Command {
     Apps,
     /// List the running sessions of the running host.
     Sessions,
+    /// Re-read the running host's config file (also on SIGHUP): new sessions use it.
+    Reload,
     /// End a session of the running host (its app is stopped, the client told).
     Stop {
         /// The session's ID, as `hati sessions` shows it.
@@ -83,10 +85,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
             init_logging();
-            let config = Config::load(config.as_deref())?;
+            let config_path = config;
+            let config = Config::load(config_path.as_deref())?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(hati::host::serve(config, state_dir))?;
+            runtime.block_on(hati::host::serve(config, config_path, state_dir))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pair { pin } => {
@@ -203,6 +206,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload => {
+            let socket = state(&state_dir).admin_socket();
+            let (status, body) = admin::request(&socket, "POST", "/reload")?;
+            if status == 200 {
+                println!(
+                    "config reloaded: {} apps",
+                    body["reloaded"]["apps"].as_u64().unwrap_or(0)
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                fail(&body)
+            }
         }
         Command::Stop { session } => {
             let socket = state(&state_dir).admin_socket();

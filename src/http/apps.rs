@@ -16,14 +16,17 @@ const ICON_SIZE: (u32, u32) = (300, 400);
 
 /// The app list, IDs derived from titles.
 pub fn applist(host: &Host) -> XmlReply {
-    host.config.apps.iter().fold(XmlReply::ok(), |reply, app| {
-        reply.nested("App", |entry| {
-            entry
-                .element("IsHdrSupported", 0)
-                .element("AppTitle", &app.title)
-                .element("ID", app.id())
+    host.config()
+        .apps
+        .iter()
+        .fold(XmlReply::ok(), |reply, app| {
+            reply.nested("App", |entry| {
+                entry
+                    .element("IsHdrSupported", 0)
+                    .element("AppTitle", &app.title)
+                    .element("ID", app.id())
+            })
         })
-    })
 }
 
 /// The box art PNG of `appid`.
@@ -32,7 +35,8 @@ pub fn appasset(host: &Host, query: &Query) -> Response<Full<Bytes>> {
         Ok(id) => id,
         Err(error) => return xml(&XmlReply::error(400, error.to_string())),
     };
-    let Some(app) = host.config.apps.iter().find(|app| app.id() == id) else {
+    let config = host.config();
+    let Some(app) = config.apps.iter().find(|app| app.id() == id) else {
         return xml(&XmlReply::error(404, format!("no app with ID {id}")));
     };
     match icon_png(app) {

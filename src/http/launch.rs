@@ -29,7 +29,8 @@ pub async fn launch(host: &Arc<Host>, context: &RequestContext, query: &Query) -
         Ok(id) => id,
         Err(error) => return XmlReply::error(400, error.to_string()),
     };
-    let Some(app) = host.config.apps.iter().find(|app| app.id() == app_id) else {
+    let config = host.config();
+    let Some(app) = config.apps.iter().find(|app| app.id() == app_id) else {
         return XmlReply::error(404, format!("no app with ID {app_id}"));
     };
     if host.sessions.is_running(&client) {

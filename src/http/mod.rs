@@ -207,7 +207,7 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span = tracing::debug_span!("http", peer = %context.peer);
-    let host_pin_timeout = host.config.pairing.pin_timeout_seconds;
+    let host_pin_timeout = host.config().pairing.pin_timeout_seconds;
     let permit = Arc::new(permit);
     let service_permit = permit.clone();
     let service = service_fn(move |request| {
@@ -277,7 +277,7 @@ async fn route(
         }
         (&Method::GET, "/cancel") if is_https(context) => xml(&launch::cancel(host, context).await),
         (&Method::GET, "/pin") if !is_https(context) => {
-            pin_page::page(request.headers(), &host.config.hostname)
+            pin_page::page(request.headers(), &host.config().hostname)
         }
         (&Method::POST, "/pin") if !is_https(context) => {
             let (head, body) = request.into_parts();

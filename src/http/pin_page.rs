@@ -186,7 +186,7 @@ pub async fn submit(
         Ok(form) => form,
         Err(error) => return result(StatusCode::BAD_REQUEST, &error.to_string()),
     };
-    if let Err(refusal) = check_submission(headers, &form, &host.config.hostname) {
+    if let Err(refusal) = check_submission(headers, &form, &host.config().hostname) {
         tracing::warn!(peer = %context.peer, %refusal, "PIN submission refused");
         return result(StatusCode::FORBIDDEN, &refusal.to_string());
     }

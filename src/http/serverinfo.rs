@@ -45,7 +45,7 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
         None => (0, "SUNSHINE_SERVER_FREE"),
     };
     XmlReply::ok()
-        .element("hostname", &host.config.hostname)
+        .element("hostname", &host.config().hostname)
         .element("appversion", APP_VERSION)
         .element("GfeVersion", GFE_VERSION)
         .element("uniqueid", &host.identity.unique_id)

@@ -239,7 +239,7 @@ fn respond(request: &RtspRequest, session: &Session, host: &Host) -> RtspRespons
 /// What this host offers in DESCRIBE.
 pub fn describe_body(host: &Host) -> DescribeBody {
     let mut supported = EncryptionFlags::CONTROL_V2 | EncryptionFlags::AUDIO;
-    if host.config.streaming.video_encryption {
+    if host.config().streaming.video_encryption {
         supported = supported | EncryptionFlags::VIDEO;
     }
     DescribeBody {
@@ -267,7 +267,7 @@ fn start_media(
         desktop: session.desktop().is_some(),
     };
     let video = crate::pipeline::video_description(
-        &host.config,
+        &host.config(),
         &session.app,
         &host.codecs,
         &video_request,
@@ -283,7 +283,7 @@ fn start_media(
             .audio_encrypted()
             .then_some((launch.rikey, launch.rikeyid)),
     };
-    let audio = crate::pipeline::audio_description(&host.config, &session.app, &audio_request)
+    let audio = crate::pipeline::audio_description(&host.config(), &session.app, &audio_request)
         .map_err(|e| e.to_string())?;
     tracing::info!(
         width = config.width,
