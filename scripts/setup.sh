@@ -45,10 +45,22 @@ if ! command -v cargo >/dev/null; then
 fi
 
 if [ "${1:-}" = "--test" ]; then
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf" 2>/dev/null; then
-    echo "setup: creating .venv with moonlight-python and pytest"
+  # The dashboard test drives Debian's Chromium with Selenium.
+  test_missing=()
+  for package in chromium chromium-driver; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+      test_missing+=("$package")
+    fi
+  done
+  if ((${#test_missing[@]})); then
+    echo "setup: installing Debian packages for the tests: ${test_missing[*]}"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${test_missing[@]}" >/dev/null
+  fi
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf, selenium" 2>/dev/null; then
+    echo "setup: creating .venv with moonlight-python, pytest and selenium"
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q "moonlight-python==0.3.0" "pytest>=7" "zeroconf>=0.80"
+    .venv/bin/pip install -q "moonlight-python==0.3.0" "pytest>=7" "zeroconf>=0.80" "selenium>=4.20"
   fi
 fi

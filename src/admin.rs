@@ -82,14 +82,7 @@ impl AdminSocket {
                     tokio::spawn(async move {
                         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                             let host = host.clone();
-                            async move {
-                                let path = request.uri().path();
-                                let path = path.strip_prefix("/api/v1").unwrap_or(path);
-                                if request.method() == Method::GET && path == "/events" {
-                                    return Ok::<_, Infallible>(event_stream(&host));
-                                }
-                                Ok(route(request, &host).await.map(BodyExt::boxed))
-                            }
+                            async move { Ok::<_, Infallible>(api(request, &host).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .keep_alive(false)
@@ -113,6 +106,24 @@ impl Drop for AdminSocket {
 const EVENT_QUEUE: usize = 256;
 /// A comment line keeps idle event streams open through proxies and shows a dead reader.
 const EVENT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Answers one admin API request (the unix socket and the dashboard share this): JSON
+/// endpoints, the event stream and app icons.
+pub async fn api(
+    request: Request<hyper::body::Incoming>,
+    host: &Host,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let path = request.uri().path();
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    match (request.method(), path) {
+        (&Method::GET, "/events") => event_stream(host),
+        (&Method::GET, "/apps/icon") => {
+            let query = Query::parse(request.uri().query().unwrap_or("")).unwrap_or_default();
+            crate::http::apps::appasset(host, &query).map(BodyExt::boxed)
+        }
+        _ => route(request, host).await.map(BodyExt::boxed),
+    }
+}
 
 /// `GET /events`: Server-Sent Events from the host's bus until the reader goes away.
 fn event_stream(host: &Host) -> Response<BoxBody<Bytes, Infallible>> {

@@ -1,8 +1,10 @@
 //! The GameStream HTTP (pairing, serverinfo) and HTTPS (mutual TLS: apps, launch) servers
 //! (PROTOCOL.md §1). One request per connection; every reply is HTTP 200 with the status in the
-//! XML, except the PIN page and box art.
+//! XML, except the PIN page, box art, plain-HTTP `/unpair` refusals and the dashboard
+//! (`/dashboard` and `/api/v1/`, for this machine only; see `dashboard`).
 
 pub mod apps;
+pub mod dashboard;
 pub mod launch;
 pub mod pair;
 pub mod pin_page;
@@ -210,12 +212,17 @@ async fn serve_connection<S>(
     let host_pin_timeout = host.config().pairing.pin_timeout_seconds;
     let permit = Arc::new(permit);
     let service_permit = permit.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: Request<Incoming>| {
         // A whole request head arrived: this connection is no longer idle.
         service_permit.mark_busy();
         let host = host.clone();
         let context = context.clone();
-        async move { Ok::<_, Infallible>(route(request, &host, &context).await) }
+        async move {
+            if !is_https(&context) && dashboard::is_dashboard_path(request.uri().path()) {
+                return Ok::<_, Infallible>(dashboard::serve(request, &host, &context).await);
+            }
+            Ok(route(request, &host, &context).await.map(BodyExt::boxed))
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -60,7 +60,7 @@ pub enum FormRefusal {
 
 /// Whether `host_header` (the request's `Host`) names this host: an IP address, `localhost`, or
 /// the configured hostname (with `.local` for mDNS). A port is allowed.
-fn is_own_name(host_header: &str, hostname: &str) -> bool {
+pub(crate) fn is_own_name(host_header: &str, hostname: &str) -> bool {
     let name = match host_header.strip_prefix('[') {
         // [v6]:port
         Some(rest) => {
@@ -88,7 +88,7 @@ fn is_own_name(host_header: &str, hostname: &str) -> bool {
 }
 
 /// Checks the headers every PIN page request must pass.
-fn check_host(headers: &HeaderMap, hostname: &str) -> Result<(), FormRefusal> {
+pub(crate) fn check_host(headers: &HeaderMap, hostname: &str) -> Result<(), FormRefusal> {
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())

@@ -1,0 +1,100 @@
+//! The web dashboard on the HTTP port: `/dashboard` (one embedded page, no build step) and the
+//! admin API under `/api/v1/` for it. Served to this machine (loopback) only; remote access
+//! behind a token is not built yet.
+//!
+//! Against cross-site requests: a state change (any method but GET) must carry the page's token
+//! in the `X-Hati-Token` header (a custom header cannot be sent cross-origin without a CORS
+//! preflight, which is never granted, and another origin cannot read the page to learn the
+//! token), the `Origin` must be this page's when the browser sends one, and the `Host` must be
+//! an IP address or the host's own name (no DNS rebinding).
+
+use std::convert::Infallible;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HOST, ORIGIN};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::{RequestContext, response};
+use crate::host::Host;
+
+/// The page, with `{TOKEN}` filled in per process.
+const PAGE: &str = include_str!("dashboard.html");
+
+/// This process's dashboard token.
+static TOKEN: LazyLock<String> =
+    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<16>()));
+
+/// Whether `path` is the dashboard's.
+pub fn is_dashboard_path(path: &str) -> bool {
+    path == "/dashboard" || path.starts_with("/api/v1/")
+}
+
+/// Serves a dashboard request.
+pub async fn serve(
+    request: Request<Incoming>,
+    host: &Host,
+    context: &RequestContext,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    if !context.peer.ip().is_loopback() {
+        return refuse(
+            "the dashboard is served to this machine only: open http://127.0.0.1:<port>/dashboard on the host",
+        );
+    }
+    let hostname = host.config().hostname.clone();
+    if let Err(refusal) = super::pin_page::check_host(request.headers(), &hostname) {
+        return refuse(&refusal.to_string());
+    }
+    if request.uri().path() == "/dashboard" && request.method() == Method::GET {
+        let mut page = response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            PAGE.replace("{TOKEN}", &TOKEN).into(),
+        );
+        let headers = page.headers_mut();
+        headers.insert(
+            "x-frame-options",
+            hyper::header::HeaderValue::from_static("DENY"),
+        );
+        headers.insert(
+            "content-security-policy",
+            hyper::header::HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+        return page.map(BodyExt::boxed);
+    }
+    if request.method() != Method::GET {
+        let token = request
+            .headers()
+            .get("x-hati-token")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !crate::pairing::crypto::constant_time_eq(token, TOKEN.as_bytes()) {
+            return refuse("a state change needs the dashboard's X-Hati-Token header");
+        }
+        if let Some(origin) = request.headers().get(ORIGIN) {
+            let host_header = request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            if origin.as_bytes() != format!("http://{host_header}").as_bytes() {
+                return refuse("a request from another site is not accepted");
+            }
+        }
+    }
+    crate::admin::api(request, host).await
+}
+
+fn refuse(message: &str) -> Response<BoxBody<Bytes, Infallible>> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut reply = Response::new(Full::new(Bytes::from(body)).boxed());
+    *reply.status_mut() = StatusCode::FORBIDDEN;
+    reply.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    reply
+}
