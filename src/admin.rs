@@ -117,12 +117,53 @@ pub async fn api(
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
     match (request.method(), path) {
         (&Method::GET, "/events") => event_stream(host),
-        (&Method::GET, "/apps/icon") => {
-            let query = Query::parse(request.uri().query().unwrap_or("")).unwrap_or_default();
-            crate::http::apps::appasset(host, &query).map(BodyExt::boxed)
+        (&Method::GET, "/apps/icon") => app_icon(host, request.uri().query()),
+        (&Method::GET, "/openapi.json") => {
+            json_response(StatusCode::OK, OPENAPI.to_owned()).map(BodyExt::boxed)
         }
         _ => route(request, host).await.map(BodyExt::boxed),
     }
+}
+
+/// The API's OpenAPI 3 description, kept true by the schemathesis e2e test.
+const OPENAPI: &str = include_str!("admin/openapi.json");
+
+/// `GET /apps/icon?appid=N`: the app's box art, with real status codes (unlike `/appasset`,
+/// whose GameStream clients read the status from XML).
+fn app_icon(host: &Host, query: Option<&str>) -> Response<BoxBody<Bytes, Infallible>> {
+    let query = Query::parse(query.unwrap_or("")).unwrap_or_default();
+    let error = |status: StatusCode, message: String| {
+        json_response(status, json!({ "error": message }).to_string()).map(BodyExt::boxed)
+    };
+    let id: u32 = match query.number("appid") {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let config = host.config();
+    let Some(app) = config.apps.iter().find(|app| app.id() == id) else {
+        return error(StatusCode::NOT_FOUND, format!("no app with ID {id}"));
+    };
+    match crate::http::apps::icon_png(app) {
+        Ok(png) => {
+            let mut response = Response::new(Full::new(Bytes::from(png)).boxed());
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("image/png"),
+            );
+            response
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// `GET /events`: Server-Sent Events from the host's bus until the reader goes away.
@@ -262,13 +303,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
             json!({ "error": format!("no admin endpoint {method} {path}") }),
         ),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
+    json_response(status, body.to_string())
 }
 
 async fn pair(host: &Host, pin: &str) -> (StatusCode, Value) {
@@ -282,10 +317,12 @@ async fn pair(host: &Host, pin: &str) -> (StatusCode, Value) {
                 ),
             }
         }
-        Err(error) => (
+        // A well-formed PIN with nobody waiting is a conflict with the host's state.
+        Err(error @ crate::pairing::PinError::BadFormat) => (
             StatusCode::BAD_REQUEST,
             json!({ "error": error.to_string() }),
         ),
+        Err(error) => (StatusCode::CONFLICT, json!({ "error": error.to_string() })),
     }
 }
 

@@ -49,7 +49,7 @@ pub fn appasset(host: &Host, query: &Query) -> Response<Full<Bytes>> {
 }
 
 /// The app's configured PNG, or generated box art.
-fn icon_png(app: &AppConfig) -> Result<Vec<u8>, String> {
+pub(crate) fn icon_png(app: &AppConfig) -> Result<Vec<u8>, String> {
     match &app.icon {
         Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
         None => generated_icon(&app.title),
