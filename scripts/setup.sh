@@ -57,10 +57,10 @@ if [ "${1:-}" = "--test" ]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${test_missing[@]}" >/dev/null
   fi
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf, selenium" 2>/dev/null; then
-    echo "setup: creating .venv with moonlight-python, pytest and selenium"
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf, selenium, schemathesis" 2>/dev/null; then
+    echo "setup: creating .venv with moonlight-python, pytest, selenium and schemathesis"
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q "moonlight-python==0.3.0" "pytest>=7" "zeroconf>=0.80" "selenium>=4.20"
+    .venv/bin/pip install -q "moonlight-python==0.3.0" "pytest>=7" "zeroconf>=0.80" "selenium>=4.20" "schemathesis>=4.0,<5"
   fi
 fi
