@@ -178,6 +178,7 @@ class Host:
         self.nofile: int | None = None
         self.log_lines: list[str] = []
         self._log_lock = threading.Lock()
+        self._bus: EventReader | None = None
 
     def start(self, timeout: float = 30.0) -> "Host":
         env = dict(os.environ, RUST_LOG=os.environ.get("HATI_TEST_LOG", "info,tokio_enet=warn"), NO_COLOR="1")
@@ -189,6 +190,9 @@ class Host:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         self.log_lines = []
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
         self.process = subprocess.Popen(
             [HATI_BIN, "--state-dir", str(self.state_dir), "serve", "--config", str(self.config_path)],
             stdout=subprocess.PIPE,
@@ -252,6 +256,13 @@ class Host:
         if b"transfer-encoding: chunked" in head.lower():
             body = _dechunk(body)
         return json.loads(body)
+
+    def bus(self) -> "EventReader":
+        """This host process's event reader, opened on first use (and again after a restart):
+        tests wait on its events rather than on log text."""
+        if self._bus is None:
+            self._bus = self.event_reader()
+        return self._bus
 
     def event_reader(self) -> "EventReader":
         """Subscribes to the host's event stream (`GET /api/v1/events` on the admin socket)."""

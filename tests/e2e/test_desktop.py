@@ -4,6 +4,7 @@ runs in it, its picture reaches the Moonlight client, and input sent with moonli
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -158,11 +159,19 @@ def test_input_reaches_the_app(desktop):
 
 def test_app_exit_ends_the_session(desktop):
     host, client, log = desktop
-    position = host.log_position()
+    session = host.sessions()[0]["id"]
+    sockets = runtime_sockets(session)
+    assert sockets, "the session's Wayland socket was not found where it should be"
     client.quit_app()
-    host.wait_for_log("app stopped", start=position)
+    assert host.bus().wait_for("session_ended", session=session)["reason"] == "cancelled"
     # The session's desktop is gone with its socket.
-    assert not list(host.state_dir.parent.glob("**/hati/session-*/wayland-*"))
+    assert not runtime_sockets(session), sockets
+
+
+def runtime_sockets(session: int) -> list[Path]:
+    """The Wayland sockets in session `session`'s runtime directory."""
+    bases = [os.environ.get("XDG_RUNTIME_DIR", ""), f"/tmp/hati-{os.getuid()}"]
+    return [p for base in bases if base for p in Path(base).glob(f"hati/*/session-{session}/*wayland-*")]
 
 
 def test_default_desktop_app_shows_a_terminal(host, tmp_path):

@@ -167,9 +167,8 @@ def test_half_sent_requests_and_idle_tls_time_out(host):
 
 def test_cross_site_pin_post_is_refused_and_nobody_paired(host, tmp_path):
     client = MoonlightClient(config_dir=tmp_path / "client")
-    position = host.log_position()
     attempt = PairingAttempt(client, host, "1337")
-    host.wait_for_log("a client is waiting to pair", start=position)
+    host.bus().wait_for("pairing_waiting")
     page = f"http://127.0.0.1:{host.http_port}/pin"
     forged = [
         # What a web page can send cross-site without a preflight: text/plain, its own Origin.

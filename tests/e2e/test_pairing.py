@@ -43,9 +43,10 @@ class PairingAttempt:
 
 
 def start_pairing(host, client: MoonlightClient, pin: str) -> PairingAttempt:
-    position = host.log_position()
+    bus = host.bus()
+    mark = bus.position()
     attempt = PairingAttempt(client, host, pin)
-    host.wait_for_log(r"a client is waiting to pair: enter the PIN .* with `hati .*pair <PIN>`", start=position)
+    bus.wait_for("pairing_waiting", start=mark)
     return attempt
 
 
@@ -105,7 +106,8 @@ def test_wrong_pin_fails_on_both_sides_and_stores_nothing(host, tmp_path):
     assert result.returncode != 0
     assert "pairing failed" in result.stderr and "wrong" in result.stderr, result.stderr
     assert "no paired clients" in host.cli("clients").stdout
-    host.wait_for_log(r"abandoned pairing after the PIN was entered")
+    failed = host.bus().wait_for("pairing_failed")
+    assert "abandoned pairing after the PIN was entered" in failed["reason"], failed
 
     # The host's owner can still pair it with the right PIN afterwards.
     pair(host, client, "3333")
