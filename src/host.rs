@@ -50,6 +50,8 @@ pub struct Host {
     pub media: MediaSockets,
     /// Starts apps (processes, containers).
     pub launcher: Launcher,
+    /// The bearer token other machines need for the dashboard's API (`<state>/api-token`).
+    pub api_token: String,
     /// Every state change, for the admin API's event stream (and tests).
     pub events: EventBus,
     /// TCP connections the HTTP, HTTPS and RTSP servers may hold together.
@@ -70,6 +72,7 @@ impl Host {
         let state = StateDir::open(state_dir.unwrap_or_else(StateDir::default_path))
             .context("cannot open the state directory")?;
         let identity = HostIdentity::load_or_create(&state)?;
+        let api_token = state.api_token()?;
         let clients = ClientStore::load(&state)?;
         gst::init().context("cannot initialise GStreamer")?;
         gsthati::register_static().context("cannot register Hati's GStreamer elements")?;
@@ -91,6 +94,7 @@ impl Host {
                 events.clone(),
             )),
             events,
+            api_token,
             control_commands,
             media,
             launcher: Launcher::owned_by(&owner_tag(&identity.unique_id)),

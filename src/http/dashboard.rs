@@ -1,6 +1,7 @@
 //! The web dashboard on the HTTP port: `/dashboard` (one embedded page, no build step) and the
-//! admin API under `/api/v1/` for it. Served to this machine (loopback) only; remote access
-//! behind a token is not built yet.
+//! admin API under `/api/v1/` for it. This machine (loopback) needs no login; another machine
+//! must send `Authorization: Bearer <token>` with every API request, the token being the
+//! contents of `<state>/api-token` (the page asks for it once and keeps it for the tab).
 //!
 //! Against cross-site requests: a state change (any method but GET) must carry the page's token
 //! in the `X-Hati-Token` header (a custom header cannot be sent cross-origin without a CORS
@@ -39,12 +40,24 @@ pub async fn serve(
     host: &Host,
     context: &RequestContext,
 ) -> Response<BoxBody<Bytes, Infallible>> {
-    if !context.peer.ip().is_loopback() {
-        return refuse(
-            "the dashboard is served to this machine only: open http://127.0.0.1:<port>/dashboard on the host",
-        );
-    }
     let hostname = host.config().hostname.clone();
+    let local = context.peer.ip().is_loopback();
+    if !local && request.uri().path() != "/dashboard" {
+        // Browsers never add this header by themselves, so it also rules out forged requests.
+        let bearer = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !crate::pairing::crypto::constant_time_eq(bearer.as_bytes(), host.api_token.as_bytes()) {
+            return refuse(
+                "from another machine the API needs `Authorization: Bearer <token>`, the token \
+                 in the host's state directory (api-token)",
+            );
+        }
+        return crate::admin::api(request, host).await;
+    }
     if let Err(refusal) = super::pin_page::check_host(request.headers(), &hostname) {
         return refuse(&refusal.to_string());
     }
@@ -52,7 +65,9 @@ pub async fn serve(
         let mut page = response(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            PAGE.replace("{TOKEN}", &TOKEN).into(),
+            // Another machine gets no page token: it logs in with the API token instead.
+            PAGE.replace("{TOKEN}", if local { &TOKEN } else { "" })
+                .into(),
         );
         let headers = page.headers_mut();
         headers.insert(

@@ -85,6 +85,21 @@ impl StateDir {
         self.file("admin.sock")
     }
 
+    /// The admin API's bearer token for other machines (`api-token`, mode 0600), created on
+    /// first use. Delete the file and restart to replace it.
+    pub fn api_token(&self) -> Result<String, StateError> {
+        let path = self.file("api-token");
+        if let Some(token) = read_optional(&path)? {
+            let token = token.trim().to_owned();
+            if token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(token);
+            }
+        }
+        let token = hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<24>());
+        write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
+        Ok(token)
+    }
+
     /// Removes the temporary files of atomic writes a killed run left (`.NAME.tmp-PID`);
     /// returns how many. Call it at start-up, before anything writes state.
     pub fn remove_stale_temp_files(&self) -> usize {

@@ -111,3 +111,63 @@ def test_dashboard_pairs_lists_watches_stops_and_unpairs(host, tmp_path, browser
         client._http.get_app_list()
     report(f"after Unpair on the page, /applist: {str(error.value)[:80]}")
     events.close()
+
+
+def own_address() -> str:
+    """This machine's non-loopback IPv4 address (a UDP connect sends nothing)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("10.255.255.255", 1))
+        address = probe.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("remote access not tested: this machine has no non-loopback IPv4 address")
+    return address
+
+
+def test_dashboard_from_another_machine_needs_the_api_token(make_host, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    host = make_host(bind="0.0.0.0").start()
+    base = f"http://{own_address()}:{host.http_port}"
+    token = (host.state_dir / "api-token").read_text().strip()
+    assert oct((host.state_dir / "api-token").stat().st_mode & 0o777) == "0o600"
+
+    def call(method: str, path: str, bearer: str | None = None) -> int:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+        request = urllib.request.Request(base + path, method=method, headers=headers)
+        try:
+            return urllib.request.urlopen(request, timeout=10).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    statuses = {
+        "no token": call("GET", "/api/v1/sessions"),
+        "wrong token": call("GET", "/api/v1/sessions", "0" * 48),
+        "token": call("GET", "/api/v1/sessions", token),
+        "POST no token": call("POST", "/api/v1/reload"),
+        "POST token": call("POST", "/api/v1/sessions/stop?id=1", token),
+    }
+    report(f"dashboard API from another address: {statuses}")
+    assert statuses == {"no token": 403, "wrong token": 403, "token": 200, "POST no token": 403, "POST token": 404}
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(base + "/dashboard")
+    wait.until(seen.visibility_of_element_located((By.ID, "api-token")))
+    browser.find_element(By.ID, "api-token").send_keys("wrong")
+    browser.find_element(By.ID, "login-button").click()
+    wait.until(lambda b: "refused" in b.find_element(By.ID, "login-message").text)
+    assert not browser.find_element(By.ID, "main").is_displayed()
+    shot(browser, "7-remote-sign-in")
+    field = browser.find_element(By.ID, "api-token")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element(By.ID, "login-button").click()
+    wait.until(lambda b: b.find_element(By.ID, "hostname").text != "")
+    assert not browser.find_element(By.ID, "login").is_displayed()
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#apps .app")) == 2)
+    # The box art loaded through the token too.
+    wait.until(lambda b: all(i.get_property("naturalWidth") > 0 for i in b.find_elements(By.CSS_SELECTOR, "#apps img")))
+    shot(browser, "8-remote-signed-in")
