@@ -135,6 +135,12 @@ pub enum Event {
         fec_status_reports: u64,
         /// Pings refused (another address tried to take the stream), in total.
         refused_pings: u64,
+        /// Parity packets per block as a percentage of data packets.
+        fec_percentage: u8,
+        /// Host processing time (capture to packets) over the last 256 frames, median, ms.
+        host_latency_p50_ms: f64,
+        /// The same, 99th percentile, ms.
+        host_latency_p99_ms: f64,
     },
 }
 

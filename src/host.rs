@@ -417,6 +417,7 @@ async fn publish_stream_stats(host: Arc<Host>, mut shutdown: watch::Receiver<boo
             let Some((video, _)) = session.stream_counters() else {
                 continue;
             };
+            let latency = session.host_latency_us().unwrap_or((0, 0));
             let frames = video.samples.load(Relaxed);
             let bytes = video.bytes_sent.load(Relaxed);
             let (last_frames, last_bytes) = previous.get(&session.id).copied().unwrap_or((0, 0));
@@ -430,6 +431,9 @@ async fn publish_stream_stats(host: Arc<Host>, mut shutdown: watch::Receiver<boo
                 idr_requests: session.metrics.idr_requests.load(Relaxed),
                 fec_status_reports: session.metrics.fec_status_reports.load(Relaxed),
                 refused_pings: session.metrics.refused_pings.load(Relaxed),
+                fec_percentage: host.config().streaming.fec_percentage,
+                host_latency_p50_ms: f64::from(latency.0) / 1000.0,
+                host_latency_p99_ms: f64::from(latency.1) / 1000.0,
             });
         }
         previous = seen;

@@ -223,6 +223,13 @@ impl Session {
             .publish(Event::SessionPaused { session: self.id });
     }
 
+    /// The running stream's host processing latency (p50, p99) in µs, if a stream runs.
+    pub fn host_latency_us(&self) -> Option<(u32, u32)> {
+        lock(&self.stream)
+            .as_ref()
+            .and_then(MediaStream::host_latency_us)
+    }
+
     /// The running stream's counters: (video, audio), if a stream runs.
     pub fn stream_counters(
         &self,

@@ -136,6 +136,17 @@ impl MediaStream {
         Ok(stream)
     }
 
+    /// The video payloader's host processing latency over its last 256 frames: (p50, p99) in
+    /// µs; `None` when the pipeline has no payloader by Hati's name.
+    pub fn host_latency_us(&self) -> Option<(u32, u32)> {
+        let payloader = self.video.by_name(crate::pipeline::VIDEO_PAYLOADER)?;
+        let stats = payloader.property::<gst::Structure>("stats");
+        Some((
+            stats.get::<u32>("latency-p50-us").ok()?,
+            stats.get::<u32>("latency-p99-us").ok()?,
+        ))
+    }
+
     /// Asks the encoder for a key frame with parameter sets (IDR requests, new clients).
     pub fn request_idr(&self) {
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()

@@ -30,9 +30,13 @@ def test_pairing_and_a_session_life_arrive_as_events(host, tmp_path):
     assert len(stats) >= 2, stats
     frames = [s["video_frames"] for s in stats]
     assert frames == sorted(frames) and frames[-1] > frames[0], frames
-    assert stats[-1]["fps"] >= 50 and stats[-1]["bitrate_kbps"] > 0, stats[-1]
-    report(f"stream_stats at 720p60: fps {stats[-1]['fps']}, {stats[-1]['bitrate_kbps']} kbit/s, "
-           f"{stats[-1]['video_packets']} packets after {len(stats)} s")
+    last = stats[-1]
+    assert last["fps"] >= 50 and last["bitrate_kbps"] > 0, last
+    assert 0 < last["host_latency_p50_ms"] <= last["host_latency_p99_ms"] < 200, last
+    assert last["fec_percentage"] == 20
+    report(f"stream_stats at 720p60: fps {last['fps']}, {last['bitrate_kbps']} kbit/s, "
+           f"{last['video_packets']} packets after {len(stats)} s, host latency p50 "
+           f"{last['host_latency_p50_ms']} ms p99 {last['host_latency_p99_ms']} ms")
 
     client.stop_stream()
     events.wait_for("session_paused", session=session)

@@ -78,8 +78,52 @@ impl Default for Settings {
     }
 }
 
+/// Frames whose host processing latency the `stats` property summarises (about 4 s at 60 fps).
+const LATENCY_WINDOW: usize = 256;
+
+/// The host processing latencies of the last [`LATENCY_WINDOW`] frames, in 0.1 ms units.
+struct LatencyWindow {
+    values: [u16; LATENCY_WINDOW],
+    next: usize,
+    filled: usize,
+}
+
+impl LatencyWindow {
+    fn new() -> Self {
+        Self {
+            values: [0; LATENCY_WINDOW],
+            next: 0,
+            filled: 0,
+        }
+    }
+
+    fn push(&mut self, units: u16) {
+        if let Some(slot) = self.values.get_mut(self.next) {
+            *slot = units;
+        }
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+        self.filled = (self.filled + 1).min(LATENCY_WINDOW);
+    }
+
+    /// (p50, p99) in µs, or zeros before the first frame.
+    fn percentiles_us(&self) -> (u32, u32) {
+        let mut sorted = self.values;
+        let window = sorted.get_mut(..self.filled).unwrap_or_default();
+        if window.is_empty() {
+            return (0, 0);
+        }
+        window.sort_unstable();
+        let at = |q: usize| {
+            let index = (window.len() * q / 100).min(window.len() - 1);
+            u32::from(window.get(index).copied().unwrap_or(0)) * 100
+        };
+        (at(50), at(99))
+    }
+}
+
 struct State {
     packetizer: VideoPacketizer,
+    latencies: LatencyWindow,
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// Bresenham accumulator for `drop-percentage`.
     drop_acc: u32,
@@ -138,6 +182,7 @@ impl MoonlightVideoPay {
             rtp_timestamp: running_time.map_or(0, rtp_timestamp_90k),
             host_processing_latency: self.host_latency(&buffer, running_time),
         };
+        state.latencies.push(meta.host_processing_latency);
 
         let plan = match state.packetizer.plan(map.len()) {
             Ok(plan) => plan,
@@ -333,6 +378,7 @@ impl MoonlightVideoPay {
         packetizer.set_next_packet_index(settings.initial_packet_index);
         *self.state.lock().unwrap() = Some(State {
             packetizer,
+            latencies: LatencyWindow::new(),
             segment: gst::FormattedSegment::new(),
             drop_acc: 0,
             dropped_frames: 0,
@@ -439,6 +485,11 @@ impl ObjectImpl for MoonlightVideoPay {
                     .default_value(DEFAULT_DROP_PERCENTAGE)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("frames, dropped-frames, latency-p50-us and latency-p99-us (host processing latency over the last 256 frames)")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt::builder("initial-packet-index")
                     .nick("Initial packet index")
                     .blurb("Debug: the 32-bit packet counter's first value (low 16 bits = RTP sequence)")
@@ -482,6 +533,24 @@ impl ObjectImpl for MoonlightVideoPay {
             "encrypt" => settings.encrypt.to_value(),
             "drop-percentage" => settings.drop_percentage.to_value(),
             "initial-packet-index" => settings.initial_packet_index.to_value(),
+            "stats" => {
+                drop(settings);
+                let state = self.state.lock().unwrap();
+                let (frames, dropped, (p50, p99)) = state.as_ref().map_or((0, 0, (0, 0)), |s| {
+                    (
+                        u64::from(s.packetizer.next_frame_index().wrapping_sub(1)),
+                        s.dropped_frames,
+                        s.latencies.percentiles_us(),
+                    )
+                });
+                gst::Structure::builder("moonlightvideopay-stats")
+                    .field("frames", frames)
+                    .field("dropped-frames", dropped)
+                    .field("latency-p50-us", p50)
+                    .field("latency-p99-us", p99)
+                    .build()
+                    .to_value()
+            }
             name => unimplemented!("property {name}"),
         }
     }

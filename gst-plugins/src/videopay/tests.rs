@@ -921,6 +921,36 @@ fn element_host_latency_from_capture_meta() {
 }
 
 #[test]
+fn element_stats_report_frames_and_latency_percentiles() {
+    let mut h = harness(&[]);
+    let stats = |h: &gst_check::Harness| h.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats(&h).get::<u32>("latency-p99-us").unwrap(), 0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // 99 frames captured 5 ms ago and one 40 ms ago: p50 about 5 ms, p99 about 40 ms.
+    for k in 0..100u64 {
+        let mut buf = au_buffer(&bytes(500, k as u32), k * 16, k > 0);
+        let age = if k == 50 { 40_000_000 } else { 5_000_000 };
+        gst::ReferenceTimestampMeta::add(
+            buf.get_mut().unwrap(),
+            &gst::Caps::new_empty_simple("timestamp/x-unix"),
+            gst::ClockTime::from_nseconds(now - age),
+            None,
+        );
+        h.push(buf).unwrap();
+        pull_all(&mut h);
+    }
+    let s = stats(&h);
+    assert_eq!(s.get::<u64>("frames").unwrap(), 100);
+    let p50 = s.get::<u32>("latency-p50-us").unwrap();
+    let p99 = s.get::<u32>("latency-p99-us").unwrap();
+    assert!((5_000..15_000).contains(&p50), "p50 {p50} µs");
+    assert!((40_000..60_000).contains(&p99), "p99 {p99} µs");
+}
+
+#[test]
 fn element_forwards_force_key_unit_upstream() {
     let mut h = harness(&[]);
     let s = gst::Structure::builder("GstForceKeyUnit")
