@@ -162,8 +162,9 @@ def test_app_exit_ends_the_session(desktop):
     session = host.sessions()[0]["id"]
     sockets = runtime_sockets(session)
     assert sockets, "the session's Wayland socket was not found where it should be"
+    bus = host.bus()
     client.quit_app()
-    assert host.bus().wait_for("session_ended", session=session)["reason"] == "cancelled"
+    assert bus.wait_for("session_ended", session=session)["reason"] == "cancelled"
     # The session's desktop is gone with its socket.
     assert not runtime_sockets(session), sockets
 

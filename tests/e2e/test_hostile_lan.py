@@ -167,8 +167,9 @@ def test_half_sent_requests_and_idle_tls_time_out(host):
 
 def test_cross_site_pin_post_is_refused_and_nobody_paired(host, tmp_path):
     client = MoonlightClient(config_dir=tmp_path / "client")
+    bus = host.bus()  # subscribed before the client asks, so its event is not missed
     attempt = PairingAttempt(client, host, "1337")
-    host.bus().wait_for("pairing_waiting")
+    bus.wait_for("pairing_waiting")
     page = f"http://127.0.0.1:{host.http_port}/pin"
     forged = [
         # What a web page can send cross-site without a preflight: text/plain, its own Origin.
