@@ -32,6 +32,22 @@ const STREAM_FAILED: u32 = 0x8000_4005;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a session's pipelines could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The pipeline templates could not be filled (config).
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    /// GStreamer refused a pipeline.
+    #[error("{source} (app \"{app}\")")]
+    Stream {
+        /// GStreamer's error.
+        source: crate::stream::StreamError,
+        /// The app whose pipeline it was.
+        app: String,
+    },
+}
+
 /// Serves RTSP until shutdown.
 pub async fn serve(listener: TcpListener, host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -258,7 +274,7 @@ fn start_media(
     session: &Session,
     config: &StreamConfig,
     high_quality_audio: Option<bool>,
-) -> Result<MediaStream, String> {
+) -> Result<MediaStream, StartError> {
     let launch = session.launch_params();
     let video_request = VideoRequest {
         session_id: session.id,
@@ -271,8 +287,7 @@ fn start_media(
         &session.app,
         &host.codecs,
         &video_request,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let layout = config.opus_layout(high_quality_audio);
     let audio_request = AudioRequest {
         session_id: session.id,
@@ -283,8 +298,7 @@ fn start_media(
             .audio_encrypted()
             .then_some((launch.rikey, launch.rikeyid)),
     };
-    let audio = crate::pipeline::audio_description(&host.config(), &session.app, &audio_request)
-        .map_err(|e| e.to_string())?;
+    let audio = crate::pipeline::audio_description(&host.config(), &session.app, &audio_request)?;
     tracing::info!(
         width = config.width,
         height = config.height,
@@ -327,5 +341,8 @@ fn start_media(
         session.desktop(),
         on_error,
     )
-    .map_err(|e| format!("{e} (app \"{}\")", session.app.title))
+    .map_err(|source| StartError::Stream {
+        source,
+        app: session.app.title.clone(),
+    })
 }

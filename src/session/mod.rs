@@ -195,11 +195,11 @@ impl Session {
 
     /// Records the negotiated stream and starts its pipelines (replacing any running ones). The
     /// targets stay: the client pings audio before it announces the stream.
-    pub fn start_stream(
+    pub fn start_stream<E>(
         &self,
         config: StreamConfig,
-        start: impl FnOnce(&StreamConfig) -> Result<MediaStream, String>,
-    ) -> Result<(), String> {
+        start: impl FnOnce(&StreamConfig) -> Result<MediaStream, E>,
+    ) -> Result<(), E> {
         // Stop the old pipelines outside the lock (stopping takes a while).
         let previous = lock(&self.stream).take();
         drop(previous);

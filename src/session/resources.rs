@@ -43,6 +43,28 @@ impl std::fmt::Debug for AppResources {
     }
 }
 
+/// Why a session's resources could not be started. Whatever was started is released first.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// The session's runtime directory could not be made.
+    #[error("cannot create the session's runtime directory {path}: {source}")]
+    RuntimeDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The session's Wayland desktop did not start.
+    #[error("cannot start the session's desktop: {0}")]
+    Desktop(#[from] hati_compositor::CompositorError),
+    /// The session's audio sink could not be created.
+    #[error("cannot create the audio sink: {0}")]
+    Sink(#[from] crate::audio::AudioError),
+    /// The app did not start.
+    #[error("cannot start the app: {0}")]
+    App(#[from] crate::runner::RunnerError),
+}
+
 impl AppResources {
     /// Starts what `app` needs for session `session_id`. On error, whatever was started is
     /// released again before returning.
@@ -52,7 +74,7 @@ impl AppResources {
         mode: Option<(u32, u32, u32)>,
         audio: Option<&Arc<AudioServer>>,
         launcher: &Launcher,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ResourceError> {
         let mut resources = Self::default();
         match resources
             .start_inner(session_id, app, mode, audio, launcher)
@@ -73,7 +95,7 @@ impl AppResources {
         mode: Option<(u32, u32, u32)>,
         audio: Option<&Arc<AudioServer>>,
         launcher: &Launcher,
-    ) -> Result<(), String> {
+    ) -> Result<(), ResourceError> {
         if !app.compositor && app.runner.is_none() {
             return Ok(());
         }
@@ -92,8 +114,7 @@ impl AppResources {
                 runtime_dir: runtime_dir.clone(),
                 xwayland: app.xwayland,
             };
-            let compositor = hati_compositor::Compositor::start(config)
-                .map_err(|e| format!("cannot start the session's desktop: {e}"))?;
+            let compositor = hati_compositor::Compositor::start(config)?;
             for (key, value) in compositor.client_env() {
                 if key != "XDG_RUNTIME_DIR" {
                     env.push((key, value.to_string_lossy().into_owned()));
@@ -107,10 +128,7 @@ impl AppResources {
         };
         match audio {
             Some(server) => {
-                let sink = server
-                    .create_sink(session_id, 2)
-                    .await
-                    .map_err(|e| format!("cannot create the audio sink: {e}"))?;
+                let sink = server.create_sink(session_id, 2).await?;
                 env.extend(sink.env());
                 self.sink = Some(sink);
             }
@@ -121,10 +139,7 @@ impl AppResources {
             env,
             runtime_dir,
         };
-        let running = launcher
-            .launch(runner, &context)
-            .await
-            .map_err(|e| format!("cannot start the app: {e}"))?;
+        let running = launcher.launch(runner, &context).await?;
         self.app = Some(running);
         Ok(())
     }
@@ -189,18 +204,16 @@ pub fn remove_stale_runtime_dirs(owner: &str) -> usize {
 }
 
 /// `<runtime base>/session-<id>`, mode 0700.
-fn session_runtime_dir(owner: &str, session_id: u32) -> Result<PathBuf, String> {
+fn session_runtime_dir(owner: &str, session_id: u32) -> Result<PathBuf, ResourceError> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = runtime_base(owner).join(format!("session-{session_id}"));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| {
-            format!(
-                "cannot create the session's runtime directory {}: {e}",
-                dir.display()
-            )
+        .map_err(|source| ResourceError::RuntimeDir {
+            path: dir.clone(),
+            source,
         })?;
     Ok(dir)
 }
