@@ -343,8 +343,15 @@ pub async fn serve(
     }
     tracing::info!("shutting down");
     host.sessions.end_all().await;
-    // Let the control stream deliver the termination messages.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The termination messages went into the control task's queue; wait until it has sent them.
+    let (flushed, sent) = tokio::sync::oneshot::channel();
+    if host
+        .control_commands
+        .send(crate::session::ControlCommand::Flush(flushed))
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sent).await;
+    }
     let _ = shutdown_tx.send(true);
     for task in tasks {
         let _ = task.await;

@@ -83,6 +83,14 @@ pub async fn serve(
                     session_id,
                     hresult,
                 } => terminate(&mut host, &mut peers, session_id, hresult),
+                ControlCommand::Flush(done) => {
+                    // Commands are handled in order, so every termination queued before this
+                    // is in the ENet queue now.
+                    if let Err(error) = host.flush().await {
+                        tracing::debug!(%error, "control stream flush failed");
+                    }
+                    let _ = done.send(());
+                }
                 ControlCommand::Rumble {
                     session_id,
                     controller,

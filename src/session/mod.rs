@@ -49,6 +49,8 @@ pub enum ControlCommand {
         /// HRESULT to report.
         hresult: u32,
     },
+    /// Send everything queued now (host shutdown), then answer on the channel.
+    Flush(tokio::sync::oneshot::Sender<()>),
     /// Set a gamepad's rumble motors on the client.
     Rumble {
         /// The session.
