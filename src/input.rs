@@ -17,6 +17,10 @@ use crate::gamepad::GamepadManager;
 pub trait InputSink: Send + Sync {
     /// Handles one event.
     fn handle(&self, event: InputEvent);
+
+    /// The session ended: release devices now rather than when the last reference drops
+    /// (an input event in flight may still hold one). Idempotent.
+    fn release(&self) {}
 }
 
 /// Logs every event at debug level (sessions without a desktop or gamepads).
@@ -68,14 +72,24 @@ impl InputSink for SessionInput {
             }
         }
     }
+
+    fn release(&self) {
+        self.remove_gamepads();
+    }
 }
 
-impl Drop for SessionInput {
-    fn drop(&mut self) {
+impl SessionInput {
+    fn remove_gamepads(&self) {
         self.gamepads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove_all();
+    }
+}
+
+impl Drop for SessionInput {
+    fn drop(&mut self) {
+        self.remove_gamepads();
     }
 }
 

@@ -595,6 +595,7 @@ impl SessionManager {
     async fn finish(&self, session: &Session, reason: EndReason) {
         session.end(hati_protocol::control::hresult::GRACEFUL);
         session.release().await;
+        session.input.release();
         self.events.publish(Event::SessionEnded {
             session: session.id,
             reason,
