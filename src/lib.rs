@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audio;
 pub mod config;
 pub mod control;
+pub mod crypto;
 pub mod encoders;
 pub mod events;
 pub mod gamepad;

@@ -27,7 +27,7 @@ const PAGE: &str = include_str!("dashboard.html");
 
 /// This process's dashboard token.
 static TOKEN: LazyLock<String> =
-    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<16>()));
+    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::crypto::random::<16>()));
 
 /// Whether `path` is the dashboard's.
 pub fn is_dashboard_path(path: &str) -> bool {
@@ -50,7 +50,7 @@ pub async fn serve(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if !crate::pairing::crypto::constant_time_eq(bearer.as_bytes(), host.api_token.as_bytes()) {
+        if !crate::crypto::constant_time_eq(bearer.as_bytes(), host.api_token.as_bytes()) {
             return refuse(
                 "from another machine the API needs `Authorization: Bearer <token>`, the token \
                  in the host's state directory (api-token)",
@@ -86,7 +86,7 @@ pub async fn serve(
             .get("x-hati-token")
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        if !crate::pairing::crypto::constant_time_eq(token, TOKEN.as_bytes()) {
+        if !crate::crypto::constant_time_eq(token, TOKEN.as_bytes()) {
             return refuse("a state change needs the dashboard's X-Hati-Token header");
         }
         if let Some(origin) = request.headers().get(ORIGIN) {

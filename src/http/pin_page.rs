@@ -37,7 +37,7 @@ const PAGE: &str = r#"<!doctype html>
 
 /// The form token of this process: random, only readable by a page of the host's own origin.
 static FORM_TOKEN: LazyLock<String> =
-    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<16>()));
+    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::crypto::random::<16>()));
 
 /// Why a request to the PIN page is refused before its PIN is looked at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,7 +134,7 @@ pub fn check_submission(
         return Err(FormRefusal::NotAForm);
     }
     let token = form.get("form_token").unwrap_or_default();
-    if !crate::pairing::crypto::constant_time_eq(token.as_bytes(), FORM_TOKEN.as_bytes()) {
+    if !crate::crypto::constant_time_eq(token.as_bytes(), FORM_TOKEN.as_bytes()) {
         return Err(FormRefusal::BadToken);
     }
     Ok(())

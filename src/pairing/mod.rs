@@ -6,7 +6,7 @@
 //! after phase 3 (it then calls `/unpair`) or by the host in phase 4; either way nothing is
 //! stored and the attempt counts towards the lockout.
 
-pub mod crypto;
+use crate::crypto;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

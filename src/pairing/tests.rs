@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
-use super::crypto::{ecb_decrypt, ecb_encrypt, hash, pin_key, random, verify_signature};
 use super::*;
+use crate::crypto::{ecb_decrypt, ecb_encrypt, hash, pin_key, random, verify_signature};
 use crate::state::StateDir;
 use crate::state::identity::HostIdentity;
 

@@ -460,7 +460,7 @@ impl SessionManager {
     pub fn new_session_id(&self, client_id: &str) -> (u32, tracing::Span) {
         let sessions = lock(&self.sessions);
         let id = loop {
-            let id = u32::from_be_bytes(crate::pairing::crypto::random::<4>()) & 0x7fff_ffff;
+            let id = u32::from_be_bytes(crate::crypto::random::<4>()) & 0x7fff_ffff;
             if id != 0 && sessions.iter().all(|s| s.id != id) {
                 break id;
             }
@@ -495,7 +495,7 @@ impl SessionManager {
         if sessions.iter().any(|s| s.client_id == client_id) {
             return Err(Box::new(resources));
         }
-        let ping_payload = hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<8>());
+        let ping_payload = hati_protocol::query::encode_hex(&crate::crypto::random::<8>());
         let session = Arc::new(Session {
             id,
             span,

@@ -65,7 +65,7 @@ impl HostIdentity {
         let key_der =
             pem_to_der(&stored.key_pem, "PRIVATE KEY").ok_or("key_pem is not a PKCS#8 PEM key")?;
         let signer = RsaKeyPair::from_pkcs8(&key_der).map_err(|e| format!("key_pem: {e}"))?;
-        let cert_signature = crate::pairing::crypto::certificate_signature(&cert_der)
+        let cert_signature = crate::crypto::certificate_signature(&cert_der)
             .map_err(|e| format!("cert_pem: {e}"))?;
         if stored.unique_id.is_empty() {
             return Err("unique_id is empty".into());

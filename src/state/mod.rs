@@ -95,7 +95,7 @@ impl StateDir {
                 return Ok(token);
             }
         }
-        let token = hati_protocol::query::encode_hex(&crate::pairing::crypto::random::<24>());
+        let token = hati_protocol::query::encode_hex(&crate::crypto::random::<24>());
         write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
         Ok(token)
     }

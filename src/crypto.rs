@@ -1,6 +1,7 @@
-//! The host's side of the pairing cryptography (PROTOCOL.md §1.4): the PIN-derived AES key,
-//! AES-128-ECB without padding, SHA-256 hashes over certificate signatures, and RSA PKCS#1 v1.5
-//! SHA-256 signature checks with the client's certificate.
+//! The host's cryptographic primitives, kept apart from `pairing` and `state` so neither depends
+//! on the other for them: the pairing steps' PIN-derived AES key, AES-128-ECB without padding,
+//! SHA-256 hashes over certificate signatures, RSA PKCS#1 v1.5 SHA-256 signatures
+//! (PROTOCOL.md §1.4), secret comparison in constant time, and system randomness.
 
 use aes::Aes128;
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit, generic_array::GenericArray};
