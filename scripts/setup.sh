@@ -17,17 +17,22 @@ APT_PACKAGES=(
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 
-missing=()
-for package in "${APT_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$package")
+# Installs those of the given Debian packages that are not installed yet.
+install_missing() {
+  local missing=()
+  for package in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$package")
+    fi
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-done
-if ((${#missing[@]})); then
-  echo "setup: installing Debian packages: ${missing[*]}"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+
+install_missing "${APT_PACKAGES[@]}"
 
 # The Docker runner and its tests need an engine; the machine's own is used when present.
 if ! command -v docker >/dev/null; then
@@ -46,17 +51,7 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   # The dashboard test drives Debian's Chromium with Selenium.
-  test_missing=()
-  for package in chromium chromium-driver; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-      test_missing+=("$package")
-    fi
-  done
-  if ((${#test_missing[@]})); then
-    echo "setup: installing Debian packages for the tests: ${test_missing[*]}"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${test_missing[@]}" >/dev/null
-  fi
+  install_missing chromium chromium-driver
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf, selenium, schemathesis" 2>/dev/null; then
     echo "setup: creating .venv with moonlight-python, pytest, selenium and schemathesis"
     python3 -m venv .venv

@@ -181,6 +181,47 @@ impl Drop for ConnectionPermit {
     }
 }
 
+/// Accepts connections on `listener` within `budget` until shutdown, and runs `handle` for
+/// each with its canonical peer and local addresses and its permit. The HTTP, HTTPS and RTSP
+/// servers share this.
+pub async fn accept_within_budget<F, Fut>(
+    listener: tokio::net::TcpListener,
+    budget: Arc<ConnectionBudget>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, SocketAddr, SocketAddr, ConnectionPermit) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut refused = 0u64;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let peer = canonical(peer);
+                    let local = stream.local_addr().map_or(peer, canonical);
+                    match budget.admit() {
+                        Ok(permit) => {
+                            tokio::spawn(handle(stream, peer, local, permit));
+                        }
+                        Err(full) => {
+                            refused += 1;
+                            if refused % 1000 == 1 {
+                                tracing::warn!(%peer, refused, "connection refused: {full}");
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

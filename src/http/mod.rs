@@ -31,7 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::host::Host;
-use crate::net::{ConnectionBudget, ConnectionPermit, canonical};
+use crate::net::{ConnectionPermit, accept_within_budget};
 use crate::state::clients::fingerprint;
 
 /// Largest request body read (only the PIN page posts one).
@@ -91,7 +91,7 @@ impl RequestContext {
 /// Serves the HTTP port until shutdown.
 pub async fn serve_http(listener: TcpListener, host: Arc<Host>, shutdown: watch::Receiver<bool>) {
     let budget = host.connections.clone();
-    accept_loop(
+    accept_within_budget(
         listener,
         budget,
         shutdown,
@@ -119,7 +119,7 @@ pub async fn serve_https(
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let budget = host.connections.clone();
-    accept_loop(
+    accept_within_budget(
         listener,
         budget,
         shutdown,
@@ -159,45 +159,6 @@ pub async fn serve_https(
         },
     )
     .await;
-}
-
-/// Accepts connections within the host's connection budget until shutdown.
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    budget: Arc<ConnectionBudget>,
-    mut shutdown: watch::Receiver<bool>,
-    handle: F,
-) where
-    F: Fn(tokio::net::TcpStream, SocketAddr, SocketAddr, ConnectionPermit) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let mut refused = 0u64;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let peer = canonical(peer);
-                    let local = stream.local_addr().map_or(peer, canonical);
-                    match budget.admit() {
-                        Ok(permit) => {
-                            tokio::spawn(handle(stream, peer, local, permit));
-                        }
-                        Err(full) => {
-                            refused += 1;
-                            if refused % 1000 == 1 {
-                                tracing::warn!(%peer, refused, "connection refused: {full}");
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
 }
 
 async fn serve_connection<S>(

@@ -49,32 +49,26 @@ pub enum StartError {
 }
 
 /// Serves RTSP until shutdown.
-pub async fn serve(listener: TcpListener, host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let peer = crate::net::canonical(peer);
-                    match host.connections.admit() {
-                        Ok(permit) => {
-                            let host = host.clone();
-                            tokio::spawn(async move {
-                                if permit.run(handle_connection(stream, peer, &host, &permit)).await.is_none() {
-                                    tracing::debug!(%peer, "idle RTSP connection closed for a newer one");
-                                }
-                            });
-                        }
-                        Err(full) => tracing::debug!(%peer, "RTSP connection refused: {full}"),
-                    }
+pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: watch::Receiver<bool>) {
+    let budget = host.connections.clone();
+    crate::net::accept_within_budget(
+        listener,
+        budget,
+        shutdown,
+        move |stream, peer, _, permit| {
+            let host = host.clone();
+            async move {
+                if permit
+                    .run(handle_connection(stream, peer, &host, &permit))
+                    .await
+                    .is_none()
+                {
+                    tracing::debug!(%peer, "idle RTSP connection closed for a newer one");
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "RTSP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
+            }
+        },
+    )
+    .await;
 }
 
 /// A request read off a connection, with the session it belongs to.
