@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,26 +25,9 @@ from moonlight_python.discovery import connect_to_server
 from moonlight_python.exceptions import MoonlightError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if 1100 < base < 65000 and all(_free(base + off) for off in (0, -5, 21, 9, 10, 11)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
+# The e2e harness's free-port helper: one definition of which ports a host needs.
+sys.path.insert(0, str(ROOT / "tests/e2e"))
+from conftest import free_http_port  # noqa: E402
 
 
 def proc_figures(pid: int) -> tuple[int, int, int]:
@@ -68,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hati-soak-"))
-    port = free_port()
+    port = free_http_port()
     config = work / "config.toml"
     config.write_text(f'[network]\nbind = "127.0.0.1"\nhttp_port = {port}\nmdns = false\n')
     state = work / "state"

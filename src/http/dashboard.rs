@@ -10,7 +10,6 @@
 //! an IP address or the host's own name (no DNS rebinding).
 
 use std::convert::Infallible;
-use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -19,15 +18,11 @@ use hyper::body::Incoming;
 use hyper::header::{HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::{RequestContext, response};
+use super::{PAGE_TOKEN, RequestContext, response};
 use crate::host::Host;
 
 /// The page, with `{TOKEN}` filled in per process.
 const PAGE: &str = include_str!("dashboard.html");
-
-/// This process's dashboard token.
-static TOKEN: LazyLock<String> =
-    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::crypto::random::<16>()));
 
 /// Whether `path` is the dashboard's.
 pub fn is_dashboard_path(path: &str) -> bool {
@@ -66,7 +61,7 @@ pub async fn serve(
             StatusCode::OK,
             "text/html; charset=utf-8",
             // Another machine gets no page token: it logs in with the API token instead.
-            PAGE.replace("{TOKEN}", if local { &TOKEN } else { "" })
+            PAGE.replace("{TOKEN}", if local { &PAGE_TOKEN } else { "" })
                 .into(),
         );
         let headers = page.headers_mut();
@@ -86,7 +81,7 @@ pub async fn serve(
             .get("x-hati-token")
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        if !crate::crypto::constant_time_eq(token, TOKEN.as_bytes()) {
+        if !super::is_page_token(token) {
             return refuse("a state change needs the dashboard's X-Hati-Token header");
         }
         if let Some(origin) = request.headers().get(ORIGIN) {

@@ -13,7 +13,7 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +33,17 @@ use tracing::Instrument;
 use crate::host::Host;
 use crate::net::{ConnectionPermit, accept_within_budget};
 use crate::state::clients::fingerprint;
+
+/// This process's token for the host's own pages (the PIN page's form, the dashboard's
+/// requests): random, and readable only by a page of the host's own origin, so a request
+/// another web site makes a browser send cannot carry it.
+pub(crate) static PAGE_TOKEN: LazyLock<String> =
+    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::crypto::random::<16>()));
+
+/// Whether `given` is [`PAGE_TOKEN`] (compared in constant time).
+pub(crate) fn is_page_token(given: &[u8]) -> bool {
+    crate::crypto::constant_time_eq(given, PAGE_TOKEN.as_bytes())
+}
 
 /// Largest request body read (only the PIN page posts one).
 const MAX_BODY: usize = 4096;

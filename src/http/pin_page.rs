@@ -9,7 +9,6 @@
 //! the browser names one, and address the host by an IP address or one of its own names (so a
 //! DNS-rebinding page cannot read the token either).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +17,7 @@ use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, ORIGIN};
 use hyper::{Response, StatusCode};
 
-use super::{RequestContext, response};
+use super::{PAGE_TOKEN, RequestContext, response};
 use crate::host::Host;
 use crate::pairing::wait_for_outcome;
 
@@ -31,13 +30,9 @@ const PAGE: &str = r#"<!doctype html>
 <form method="post" action="/pin" onsubmit="document.getElementById('secret').value=location.hash.slice(1)">
 <input name="pin" inputmode="numeric" pattern="[0-9]{4}" maxlength="4" autofocus required>
 <input type="hidden" id="secret" name="secret">
-<input type="hidden" name="form_token" value="{FORM_TOKEN}">
+<input type="hidden" name="form_token" value="{PAGE_TOKEN}">
 <button type="submit">Pair</button></form></body></html>
 "#;
-
-/// The form token of this process: random, only readable by a page of the host's own origin.
-static FORM_TOKEN: LazyLock<String> =
-    LazyLock::new(|| hati_protocol::query::encode_hex(&crate::crypto::random::<16>()));
 
 /// Why a request to the PIN page is refused before its PIN is looked at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,7 +129,7 @@ pub fn check_submission(
         return Err(FormRefusal::NotAForm);
     }
     let token = form.get("form_token").unwrap_or_default();
-    if !crate::crypto::constant_time_eq(token.as_bytes(), FORM_TOKEN.as_bytes()) {
+    if !super::is_page_token(token.as_bytes()) {
         return Err(FormRefusal::BadToken);
     }
     Ok(())
@@ -148,7 +143,7 @@ pub fn page(headers: &HeaderMap, hostname: &str) -> Response<Full<Bytes>> {
     let mut response = response(
         StatusCode::OK,
         "text/html; charset=utf-8",
-        PAGE.replace("{FORM_TOKEN}", &FORM_TOKEN).into(),
+        PAGE.replace("{PAGE_TOKEN}", &PAGE_TOKEN).into(),
     );
     // The page must not be framed by another site (clickjacking).
     response.headers_mut().insert(
@@ -263,13 +258,13 @@ mod tests {
             ("origin", "http://127.0.0.1:47989"),
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
-        assert_eq!(check_submission(&h, &form(&FORM_TOKEN), "gamebox"), Ok(()));
+        assert_eq!(check_submission(&h, &form(&PAGE_TOKEN), "gamebox"), Ok(()));
         // Without Origin (older browsers, curl) the token alone suffices.
         let h = headers(&[
             ("host", "127.0.0.1:47989"),
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
-        assert_eq!(check_submission(&h, &form(&FORM_TOKEN), "gamebox"), Ok(()));
+        assert_eq!(check_submission(&h, &form(&PAGE_TOKEN), "gamebox"), Ok(()));
     }
 
     #[test]
@@ -283,23 +278,23 @@ mod tests {
                     ("origin", "http://evil.example"),
                     ("content-type", "text/plain"),
                 ]),
-                FORM_TOKEN.clone(),
+                PAGE_TOKEN.clone(),
             ),
             (
                 headers(&[host, ("origin", "http://evil.example"), ok_type]),
-                FORM_TOKEN.clone(),
+                PAGE_TOKEN.clone(),
             ),
             (
                 headers(&[host, ("origin", "null"), ok_type]),
-                FORM_TOKEN.clone(),
+                PAGE_TOKEN.clone(),
             ),
             (
                 headers(&[host, ("sec-fetch-site", "cross-site"), ok_type]),
-                FORM_TOKEN.clone(),
+                PAGE_TOKEN.clone(),
             ),
             (
                 headers(&[host, ("content-type", "text/plain")]),
-                FORM_TOKEN.clone(),
+                PAGE_TOKEN.clone(),
             ),
             (headers(&[host, ok_type]), String::new()),
             (headers(&[host, ok_type]), "0".repeat(32)),
@@ -309,7 +304,7 @@ mod tests {
                     ("origin", "http://evil.example:47989"),
                     ok_type,
                 ]),
-                FORM_TOKEN.clone(),
+                PAGE_TOKEN.clone(),
             ),
         ];
         for (h, token) in cases {

@@ -257,17 +257,11 @@ impl Session {
 
     /// The running stream's packet counters, if one runs.
     pub fn packet_counts(&self) -> Option<PacketCounts> {
-        lock(&self.stream).as_ref().map(|stream| PacketCounts {
-            video_sent: stream.video_counters.packets_sent.load(Ordering::Relaxed),
-            video_dropped: stream
-                .video_counters
-                .packets_dropped
-                .load(Ordering::Relaxed),
-            audio_sent: stream.audio_counters.packets_sent.load(Ordering::Relaxed),
-            audio_dropped: stream
-                .audio_counters
-                .packets_dropped
-                .load(Ordering::Relaxed),
+        self.stream_counters().map(|(video, audio)| PacketCounts {
+            video_sent: video.packets_sent.load(Ordering::Relaxed),
+            video_dropped: video.packets_dropped.load(Ordering::Relaxed),
+            audio_sent: audio.packets_sent.load(Ordering::Relaxed),
+            audio_dropped: audio.packets_dropped.load(Ordering::Relaxed),
         })
     }
 

@@ -26,6 +26,15 @@ def dominant_colour(client: MoonlightClient) -> str:
     return max((("red", r), ("green", g), ("blue", b)), key=lambda kv: kv[1])[0]
 
 
+def colour_of_new_session(client: MoonlightClient) -> str:
+    """Launches Reloadable, reads its colour, stops the stream."""
+    client.start_stream(app="Reloadable", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=20)
+    try:
+        return dominant_colour(client)
+    finally:
+        client.stop_stream()
+
+
 def test_reload_changes_new_sessions_keeps_running_ones_and_refuses_broken_files(make_host, tmp_path):
     host = make_host(APP.format(pattern="red")).start()
     events = host.event_reader()
@@ -49,11 +58,7 @@ def test_reload_changes_new_sessions_keeps_running_ones_and_refuses_broken_files
     client.quit_app()
 
     # A session launched now uses the reloaded pipeline.
-    client.start_stream(app="Reloadable", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=20)
-    try:
-        assert dominant_colour(client) == "green"
-    finally:
-        client.stop_stream()
+    assert colour_of_new_session(client) == "green"
     client.quit_app()
 
     # A broken file is refused with the start-up message and the old config stays.
@@ -66,9 +71,5 @@ def test_reload_changes_new_sessions_keeps_running_ones_and_refuses_broken_files
     assert re.search(r"config\.toml:\d+: key `streaming\.fec_percentage`", result.stderr), result.stderr
     assert "the running config stays" in result.stderr
     assert "fec_percentage" in events.wait_for("config_refused")["error"]
-    client.start_stream(app="Reloadable", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=20)
-    try:
-        assert dominant_colour(client) == "green"
-    finally:
-        client.stop_stream()
+    assert colour_of_new_session(client) == "green"
     events.close()
