@@ -102,6 +102,82 @@ impl Drop for AdminSocket {
     }
 }
 
+/// How long a TCP API client may take to send a request's headers.
+const TCP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API on `[admin] listen` until shutdown: every request, from any address, must
+/// carry `Authorization: Bearer <token>` (the state directory's `api-token`).
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    host: Arc<Host>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let budget = host.connections.clone();
+    crate::net::accept_within_budget(
+        listener,
+        budget,
+        shutdown,
+        move |stream, peer, _, permit| {
+            let host = host.clone();
+            async move {
+                let permit = Arc::new(permit);
+                let service_permit = permit.clone();
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    service_permit.mark_busy();
+                    let host = host.clone();
+                    async move {
+                        if !has_bearer_token(request.headers(), &host.api_token) {
+                            tracing::debug!(%peer, "admin API request without the token refused");
+                            return Ok::<_, Infallible>(unauthorized());
+                        }
+                        Ok(api(request, &host).await)
+                    }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(TCP_HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                if permit.run(connection).await.is_none() {
+                    tracing::debug!(%peer, "idle admin connection closed for a newer one");
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Whether the request carries `Authorization: Bearer <token>` (compared in constant time).
+/// Browsers never add this header by themselves, so it also rules out forged cross-site
+/// requests.
+pub fn has_bearer_token(headers: &hyper::HeaderMap, token: &str) -> bool {
+    let bearer = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    crate::crypto::constant_time_eq(bearer.as_bytes(), token.as_bytes())
+}
+
+fn unauthorized() -> Response<BoxBody<Bytes, Infallible>> {
+    let body = json!({
+        "error": "the admin API needs `Authorization: Bearer <token>`, the token in the host's \
+                  state directory (api-token)"
+    })
+    .to_string();
+    let mut reply = Response::new(Full::new(Bytes::from(body)).boxed());
+    *reply.status_mut() = StatusCode::UNAUTHORIZED;
+    let headers = reply.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer"),
+    );
+    reply
+}
+
 /// Events a subscriber may have waiting before it is sent a `lagged` notice instead.
 const EVENT_QUEUE: usize = 256;
 /// A comment line keeps idle event streams open through proxies and shows a dead reader.
@@ -143,7 +219,7 @@ fn app_icon(host: &Host, query: Option<&str>) -> Response<BoxBody<Bytes, Infalli
     let Some(app) = config.apps.iter().find(|app| app.id() == id) else {
         return error(StatusCode::NOT_FOUND, format!("no app with ID {id}"));
     };
-    match crate::http::apps::icon_png(app) {
+    match app.icon_png() {
         Ok(png) => {
             let mut response = Response::new(Full::new(Bytes::from(png)).boxed());
             response.headers_mut().insert(
@@ -152,7 +228,7 @@ fn app_icon(host: &Host, query: Option<&str>) -> Response<BoxBody<Bytes, Infalli
             );
             response
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -379,12 +455,17 @@ fn session_json(session: &crate::session::Session) -> Value {
         "id": session.id,
         "client": short_id(&session.client_id),
         "app": session.app.title,
+        "state": session.state(),
         "streaming": session.is_streaming(),
         "desktop": session.desktop().map(|d| d.wayland_display().to_owned()),
         "audio_sink": session.audio_sink().map(|(sink, _)| sink),
         "idr_requests": session.metrics.idr_requests.load(Relaxed),
         "input_events": session.metrics.input_events.load(Relaxed),
         "fec_status_reports": session.metrics.fec_status_reports.load(Relaxed),
+        "client_frames_recovered": session.metrics.client_frames_recovered.load(Relaxed),
+        "client_frames_lost": session.metrics.client_frames_lost.load(Relaxed),
+        "client_packets_missing": session.metrics.client_packets_missing.load(Relaxed),
+        "client_frames_dropped": session.metrics.client_frames_dropped.load(Relaxed),
         "target_changes": session.metrics.target_changes.load(Relaxed),
         "refused_pings": session.metrics.refused_pings.load(Relaxed),
         "replayed_control_messages": session.metrics.replayed_control_messages.load(Relaxed),

@@ -23,6 +23,10 @@ pub enum EndReason {
     HostShutdown,
     /// The host's owner stopped it (admin API).
     Stopped,
+    /// Its video or audio pipeline failed.
+    PipelineError,
+    /// The client did not come back (or never came) within `streaming.client_timeout_s`.
+    ClientTimeout,
 }
 
 /// One state change.
@@ -135,6 +139,14 @@ pub enum Event {
         fec_status_reports: u64,
         /// Pings refused (another address tried to take the stream), in total.
         refused_pings: u64,
+        /// Frames the client rebuilt from parity packets, in total.
+        client_frames_recovered: u64,
+        /// Frames the client could not rebuild (too few packets arrived), in total.
+        client_frames_lost: u64,
+        /// Data packets the client reported missing, in total.
+        client_packets_missing: u64,
+        /// Frames the client dropped and asked to re-reference, in total.
+        client_frames_dropped: u64,
         /// Parity packets per block as a percentage of data packets.
         fec_percentage: u8,
         /// Host processing time (capture to packets) over the last 256 frames, median, ms.

@@ -5,6 +5,7 @@ pub mod audio;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod daemon;
 pub mod encoders;
 pub mod events;
 pub mod gamepad;

@@ -89,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(config_path.as_deref())?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(hati::host::serve(config, config_path, state_dir))?;
+            runtime.block_on(hati::daemon::serve(config, config_path, state_dir))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pair { pin } => {

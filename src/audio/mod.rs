@@ -81,6 +81,48 @@ pub enum AudioError {
     WorkerGone,
 }
 
+/// The PulseAudio server session sinks live on: the user's, else a private one Hati starts,
+/// connected (or started) when the first session needs it.
+#[derive(Debug)]
+pub struct SharedAudioServer {
+    server: tokio::sync::OnceCell<Option<Arc<AudioServer>>>,
+    private_runtime_dir: PathBuf,
+    owner: String,
+}
+
+impl SharedAudioServer {
+    /// A server not yet connected; a private daemon would live under `private_runtime_dir`
+    /// and sinks carry `owner` in their names.
+    pub fn new(private_runtime_dir: PathBuf, owner: &str) -> Self {
+        Self {
+            server: tokio::sync::OnceCell::new(),
+            private_runtime_dir,
+            owner: owner.to_owned(),
+        }
+    }
+
+    /// The server, connecting or starting it on first use. `None` (logged once) when neither
+    /// works: apps then stream no sound.
+    pub async fn get(&self) -> Option<Arc<AudioServer>> {
+        self.server
+            .get_or_init(|| async {
+                match AudioServer::connect_or_spawn(&self.private_runtime_dir).await {
+                    Ok(server) => {
+                        let server = server.owned_by(&self.owner);
+                        tracing::info!(server = %server.pulse_server(), private = server.is_private(), "audio server ready");
+                        Some(Arc::new(server))
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "no PulseAudio server and none could be started: apps will stream no sound");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+}
+
 /// A connection to the PulseAudio server sessions play into.
 #[derive(Debug)]
 pub struct AudioServer {

@@ -38,14 +38,7 @@ pub async fn serve(
     let hostname = host.config().hostname.clone();
     let local = context.peer.ip().is_loopback();
     if !local && request.uri().path() != "/dashboard" {
-        // Browsers never add this header by themselves, so it also rules out forged requests.
-        let bearer = request
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !crate::crypto::constant_time_eq(bearer.as_bytes(), host.api_token.as_bytes()) {
+        if !crate::admin::has_bearer_token(request.headers(), &host.api_token) {
             return refuse(
                 "from another machine the API needs `Authorization: Bearer <token>`, the token \
                  in the host's state directory (api-token)",

@@ -1,23 +1,18 @@
 //! `GET /launch`, `/resume` and `/cancel` (PROTOCOL.md §1.6–1.7): create, re-key and end the
 //! client's session. Sessions are keyed by the client's certificate, never its address.
 
-use std::sync::Arc;
-
 use hati_protocol::query::{Query, QueryError};
 use hati_protocol::xml::XmlReply;
 
 use super::RequestContext;
-use crate::gamepad::GamepadManager;
 use crate::host::Host;
-use crate::input::SessionInput;
-use crate::session::resources::AppResources;
-use crate::session::{ControlCommand, LaunchParams, NewSession};
+use crate::session::{LaunchError, LaunchParams, LaunchRequest};
 
 /// `surroundAudioInfo` for stereo, the default when a client omits it.
 const STEREO_SURROUND_INFO: u32 = 0x0003_0002;
 
-/// `/launch`: starts the app's desktop, audio sink and app, then registers the session.
-pub async fn launch(host: &Arc<Host>, context: &RequestContext, query: &Query) -> XmlReply {
+/// `/launch`: asks the session manager to start the app's desktop, audio sink and app.
+pub async fn launch(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
     let Some(client) = context.client_fingerprint() else {
         return XmlReply::unauthorized("/launch");
     };
@@ -29,82 +24,29 @@ pub async fn launch(host: &Arc<Host>, context: &RequestContext, query: &Query) -
         Ok(id) => id,
         Err(error) => return XmlReply::error(400, error.to_string()),
     };
-    let config = host.config();
-    let Some(app) = config.apps.iter().find(|app| app.id() == app_id) else {
-        return XmlReply::error(404, format!("no app with ID {app_id}"));
-    };
-    if host.sessions.is_running(&client) {
-        return XmlReply::error(400, "An app is already running on this host");
-    }
     let corever = params.corever;
-    let (id, span) = host.sessions.new_session_id(&client);
-    let audio = if app.runner.is_some() {
-        host.audio().await
-    } else {
-        None
-    };
-    let started = {
-        use tracing::Instrument;
-        AppResources::start(id, app, params.mode, audio.as_ref(), &host.launcher)
-            .instrument(span.clone())
-            .await
-    };
-    let resources = match started {
-        Ok(resources) => resources,
-        Err(error) => {
-            tracing::error!(parent: &span, app = %app.title, %error, "launch failed");
-            return XmlReply::error(500, format!("{}: {error}", app.title));
-        }
-    };
-    let control = host.control_commands.clone();
-    let rumble = Arc::new(move |controller: u8, motors: crate::gamepad::Motors| {
-        let _ = control.send(ControlCommand::Rumble {
-            session_id: id,
-            controller: u16::from(controller),
-            low_freq: motors.low_freq,
-            high_freq: motors.high_freq,
-        });
-    });
-    let seat = resources.compositor.as_ref().map(|c| c.input_sender());
-    let input = Arc::new(SessionInput::new(
-        seat,
-        GamepadManager::new(id, app.joypad_type, rumble),
-    ));
-    let new = NewSession {
-        id,
-        span,
-        client_id: &client,
+    let request = LaunchRequest {
+        client_id: client,
         client_ip: context.peer.ip(),
-        app,
+        app_id,
+        config: host.config(),
         params,
-        resources,
-        input,
     };
-    match host.sessions.launch(new) {
-        Ok(session) => {
-            if let Some(mut exit) = session.app_exit_watch() {
-                let host = host.clone();
-                tokio::spawn(async move {
-                    while exit.borrow_and_update().is_none() {
-                        if exit.changed().await.is_err() {
-                            return;
-                        }
-                    }
-                    let status = exit.borrow().clone();
-                    tracing::info!(parent: &session.span, ?status, "the app exited; ending the session");
-                    host.sessions
-                        .end_session(session.id, crate::events::EndReason::AppExited)
-                        .await;
-                });
-            }
-            XmlReply::ok()
-                .element("sessionUrl0", session_url(host, context, corever))
-                .element("gamesession", 1)
-        }
-        Err(mut resources) => {
-            resources.release().await;
-            XmlReply::error(400, "An app is already running on this host")
-        }
+    match host.sessions.launch(request).await {
+        Ok(_) => XmlReply::ok()
+            .element("sessionUrl0", session_url(host, context, corever))
+            .element("gamesession", 1),
+        Err(error) => XmlReply::error(launch_status(&error), error.to_string()),
+    }
+}
+
+/// The status code Moonlight shows with each refusal.
+fn launch_status(error: &LaunchError) -> u32 {
+    match error {
+        LaunchError::UnknownApp(_) => 404,
+        LaunchError::AlreadyRunning => 400,
+        LaunchError::NotRunning => 503,
+        LaunchError::Resources { .. } | LaunchError::EndedWhileLaunching(_) => 500,
     }
 }
 
@@ -122,7 +64,7 @@ pub fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
         Ok(_) => XmlReply::ok()
             .element("sessionUrl0", session_url(host, context, corever))
             .element("resume", 1),
-        Err(_) => XmlReply::error(503, "No app is running; launch one"),
+        Err(error) => XmlReply::error(launch_status(&error), error.to_string()),
     }
 }
 

@@ -14,42 +14,32 @@ use hati_protocol::rtsp::{
     Method, Parsed, RtspCipher, RtspRequest, RtspResponse, SetupIdentifier, StatusCode, StreamKind,
     is_sealed,
 };
-use hati_protocol::sdp::{DescribeBody, EncryptionFlags, HostFeatureFlags, StreamConfig};
+use hati_protocol::sdp::StreamConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::host::Host;
-use crate::pipeline::{AudioRequest, VideoRequest};
-use crate::session::{ControlCommand, Session};
-use crate::stream::MediaStream;
-use crate::stream::media::Endpoint;
+use crate::config::Ports;
+use crate::session::{Session, SessionManager};
 
 /// Largest request accepted (an ANNOUNCE is about 2 KiB).
 const MAX_REQUEST: usize = 64 * 1024;
-/// Termination code sent when a pipeline fails (E_FAIL: the client reports it as an error).
-const STREAM_FAILED: u32 = 0x8000_4005;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a session's pipelines could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The pipeline templates could not be filled (config).
-    #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::PipelineError),
-    /// GStreamer refused a pipeline.
-    #[error("{source} (app \"{app}\")")]
-    Stream {
-        /// GStreamer's error.
-        source: crate::stream::StreamError,
-        /// The app whose pipeline it was.
-        app: String,
-    },
+/// What the RTSP server needs of the host.
+#[derive(Clone)]
+pub struct RtspContext {
+    /// The sessions requests belong to.
+    pub sessions: Arc<SessionManager>,
+    /// The ports SETUP answers name.
+    pub ports: Ports,
+    /// TCP connections the host's servers may hold together.
+    pub connections: Arc<crate::net::ConnectionBudget>,
 }
 
 /// Serves RTSP until shutdown.
-pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, host: RtspContext, shutdown: watch::Receiver<bool>) {
     let budget = host.connections.clone();
     crate::net::accept_within_budget(
         listener,
@@ -80,7 +70,7 @@ enum Incoming {
 async fn handle_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    host: &Host,
+    host: &RtspContext,
     permit: &crate::net::ConnectionPermit,
 ) {
     let incoming = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream, host)).await {
@@ -144,7 +134,7 @@ async fn handle_connection(
 /// Reads one whole request. `Ok(None)`: the peer closed without sending one.
 async fn read_request(
     stream: &mut TcpStream,
-    host: &Host,
+    host: &RtspContext,
 ) -> Result<Option<Incoming>, RtspResponse> {
     let mut buffer = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
@@ -194,14 +184,14 @@ async fn read_request(
     }
 }
 
-fn respond(request: &RtspRequest, session: &Session, host: &Host) -> RtspResponse {
+fn respond(request: &RtspRequest, session: &Arc<Session>, host: &RtspContext) -> RtspResponse {
     let _entered = session.span.enter();
     tracing::debug!(method = %request.method.as_str(), target = %request.target, "rtsp");
     let cseq = request.cseq;
     let session_header = format!("{:08X}", session.id);
     match &request.method {
         Method::Options => RtspResponse::ok(cseq),
-        Method::Describe => RtspResponse::ok(cseq).with_body(describe_body(host).encode()),
+        Method::Describe => RtspResponse::ok(cseq).with_body(session.describe().encode()),
         Method::Setup => match request.stream_kind() {
             Some(StreamKind::Audio) => RtspResponse::setup(
                 cseq,
@@ -226,9 +216,7 @@ fn respond(request: &RtspRequest, session: &Session, host: &Host) -> RtspRespons
         Method::Announce => match StreamConfig::parse(&request.body) {
             Ok(config) => {
                 let high_quality = request.host_requests_high_quality_audio();
-                match session.start_stream(config, |config| {
-                    start_media(host, session, config, high_quality)
-                }) {
+                match session.announce(config, high_quality) {
                     Ok(()) => RtspResponse::ok(cseq),
                     Err(error) => {
                         tracing::error!(app = %session.app.title, %error, "cannot start the stream");
@@ -244,99 +232,4 @@ fn respond(request: &RtspRequest, session: &Session, host: &Host) -> RtspRespons
         Method::Play | Method::Teardown => RtspResponse::ok(cseq),
         Method::Other(_) => RtspResponse::new(StatusCode::NOT_FOUND, cseq),
     }
-}
-
-/// What this host offers in DESCRIBE.
-pub fn describe_body(host: &Host) -> DescribeBody {
-    let mut supported = EncryptionFlags::CONTROL_V2 | EncryptionFlags::AUDIO;
-    if host.config().streaming.video_encryption {
-        supported = supported | EncryptionFlags::VIDEO;
-    }
-    DescribeBody {
-        feature_flags: HostFeatureFlags::PEN_TOUCH_EVENTS
-            | HostFeatureFlags::CONTROLLER_TOUCH_EVENTS,
-        encryption_supported: supported,
-        encryption_requested: EncryptionFlags::CONTROL_V2,
-        ref_pic_invalidation: false,
-        hevc: host.codecs.hevc.is_some(),
-        av1: host.codecs.av1.is_some(),
-    }
-}
-
-fn start_media(
-    host: &Host,
-    session: &Session,
-    config: &StreamConfig,
-    high_quality_audio: Option<bool>,
-) -> Result<MediaStream, StartError> {
-    let launch = session.launch_params();
-    let video_request = VideoRequest {
-        session_id: session.id,
-        stream: config,
-        encryption_key: config.video_encrypted().then_some(launch.rikey),
-        desktop: session.desktop().is_some(),
-    };
-    let video = crate::pipeline::video_description(
-        &host.config(),
-        &session.app,
-        &host.codecs,
-        &video_request,
-    )?;
-    let layout = config.opus_layout(high_quality_audio);
-    let audio_request = AudioRequest {
-        session_id: session.id,
-        layout,
-        packet_duration_ms: config.audio.packet_duration_ms,
-        sink: session.audio_sink(),
-        encryption: config
-            .audio_encrypted()
-            .then_some((launch.rikey, launch.rikeyid)),
-    };
-    let audio = crate::pipeline::audio_description(&host.config(), &session.app, &audio_request)?;
-    tracing::info!(
-        width = config.width,
-        height = config.height,
-        fps = config.fps,
-        codec = ?config.codec,
-        packet_size = config.packet_size,
-        audio_channels = layout.channels,
-        video_encrypted = config.video_encrypted(),
-        audio_encrypted = config.audio_encrypted(),
-        "starting stream"
-    );
-    tracing::debug!(%video, %audio, "pipelines");
-    let control = host.control_commands.clone();
-    let span = session.span.clone();
-    let session_id = session.id;
-    let events = host.events.clone();
-    let on_error = move |message: String| {
-        tracing::error!(parent: &span, %message, "stream failed; ending it");
-        events.publish(crate::events::Event::StreamFailed {
-            session: session_id,
-            message: message.clone(),
-        });
-        let _ = control.send(ControlCommand::Terminate {
-            session_id,
-            hresult: STREAM_FAILED,
-        });
-    };
-    MediaStream::start(
-        session.id,
-        Endpoint {
-            description: &video,
-            socket: host.media.video.clone(),
-            target: session.video_target.clone(),
-        },
-        Endpoint {
-            description: &audio,
-            socket: host.media.audio.clone(),
-            target: session.audio_target.clone(),
-        },
-        session.desktop(),
-        on_error,
-    )
-    .map_err(|source| StartError::Stream {
-        source,
-        app: session.app.title.clone(),
-    })
 }

@@ -1,24 +1,42 @@
 //! Streaming sessions: one per client certificate (never per IP address, so several clients
-//! behind one NAT work). A session is created by `/launch`, gets its stream parameters from the
-//! RTSP ANNOUNCE, streams while the control connection lives, pauses when the client
-//! disconnects (so `/resume` can pick it up), and ends with `/cancel` or when its app exits,
-//! releasing its pipelines, desktop, audio sink and app.
+//! behind one NAT work).
+//!
+//! A session owns its lifecycle, a small state machine:
+//!
+//! ```text
+//! launching ──▶ waiting for the client ──▶ streaming ◀──▶ paused
+//!     │                  │                     │            │
+//!     └──────────────────┴──────────┬──────────┴────────────┘
+//!                                   ▼
+//!                                 ended (cancelled, app exited, stopped, host shutdown,
+//!                                        pipeline error, client timeout)
+//! ```
+//!
+//! [`SessionManager`] starts what a session owns (desktop, audio sink, app, input) in one place
+//! and releases it in one place, [`SessionManager::end_session`], in a fixed order, whatever
+//! ended the session. HTTP, RTSP and the control stream only send requests: launch, resume,
+//! cancel, announce, control messages, pause.
 
+mod manager;
+pub mod pings;
 pub mod resources;
+mod streaming;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
-use hati_protocol::control::{ClientMessage, ControlCipher, IvMode, ReplayWindow};
+use hati_protocol::control::{ClientMessage, ControlCipher, FecStatus, IvMode, ReplayWindow};
 use hati_protocol::input::InputEvent;
 use hati_protocol::rtsp::RtspCipher;
 use hati_protocol::sdp::StreamConfig;
-use tokio::sync::mpsc;
+use serde::Serialize;
 
+pub use self::manager::{LaunchError, LaunchRequest, SessionManager, SessionServices};
 use self::resources::AppResources;
-use crate::config::AppConfig;
-use crate::events::{EndReason, Event, EventBus};
+pub use self::streaming::StartError;
+use crate::config::{AppConfig, Config};
+use crate::events::{EndReason, Event};
 use crate::input::InputSink;
 use crate::stream::ping::StreamKind;
 use crate::stream::target::PingOutcome;
@@ -64,13 +82,57 @@ pub enum ControlCommand {
     },
 }
 
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Its desktop, audio sink and app are starting.
+    Launching,
+    /// Launched; the client has not announced a stream yet.
+    WaitingForClient,
+    /// Pipelines run.
+    Streaming,
+    /// The client disconnected; `/resume` picks the session up again.
+    Paused,
+    /// Everything it held is released (or being released).
+    Ended,
+}
+
+impl SessionState {
+    /// Whether the lifecycle allows going from `self` to `next`.
+    fn may_become(self, next: Self) -> bool {
+        use SessionState::*;
+        matches!(
+            (self, next),
+            (Launching, WaitingForClient)
+                | (WaitingForClient | Streaming | Paused, Streaming)
+                | (Streaming, Paused)
+                | (Launching | WaitingForClient | Streaming | Paused, Ended)
+        )
+    }
+
+    /// Whether the session waits for its client (the client timeout runs).
+    fn awaits_client(self) -> bool {
+        matches!(self, Self::WaitingForClient | Self::Paused)
+    }
+}
+
 /// Counters the client reports over the control stream.
 #[derive(Debug, Default)]
 pub struct SessionMetrics {
     /// IDR requests and reference-frame invalidations received.
     pub idr_requests: AtomicU64,
-    /// Frames the client reported needing FEC recovery or lost.
+    /// FEC status reports received (each is a frame that needed recovery or was lost).
     pub fec_status_reports: AtomicU64,
+    /// Frames the client rebuilt from parity packets.
+    pub client_frames_recovered: AtomicU64,
+    /// Frames the client could not rebuild (too few packets arrived).
+    pub client_frames_lost: AtomicU64,
+    /// Data packets the client reported missing in those frames.
+    pub client_packets_missing: AtomicU64,
+    /// Frames the client dropped and asked to have re-referenced (reference-frame
+    /// invalidation ranges).
+    pub client_frames_dropped: AtomicU64,
     /// Input packets received.
     pub input_events: AtomicU64,
     /// Times a stream's target address was learned or moved.
@@ -79,6 +141,22 @@ pub struct SessionMetrics {
     pub refused_pings: AtomicU64,
     /// Control messages dropped as replays (a sequence number seen before).
     pub replayed_control_messages: AtomicU64,
+}
+
+impl SessionMetrics {
+    fn record_fec_status(&self, status: &FecStatus) {
+        self.fec_status_reports.fetch_add(1, Ordering::Relaxed);
+        let data = u64::from(status.total_data_packets);
+        let received_data = u64::from(status.received_data_packets);
+        let received = received_data + u64::from(status.received_parity_packets);
+        self.client_packets_missing
+            .fetch_add(data.saturating_sub(received_data), Ordering::Relaxed);
+        if received >= data {
+            self.client_frames_recovered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.client_frames_lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Packets a running stream has handed to the kernel, and dropped (no client address yet, or
@@ -107,6 +185,8 @@ pub struct Session {
     pub app: AppConfig,
     /// The app's ID.
     pub app_id: u32,
+    /// The configuration the session launched with (a reload changes only later sessions).
+    pub config: Arc<Config>,
     /// The 16 ASCII characters clients echo in their pings.
     pub ping_payload: String,
     /// The span every log line of this session goes under.
@@ -117,8 +197,13 @@ pub struct Session {
     pub audio_target: Arc<Target>,
     /// What the control stream counted.
     pub metrics: SessionMetrics,
-    /// Where the client's input goes.
-    pub input: Arc<dyn InputSink>,
+    state: Mutex<SessionState>,
+    /// Bumped by every state change, so a timer armed in one state knows it was left.
+    state_epoch: AtomicU64,
+    /// Where the client's input goes (set once launched).
+    input: OnceLock<Arc<dyn InputSink>>,
+    /// The session's desktop, if its app has one (set once launched).
+    desktop: OnceLock<hati_compositor::CompositorHandle>,
     /// The address of the control connection that proved it holds the session key.
     control_ip: Mutex<Option<IpAddr>>,
     launch: Mutex<LaunchParams>,
@@ -132,10 +217,11 @@ pub struct Session {
     control_send_seq: Mutex<Option<u32>>,
     stream: Mutex<Option<MediaStream>>,
     stream_config: Mutex<Option<StreamConfig>>,
-    control: mpsc::UnboundedSender<ControlCommand>,
-    events: EventBus,
     resources: Mutex<Option<AppResources>>,
-    desktop: Option<hati_compositor::CompositorHandle>,
+    services: Arc<SessionServices>,
+    /// The manager, for ends requested from inside (app exit, pipeline error, timeout).
+    manager: Weak<SessionManager>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Session {
@@ -143,11 +229,63 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &self.id)
             .field("app", &self.app.title)
+            .field("state", &self.state())
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
+    /// Where the session is in its life.
+    pub fn state(&self) -> SessionState {
+        *lock(&self.state)
+    }
+
+    /// Moves to `next` if the lifecycle allows it; false (and nothing changes) otherwise.
+    fn transition(&self, next: SessionState) -> bool {
+        let mut state = lock(&self.state);
+        if !state.may_become(next) {
+            return false;
+        }
+        *state = next;
+        self.state_epoch.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Asks the manager to end this session (from a task or a GStreamer thread); the end runs
+    /// on the host's runtime. Does nothing if the session already ended.
+    pub fn request_end(&self, reason: EndReason) {
+        let Some(manager) = self.manager.upgrade() else {
+            return;
+        };
+        let id = self.id;
+        self.runtime.spawn(async move {
+            manager.end_session(id, reason).await;
+        });
+    }
+
+    /// Ends the session with [`EndReason::ClientTimeout`] if it still waits for its client, in
+    /// the same state, after the configured timeout (0: never).
+    fn arm_client_timeout(self: &Arc<Self>) {
+        let seconds = self.config.streaming.client_timeout_s;
+        if seconds == 0 {
+            return;
+        }
+        let epoch = self.state_epoch.load(Ordering::Relaxed);
+        let session = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            let Some(session) = session.upgrade() else {
+                return;
+            };
+            if session.state_epoch.load(Ordering::Relaxed) == epoch
+                && session.state().awaits_client()
+            {
+                tracing::info!(parent: &session.span, seconds, "the client did not come back; ending the session");
+                session.request_end(EndReason::ClientTimeout);
+            }
+        });
+    }
+
     /// The launch parameters now in force.
     pub fn launch_params(&self) -> LaunchParams {
         lock(&self.launch).clone()
@@ -195,34 +333,18 @@ impl Session {
         )
     }
 
-    /// Records the negotiated stream and starts its pipelines (replacing any running ones). The
-    /// targets stay: the client pings audio before it announces the stream.
-    pub fn start_stream<E>(
-        &self,
-        config: StreamConfig,
-        start: impl FnOnce(&StreamConfig) -> Result<MediaStream, E>,
-    ) -> Result<(), E> {
-        // Stop the old pipelines outside the lock (stopping takes a while).
-        let previous = lock(&self.stream).take();
-        drop(previous);
-        let stream = start(&config)?;
-        self.events.publish(Event::SessionStreaming {
-            session: self.id,
-            width: config.width,
-            height: config.height,
-            fps: config.fps,
-            codec: format!("{:?}", config.codec),
-        });
-        *lock(&self.stream_config) = Some(config);
-        *lock(&self.stream) = Some(stream);
-        Ok(())
-    }
-
-    /// The client disconnected: stops the pipelines and waits for `/resume`.
-    pub fn pause(&self) {
+    /// The client disconnected: stops the pipelines and waits for `/resume` (or the client
+    /// timeout).
+    pub fn pause(self: &Arc<Self>) {
+        if !self.transition(SessionState::Paused) {
+            return;
+        }
         self.stop_stream();
-        self.events
+        tracing::info!(parent: &self.span, "session paused");
+        self.services
+            .events
             .publish(Event::SessionPaused { session: self.id });
+        self.arm_client_timeout();
     }
 
     /// The running stream's host processing latency (p50, p99) in µs, if a stream runs.
@@ -244,8 +366,8 @@ impl Session {
             .map(|s| (s.video_counters.clone(), s.audio_counters.clone()))
     }
 
-    /// Stops the pipelines (the client disconnected or the session ends); the session stays.
-    pub fn stop_stream(&self) {
+    /// Stops the pipelines and forgets the client's addresses.
+    fn stop_stream(&self) {
         let stream = lock(&self.stream).take();
         if stream.is_some() {
             tracing::info!(parent: &self.span, "stream stopped");
@@ -333,22 +455,39 @@ impl Session {
     pub fn on_control_message(&self, message: ClientMessage) {
         let _entered = self.span.enter();
         match message {
-            ClientMessage::RequestIdr | ClientMessage::InvalidateRefFrames { .. } => {
+            ClientMessage::RequestIdr => {
                 self.metrics.idr_requests.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("client asks for a key frame");
                 self.request_idr();
             }
+            ClientMessage::InvalidateRefFrames {
+                first_frame_index,
+                last_frame_index,
+            } => {
+                self.metrics.idr_requests.fetch_add(1, Ordering::Relaxed);
+                let dropped = last_frame_index
+                    .wrapping_sub(first_frame_index)
+                    .saturating_add(1);
+                self.metrics
+                    .client_frames_dropped
+                    .fetch_add(u64::from(dropped), Ordering::Relaxed);
+                tracing::debug!(
+                    first_frame_index,
+                    last_frame_index,
+                    "client invalidates reference frames"
+                );
+                self.request_idr();
+            }
             ClientMessage::InputData(bytes) => {
                 self.metrics.input_events.fetch_add(1, Ordering::Relaxed);
-                match InputEvent::parse(&bytes) {
-                    Ok(event) => self.input.handle(event),
-                    Err(error) => tracing::debug!(%error, "malformed input packet dropped"),
+                match (InputEvent::parse(&bytes), self.input.get()) {
+                    (Ok(event), Some(input)) => input.handle(event),
+                    (Ok(_), None) => tracing::debug!("input before launch finished dropped"),
+                    (Err(error), _) => tracing::debug!(%error, "malformed input packet dropped"),
                 }
             }
             ClientMessage::FecStatus(status) => {
-                self.metrics
-                    .fec_status_reports
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.record_fec_status(&status);
                 tracing::debug!(?status, "client FEC status");
             }
             ClientMessage::LossStats { last_good_frame } => {
@@ -363,7 +502,7 @@ impl Session {
 
     /// The session's desktop, if its app has one.
     pub fn desktop(&self) -> Option<&hati_compositor::CompositorHandle> {
-        self.desktop.as_ref()
+        self.desktop.get()
     }
 
     /// The session's audio sink name and PulseAudio server, if its app plays into one.
@@ -373,274 +512,61 @@ impl Session {
             .and_then(|r| r.sink.as_ref())
             .map(|sink| (sink.sink_name().to_owned(), sink.pulse_server().to_owned()))
     }
-
-    /// Ends the session: tells the client, stops the pipelines. Its desktop, sink and app are
-    /// released by [`Self::release`].
-    pub fn end(&self, hresult: u32) {
-        let _ = self.control.send(ControlCommand::Terminate {
-            session_id: self.id,
-            hresult,
-        });
-        self.stop_stream();
-        tracing::info!(parent: &self.span, "session ended");
-    }
-
-    /// Stops the app, removes the audio sink, stops the desktop.
-    pub async fn release(&self) {
-        let resources = lock(&self.resources).take();
-        if let Some(mut resources) = resources {
-            use tracing::Instrument;
-            resources.release().instrument(self.span.clone()).await;
-        }
-    }
-
-    /// A receiver that sees the app's exit, if the session runs an app.
-    pub fn app_exit_watch(
-        &self,
-    ) -> Option<tokio::sync::watch::Receiver<Option<crate::runner::AppExit>>> {
-        lock(&self.resources)
-            .as_ref()
-            .and_then(AppResources::exit_watch)
-    }
-}
-
-/// Every session of the host.
-pub struct SessionManager {
-    sessions: Mutex<Vec<Arc<Session>>>,
-    control: mpsc::UnboundedSender<ControlCommand>,
-    events: EventBus,
-}
-
-/// A session about to be registered by [`SessionManager::launch`].
-pub struct NewSession<'a> {
-    /// From [`SessionManager::new_session_id`].
-    pub id: u32,
-    /// From [`SessionManager::new_session_id`].
-    pub span: tracing::Span,
-    /// The client's certificate fingerprint.
-    pub client_id: &'a str,
-    /// The client's address.
-    pub client_ip: IpAddr,
-    /// The app.
-    pub app: &'a AppConfig,
-    /// What `/launch` carried.
-    pub params: LaunchParams,
-    /// The started desktop, sink and app.
-    pub resources: AppResources,
-    /// Where input goes.
-    pub input: Arc<dyn InputSink>,
-}
-
-/// Why `/launch` or `/resume` was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LaunchError {
-    /// This client already streams another app.
-    AlreadyRunning,
-    /// `/resume` without a session.
-    NotRunning,
-}
-
-impl SessionManager {
-    /// A manager whose sessions send control commands to `control` and publish on `events`.
-    pub fn new(control: mpsc::UnboundedSender<ControlCommand>, events: EventBus) -> Self {
-        Self {
-            sessions: Mutex::new(Vec::new()),
-            control,
-            events,
-        }
-    }
-
-    /// A fresh session ID, and the span its start-up logs under.
-    pub fn new_session_id(&self, client_id: &str) -> (u32, tracing::Span) {
-        let sessions = lock(&self.sessions);
-        let id = loop {
-            let id = u32::from_be_bytes(crate::crypto::random::<4>()) & 0x7fff_ffff;
-            if id != 0 && sessions.iter().all(|s| s.id != id) {
-                break id;
-            }
-        };
-        (
-            id,
-            tracing::info_span!("session", id, client = %crate::state::clients::short_id(client_id)),
-        )
-    }
-
-    /// Whether `client_id` has a session.
-    pub fn is_running(&self, client_id: &str) -> bool {
-        lock(&self.sessions)
-            .iter()
-            .any(|s| s.client_id == client_id)
-    }
-
-    /// Registers a session whose resources are started. If the client already has a session
-    /// (it launched twice at once), the resources are handed back to be released.
-    pub fn launch(&self, new: NewSession<'_>) -> Result<Arc<Session>, Box<AppResources>> {
-        let NewSession {
-            id,
-            span,
-            client_id,
-            client_ip,
-            app,
-            params,
-            resources,
-            input,
-        } = new;
-        let mut sessions = lock(&self.sessions);
-        if sessions.iter().any(|s| s.client_id == client_id) {
-            return Err(Box::new(resources));
-        }
-        let ping_payload = hati_protocol::query::encode_hex(&crate::crypto::random::<8>());
-        let session = Arc::new(Session {
-            id,
-            span,
-            client_id: client_id.to_owned(),
-            client_ip,
-            app_id: app.id(),
-            app: app.clone(),
-            ping_payload,
-            video_target: Arc::default(),
-            audio_target: Arc::default(),
-            metrics: SessionMetrics::default(),
-            input,
-            control_ip: Mutex::new(None),
-            launch: Mutex::new(params),
-            rtsp_response_seq: AtomicU32::new(0),
-            rtsp_request_seq: AtomicU32::new(0),
-            control_replay: Mutex::default(),
-            control_send_seq: Mutex::new(Some(0)),
-            stream: Mutex::new(None),
-            stream_config: Mutex::new(None),
-            control: self.control.clone(),
-            events: self.events.clone(),
-            desktop: resources.compositor.clone(),
-            resources: Mutex::new(Some(resources)),
-        });
-        tracing::info!(parent: &session.span, app = %app.title, "session launched");
-        self.events.publish(Event::SessionLaunched {
-            session: session.id,
-            client: crate::state::clients::short_id(&session.client_id).to_owned(),
-            app: app.title.clone(),
-        });
-        sessions.push(session.clone());
-        Ok(session)
-    }
-
-    /// `/resume`: new keys for the client's session.
-    pub fn resume(
-        &self,
-        client_id: &str,
-        rikey: [u8; 16],
-        rikeyid: i32,
-        corever: u32,
-    ) -> Result<Arc<Session>, LaunchError> {
-        let session = self.by_client(client_id).ok_or(LaunchError::NotRunning)?;
-        {
-            let mut launch = lock(&session.launch);
-            launch.rikey = rikey;
-            launch.rikeyid = rikeyid;
-            launch.corever = corever;
-        }
-        session.rtsp_response_seq.store(0, Ordering::Relaxed);
-        session.rtsp_request_seq.store(0, Ordering::Relaxed);
-        *lock(&session.control_replay) = ReplayWindow::default();
-        *lock(&session.control_send_seq) = Some(0);
-        tracing::info!(parent: &session.span, "session resumed");
-        self.events.publish(Event::SessionResumed {
-            session: session.id,
-        });
-        Ok(session)
-    }
-
-    /// `/cancel`: ends the client's session and releases everything it held.
-    pub async fn cancel(&self, client_id: &str) -> bool {
-        let removed = {
-            let mut sessions = lock(&self.sessions);
-            let position = sessions.iter().position(|s| s.client_id == client_id);
-            position.map(|i| sessions.remove(i))
-        };
-        match removed {
-            Some(session) => {
-                self.finish(&session, EndReason::Cancelled).await;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Ends session `id` for `reason` and releases everything it held; false if there is no
-    /// such session (it already ended: every session ends once).
-    pub async fn end_session(&self, id: u32, reason: EndReason) -> bool {
-        let removed = {
-            let mut sessions = lock(&self.sessions);
-            let position = sessions.iter().position(|s| s.id == id);
-            position.map(|i| sessions.remove(i))
-        };
-        match removed {
-            Some(session) => {
-                self.finish(&session, reason).await;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Ends a session already removed from the list: tells the client, releases what it held,
-    /// then says so on the bus.
-    async fn finish(&self, session: &Session, reason: EndReason) {
-        session.end(hati_protocol::control::hresult::GRACEFUL);
-        session.release().await;
-        session.input.release();
-        self.events.publish(Event::SessionEnded {
-            session: session.id,
-            reason,
-        });
-    }
-
-    /// Ends every session (host shutdown).
-    pub async fn end_all(&self) {
-        let sessions = std::mem::take(&mut *lock(&self.sessions));
-        for session in sessions {
-            self.finish(&session, EndReason::HostShutdown).await;
-        }
-    }
-
-    /// The client's session.
-    pub fn by_client(&self, client_id: &str) -> Option<Arc<Session>> {
-        lock(&self.sessions)
-            .iter()
-            .find(|s| s.client_id == client_id)
-            .cloned()
-    }
-
-    /// The session with this ID (the control stream's connect data).
-    pub fn by_id(&self, id: u32) -> Option<Arc<Session>> {
-        lock(&self.sessions).iter().find(|s| s.id == id).cloned()
-    }
-
-    /// The session whose pings carry `payload`.
-    pub fn by_ping_payload(&self, payload: &[u8]) -> Option<Arc<Session>> {
-        lock(&self.sessions)
-            .iter()
-            .find(|s| s.ping_payload.as_bytes() == payload)
-            .cloned()
-    }
-
-    /// The most recent session launched from `address` (for clients without session IDs).
-    pub fn latest_by_address(&self, address: IpAddr) -> Option<Arc<Session>> {
-        let address = crate::net::canonical_ip(address);
-        lock(&self.sessions)
-            .iter()
-            .rev()
-            .find(|s| s.client_ip == address)
-            .cloned()
-    }
-
-    /// Every session, oldest first.
-    pub fn all(&self) -> Vec<Arc<Session>> {
-        lock(&self.sessions).clone()
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionState::*;
+
+    #[test]
+    fn lifecycle_moves_forward_and_ends_once() {
+        assert!(Launching.may_become(WaitingForClient));
+        assert!(WaitingForClient.may_become(Streaming));
+        assert!(Streaming.may_become(Paused));
+        assert!(Paused.may_become(Streaming));
+        assert!(
+            Streaming.may_become(Streaming),
+            "a new ANNOUNCE restarts the stream"
+        );
+        for state in [Launching, WaitingForClient, Streaming, Paused] {
+            assert!(state.may_become(Ended));
+        }
+        for state in [Launching, WaitingForClient, Streaming, Paused, Ended] {
+            assert!(!Ended.may_become(state), "ended is final");
+        }
+        assert!(
+            !Launching.may_become(Streaming),
+            "no stream before the app started"
+        );
+        assert!(!WaitingForClient.may_become(Paused));
+    }
+
+    #[test]
+    fn fec_reports_count_recovered_and_lost_frames() {
+        let metrics = super::SessionMetrics::default();
+        let status = |data, parity| hati_protocol::control::FecStatus {
+            frame_index: 1,
+            highest_received_sequence_number: 0,
+            next_contiguous_sequence_number: 0,
+            missing_packets_before_highest_received: 0,
+            total_data_packets: 10,
+            total_parity_packets: 2,
+            received_data_packets: data,
+            received_parity_packets: parity,
+            fec_percentage: 20,
+            multi_fec_block_index: 0,
+            multi_fec_block_count: 1,
+        };
+        metrics.record_fec_status(&status(9, 2));
+        metrics.record_fec_status(&status(7, 2));
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(read(&metrics.client_frames_recovered), 1);
+        assert_eq!(read(&metrics.client_frames_lost), 1);
+        assert_eq!(read(&metrics.client_packets_missing), 4);
+        assert_eq!(read(&metrics.fec_status_reports), 2);
+    }
 }

@@ -4,7 +4,11 @@ a second, read here instead of log text."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
+import urllib.error
+import urllib.request
 
 from moonlight_python import MoonlightClient
 
@@ -34,12 +38,16 @@ def test_pairing_and_a_session_life_arrive_as_events(host, tmp_path):
     assert last["fps"] >= 50 and last["bitrate_kbps"] > 0, last
     assert 0 < last["host_latency_p50_ms"] <= last["host_latency_p99_ms"] < 200, last
     assert last["fec_percentage"] == 20
+    # Client-reported loss: a clean loopback stream loses nothing.
+    assert last["client_frames_lost"] == 0 and last["client_frames_dropped"] == 0, last
+    assert host.sessions()[0]["state"] == "streaming"
     report(f"stream_stats at 720p60: fps {last['fps']}, {last['bitrate_kbps']} kbit/s, "
            f"{last['video_packets']} packets after {len(stats)} s, host latency p50 "
            f"{last['host_latency_p50_ms']} ms p99 {last['host_latency_p99_ms']} ms")
 
     client.stop_stream()
     events.wait_for("session_paused", session=session)
+    assert host.sessions()[0]["state"] == "paused"
     mark = events.position()
     client.start_stream(app="Test pattern", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=20)
     events.wait_for("session_resumed", session=session, start=mark)
@@ -57,3 +65,32 @@ def test_pairing_and_a_session_life_arrive_as_events(host, tmp_path):
     kinds = [e["type"] for e in events.events if e["type"] != "stream_stats"]
     report("event sequence: " + ", ".join(kinds))
     events.close()
+
+
+def test_admin_api_on_a_tcp_port_needs_the_bearer_token(make_host):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    host = make_host(f'[admin]\nlisten = "127.0.0.1:{port}"\n').start()
+    token = (host.state_dir / "api-token").read_text().strip()
+    base = f"http://127.0.0.1:{port}/api/v1"
+
+    def get(path: str, headers: dict[str, str]) -> tuple[int, dict]:
+        request = urllib.request.Request(base + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    # Even from this machine: the TCP port has no page and no loopback exemption.
+    status, body = get("/status", {})
+    assert status == 401 and "api-token" in body["error"], (status, body)
+    status, body = get("/status", {"Authorization": "Bearer not-the-token"})
+    assert status == 401, (status, body)
+    status, body = get("/status", {"Authorization": f"Bearer {token}"})
+    assert status == 200 and body["hostname"], (status, body)
+    reload = urllib.request.Request(base + "/reload", method="POST", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(reload, timeout=10) as response:
+        assert json.loads(response.read())["reloaded"]["apps"] >= 1
+    report(f"admin API on TCP {port}: 401 without or with a wrong token, 200 with it")

@@ -315,16 +315,29 @@ def session_dirs(session_id: int) -> list[str]:
     return [str(p) for base in bases if base for p in Path(base).glob(f"hati/*/session-{session_id}")]
 
 
-@pytest.mark.parametrize("way", ["cancel", "app_exit", "admin_stop", "host_shutdown"])
+# A real GStreamer error mid-stream: `identity error-after` fails the video pipeline after about
+# two seconds at 60 fps, while the app, its desktop and its sink run.
+BREAKER_APP = (
+    '[[apps]]\ntitle = "Breaker"\nxwayland = false\n[apps.runner]\ntype = "process"\n'
+    f"cmd = \"sh -c '{TEST_CLIENT} & exec {TONE_CMD}'\"\n"
+    '[apps.video]\nsource = "videotestsrc is-live=true pattern=smpte ! identity error-after=120"\n'
+)
+
+
+@pytest.mark.parametrize(
+    "way", ["cancel", "app_exit", "admin_stop", "host_shutdown", "pipeline_error", "client_timeout"]
+)
 def test_every_way_a_session_ends_releases_everything_once(make_host, tmp_path, shared_pulse, way):
-    apps = APPS + '[[apps]]\ntitle = "Quitter"\nxwayland = false\n[apps.runner]\ntype = "process"\ncmd = "sleep 6"\n'
-    host = make_host(apps)
+    apps = APPS + BREAKER_APP + '[[apps]]\ntitle = "Quitter"\nxwayland = false\n[apps.runner]\ntype = "process"\ncmd = "sleep 6"\n'
+    # The client timeout only for its own case: a paused session otherwise waits for /resume.
+    timeout = "[streaming]\nclient_timeout_s = 2\n" if way == "client_timeout" else ""
+    host = make_host(timeout + apps)
     host.env["PULSE_SERVER"] = shared_pulse
     host.start()
     client = MoonlightClient(config_dir=tmp_path / "client")
     pair(host, client)
     events = host.event_reader()
-    app = "Quitter" if way == "app_exit" else "Process test"
+    app = {"app_exit": "Quitter", "pipeline_error": "Breaker"}.get(way, "Process test")
     # Quitter draws nothing: its desktop is black, which the client must accept as started.
     client.start_stream(app=app, width=WIDTH, height=HEIGHT, fps=60, ready_timeout=30,
                         black_frame_threshold=-1 if app == "Quitter" else 5)
@@ -332,7 +345,14 @@ def test_every_way_a_session_ends_releases_everything_once(make_host, tmp_path, 
     events.wait_for("session_streaming", session=session)
     assert hati_sinks(shared_pulse), "the session has a sink while it runs"
     assert session_dirs(session), "the session has a runtime directory while it runs"
-    expected = {"cancel": "cancelled", "app_exit": "app_exited", "admin_stop": "stopped", "host_shutdown": "host_shutdown"}[way]
+    expected = {
+        "cancel": "cancelled",
+        "app_exit": "app_exited",
+        "admin_stop": "stopped",
+        "host_shutdown": "host_shutdown",
+        "pipeline_error": "pipeline_error",
+        "client_timeout": "client_timeout",
+    }[way]
     started = time.monotonic()
     if way == "cancel":
         client.stop_stream()
@@ -342,9 +362,17 @@ def test_every_way_a_session_ends_releases_everything_once(make_host, tmp_path, 
         assert result.returncode == 0, result.stderr
     elif way == "host_shutdown":
         host.stop()
+    elif way == "client_timeout":
+        # The client goes away without quitting the app: the session pauses, then times out.
+        client.stop_stream()
+        events.wait_for("session_paused", session=session)
+        assert host.sessions()[0]["state"] == "paused"
     ended = events.wait_for("session_ended", session=session, timeout=30)
     took = time.monotonic() - started
-    if way != "cancel":
+    if way == "pipeline_error":
+        failed = events.of_type("stream_failed", session=session)
+        assert len(failed) >= 1 and "identity" in failed[0]["message"], failed
+    if way not in ("cancel", "client_timeout"):
         try:
             client.stop_stream()
         except Exception:  # noqa: BLE001 - the host already ended the stream

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub mod icon;
+pub mod template;
+
 /// The documented default configuration, embedded in the binary.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Why a configuration could not be used.
 #[derive(Debug, Error)]
@@ -62,6 +65,9 @@ pub struct Config {
     pub pairing: PairingConfig,
     /// Stream settings the client does not choose.
     pub streaming: StreamingConfig,
+    /// The admin API's network listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Switches for testing; keep them off.
     pub debug: DebugConfig,
     /// The apps offered to clients, in order.
@@ -110,6 +116,15 @@ pub struct Ports {
     pub audio: u16,
 }
 
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin API (`/api/v1/`) on this TCP address too, every request with the
+    /// bearer token from `<state>/api-token`; absent: only the unix socket and the dashboard.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `[pairing]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +145,9 @@ pub struct StreamingConfig {
     pub fec_percentage: u8,
     /// Offer AES-GCM video encryption to clients that ask for it.
     pub video_encryption: bool,
+    /// End a session whose client has not connected (after launch) or come back (after a
+    /// disconnect) within this many seconds; 0 keeps it until cancelled.
+    pub client_timeout_s: u64,
 }
 
 /// `[debug]`.
@@ -315,7 +333,7 @@ impl Config {
 
     /// Every pipeline template with its config key and the variables it may use.
     fn templates(&self) -> Vec<(String, &str, &'static [&'static str])> {
-        use crate::pipeline::{AUDIO_VARIABLES, VIDEO_VARIABLES};
+        use self::template::{AUDIO_VARIABLES, VIDEO_VARIABLES};
         let video = &self.gstreamer.video;
         let mut templates = vec![
             (
@@ -474,7 +492,7 @@ impl Config {
             ));
         }
         for (key, template, variables) in self.templates() {
-            if let Err(error) = crate::pipeline::check_template(template, variables) {
+            if let Err(error) = template::check_template(template, variables) {
                 return Err(fail(key, error.to_string()));
             }
         }

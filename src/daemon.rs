@@ -1,0 +1,280 @@
+//! `hati serve`: starts every server on one [`Host`] and runs until Ctrl-C or SIGTERM, plus the
+//! host's background tasks (pairing events onto the bus, stream statistics, reload on SIGHUP).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::encoders::CodecSupport;
+use crate::events::Event;
+use crate::host::Host;
+use crate::session::ControlCommand;
+use crate::stream::ping::StreamKind;
+
+/// How long start-up clean-up may take before the host serves anyway.
+const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the host until Ctrl-C or SIGTERM.
+pub async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (host, control_queue) = Host::new(config, config_path, state_dir)?;
+    let host = Arc::new(host);
+    // Before any server accepts a session, so nothing of a new session is removed.
+    if tokio::time::timeout(CLEANUP_TIMEOUT, host.cleanup_stale())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "start-up clean-up did not finish within {} s",
+            CLEANUP_TIMEOUT.as_secs()
+        );
+    }
+    let config = host.config();
+    let bind = config.network.bind;
+    let listen = |port: u16, key: &'static str| async move {
+        let address = SocketAddr::new(bind, port);
+        TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (set by {key} in the config)"))
+    };
+    let http = listen(host.ports.http, "network.http_port").await?;
+    let https = listen(host.ports.https, "network.https_port").await?;
+    let rtsp = listen(host.ports.rtsp, "network.rtsp_port").await?;
+    let tls = crate::http::tls::server_config(&host.identity).context("cannot set up TLS")?;
+    let admin = crate::admin::AdminSocket::bind(&host.state)?;
+    let admin_tcp = match config.admin.listen {
+        Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+            format!("cannot listen on {address} (set by admin.listen in the config)")
+        })?),
+        None => None,
+    };
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let mut extra_tasks = Vec::new();
+
+    let mdns = if config.network.mdns {
+        match crate::mdns::Advertisement::start(&config.hostname, host.ports.http, bind) {
+            Ok(advert) => Some(advert),
+            Err(error) => {
+                tracing::warn!(%error, "mDNS advertisement failed; clients must add this host by address");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    match host.codecs.as_ref() {
+        CodecSupport { h264: None, .. } => tracing::error!(
+            "no H.264 encoder found in GStreamer (see [gstreamer.video] h264_encoders): clients cannot stream"
+        ),
+        codecs => {
+            let [h264, hevc, av1] = codecs.names();
+            tracing::info!(?h264, ?hevc, ?av1, "video encoders")
+        }
+    }
+    let paired = host
+        .clients
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .list()
+        .len();
+    tracing::info!(
+        hostname = %config.hostname,
+        http = %http.local_addr()?,
+        https = %https.local_addr()?,
+        state_dir = %host.state.path().display(),
+        paired_clients = paired,
+        connection_limit = host.connections.limit(),
+        "hati is running; pair from Moonlight, then enter the PIN with `{}`",
+        host.pair_command
+    );
+
+    if let Some(listener) = admin_tcp {
+        tracing::info!(address = %listener.local_addr()?, "admin API listening (bearer token required)");
+        // Joined like the others below; it ends on the same shutdown signal.
+        extra_tasks.push(tokio::spawn(crate::admin::serve_tcp(
+            listener,
+            host.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let tasks = [
+        tokio::spawn(crate::http::serve_http(
+            http,
+            host.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::http::serve_https(
+            https,
+            tls,
+            host.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(admin.serve(host.clone(), shutdown.clone())),
+        tokio::spawn(crate::rtsp::serve(
+            rtsp,
+            crate::rtsp::RtspContext {
+                sessions: host.sessions.clone(),
+                ports: host.ports,
+                connections: host.connections.clone(),
+            },
+            shutdown.clone(),
+        )),
+        tokio::spawn(publish_pairing_events(host.clone(), shutdown.clone())),
+        tokio::spawn(publish_stream_stats(host.clone(), shutdown.clone())),
+        tokio::spawn(reload_on_sighup(host.clone(), shutdown.clone())),
+        tokio::spawn(crate::session::pings::listen(
+            host.sessions.services().media.video.clone(),
+            StreamKind::Video,
+            host.sessions.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::session::pings::listen(
+            host.sessions.services().media.audio.clone(),
+            StreamKind::Audio,
+            host.sessions.clone(),
+            shutdown.clone(),
+        )),
+    ];
+    let control_address = SocketAddr::new(bind, host.ports.control);
+    let control = tokio::spawn(crate::control::serve(
+        control_address,
+        host.sessions.clone(),
+        control_queue,
+        shutdown.clone(),
+    ));
+    tokio::select! {
+        _ = wait_for_shutdown_signal() => {}
+        result = control => {
+            // The control stream only returns early when it cannot start.
+            result??;
+        }
+    }
+    tracing::info!("shutting down");
+    host.sessions.end_all().await;
+    // The termination messages went into the control task's queue; wait until it has sent them.
+    let (flushed, sent) = tokio::sync::oneshot::channel();
+    if host
+        .sessions
+        .services()
+        .control
+        .send(ControlCommand::Flush(flushed))
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sent).await;
+    }
+    let _ = shutdown_tx.send(true);
+    for task in tasks.into_iter().chain(extra_tasks) {
+        let _ = task.await;
+    }
+    drop(mdns);
+    Ok(())
+}
+
+/// Reloads the config on SIGHUP, as daemons do.
+async fn reload_on_sighup(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => { let _ = host.reload(); }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Republishes the pairing state machine's events on the host's bus.
+async fn publish_pairing_events(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
+    use crate::pairing::PairingEvent;
+    let mut pairing = host.pairing.subscribe();
+    loop {
+        let event = tokio::select! {
+            event = pairing.recv() => event,
+            _ = shutdown.changed() => return,
+        };
+        let event = match event {
+            Ok(PairingEvent::Waiting {
+                attempt,
+                address,
+                device_name,
+            }) => Event::PairingWaiting {
+                attempt,
+                address,
+                device_name,
+            },
+            Ok(PairingEvent::Paired { attempt, client }) => Event::Paired {
+                attempt,
+                client_id: client.id,
+                name: client.name,
+            },
+            Ok(PairingEvent::Failed { attempt, reason }) => {
+                Event::PairingFailed { attempt, reason }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        host.events.publish(event);
+    }
+}
+
+/// Publishes every streaming session's statistics once a second.
+async fn publish_stream_stats(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut previous: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let mut seen = HashMap::new();
+        for session in host.sessions.all() {
+            let Some((video, _)) = session.stream_counters() else {
+                continue;
+            };
+            let latency = session.host_latency_us().unwrap_or((0, 0));
+            let frames = video.samples.load(Relaxed);
+            let bytes = video.bytes_sent.load(Relaxed);
+            let (last_frames, last_bytes) = previous.get(&session.id).copied().unwrap_or((0, 0));
+            seen.insert(session.id, (frames, bytes));
+            host.events.publish(Event::StreamStats {
+                session: session.id,
+                fps: frames.saturating_sub(last_frames),
+                bitrate_kbps: bytes.saturating_sub(last_bytes) * 8 / 1000,
+                video_packets: video.packets_sent.load(Relaxed),
+                video_frames: frames,
+                idr_requests: session.metrics.idr_requests.load(Relaxed),
+                fec_status_reports: session.metrics.fec_status_reports.load(Relaxed),
+                refused_pings: session.metrics.refused_pings.load(Relaxed),
+                client_frames_recovered: session.metrics.client_frames_recovered.load(Relaxed),
+                client_frames_lost: session.metrics.client_frames_lost.load(Relaxed),
+                client_packets_missing: session.metrics.client_packets_missing.load(Relaxed),
+                client_frames_dropped: session.metrics.client_frames_dropped.load(Relaxed),
+                fec_percentage: session.config.streaming.fec_percentage,
+                host_latency_p50_ms: f64::from(latency.0) / 1000.0,
+                host_latency_p99_ms: f64::from(latency.1) / 1000.0,
+            });
+        }
+        previous = seen;
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -1,0 +1,419 @@
+//! Every session of the host: launching one (and everything it owns), finding one for a
+//! request, and ending one, through a single path whatever the reason.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use hati_protocol::control::{ReplayWindow, hresult};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::resources::{AppResources, ResourceError};
+use super::{ControlCommand, LaunchParams, Session, SessionMetrics, SessionState, lock};
+use crate::audio::SharedAudioServer;
+use crate::config::Config;
+use crate::encoders::CodecSupport;
+use crate::events::{EndReason, Event, EventBus};
+use crate::gamepad::GamepadManager;
+use crate::input::SessionInput;
+use crate::runner::Launcher;
+use crate::stream::ping::MediaSockets;
+
+/// The termination HRESULT for a stream that failed on the host (E_FAIL).
+const STREAM_FAILED: u32 = 0x8000_4005;
+
+/// What sessions use of the host.
+pub struct SessionServices {
+    /// Queue of the control-stream task.
+    pub control: mpsc::UnboundedSender<ControlCommand>,
+    /// Where state changes are published.
+    pub events: EventBus,
+    /// The video and audio sockets.
+    pub media: MediaSockets,
+    /// Codecs this machine can encode.
+    pub codecs: Arc<CodecSupport>,
+    /// Starts apps (processes, containers).
+    pub launcher: Arc<Launcher>,
+    /// The PulseAudio server for session sinks.
+    pub audio: Arc<SharedAudioServer>,
+}
+
+/// A client's `/launch`.
+#[derive(Debug)]
+pub struct LaunchRequest {
+    /// The client's certificate fingerprint.
+    pub client_id: String,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The app to run.
+    pub app_id: u32,
+    /// The configuration in force (the session keeps it for its whole life).
+    pub config: Arc<Config>,
+    /// What `/launch` carried.
+    pub params: LaunchParams,
+}
+
+/// Why `/launch` or `/resume` was refused.
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    /// No app has this ID.
+    #[error("no app with ID {0}")]
+    UnknownApp(u32),
+    /// This client already has a session.
+    #[error("An app is already running on this host")]
+    AlreadyRunning,
+    /// `/resume` without a session.
+    #[error("No app is running; launch one")]
+    NotRunning,
+    /// The app's desktop, sink or app did not start.
+    #[error("{app}: {source}")]
+    Resources {
+        /// The app's title.
+        app: String,
+        /// What failed.
+        source: ResourceError,
+    },
+    /// The session was cancelled or stopped while its app started.
+    #[error("{0}: the session ended while its app was starting")]
+    EndedWhileLaunching(String),
+}
+
+/// Every session of the host.
+pub struct SessionManager {
+    sessions: Mutex<Vec<Arc<Session>>>,
+    services: Arc<SessionServices>,
+}
+
+impl SessionManager {
+    /// A manager whose sessions use `services`.
+    pub fn new(services: SessionServices) -> Self {
+        Self {
+            sessions: Mutex::new(Vec::new()),
+            services: Arc::new(services),
+        }
+    }
+
+    /// What sessions use of the host.
+    pub fn services(&self) -> &SessionServices {
+        &self.services
+    }
+
+    /// Launches `request.app_id` for the client: registers the session (so a second launch is
+    /// refused at once), starts its desktop, audio sink and app, then its input. The session
+    /// then waits for the client's RTSP ANNOUNCE.
+    pub async fn launch(
+        self: &Arc<Self>,
+        request: LaunchRequest,
+    ) -> Result<Arc<Session>, LaunchError> {
+        let LaunchRequest {
+            client_id,
+            client_ip,
+            app_id,
+            config,
+            params,
+        } = request;
+        let app = config
+            .apps
+            .iter()
+            .find(|app| app.id() == app_id)
+            .ok_or(LaunchError::UnknownApp(app_id))?
+            .clone();
+        let session = {
+            let mut sessions = lock(&self.sessions);
+            if sessions.iter().any(|s| s.client_id == client_id) {
+                return Err(LaunchError::AlreadyRunning);
+            }
+            let id = loop {
+                let id = u32::from_be_bytes(crate::crypto::random::<4>()) & 0x7fff_ffff;
+                if id != 0 && sessions.iter().all(|s| s.id != id) {
+                    break id;
+                }
+            };
+            let span = tracing::info_span!("session", id, client = %crate::state::clients::short_id(&client_id));
+            let session = Arc::new(Session {
+                id,
+                span,
+                client_id,
+                client_ip: crate::net::canonical_ip(client_ip),
+                app_id,
+                app,
+                config,
+                ping_payload: hati_protocol::query::encode_hex(&crate::crypto::random::<8>()),
+                video_target: Arc::default(),
+                audio_target: Arc::default(),
+                metrics: SessionMetrics::default(),
+                state: Mutex::new(SessionState::Launching),
+                state_epoch: AtomicU64::new(0),
+                input: OnceLock::new(),
+                desktop: OnceLock::new(),
+                control_ip: Mutex::new(None),
+                launch: Mutex::new(params),
+                rtsp_response_seq: AtomicU32::new(0),
+                rtsp_request_seq: AtomicU32::new(0),
+                control_replay: Mutex::default(),
+                control_send_seq: Mutex::new(Some(0)),
+                stream: Mutex::new(None),
+                stream_config: Mutex::new(None),
+                resources: Mutex::new(None),
+                services: self.services.clone(),
+                manager: Arc::downgrade(self),
+                runtime: tokio::runtime::Handle::current(),
+            });
+            sessions.push(session.clone());
+            session
+        };
+        match self.start_resources(&session).await {
+            Ok(()) => {}
+            Err(error) => {
+                self.remove(|s| s.id == session.id);
+                tracing::error!(parent: &session.span, app = %session.app.title, %error, "launch failed");
+                return Err(error);
+            }
+        }
+        tracing::info!(parent: &session.span, app = %session.app.title, "session launched");
+        self.services.events.publish(Event::SessionLaunched {
+            session: session.id,
+            client: crate::state::clients::short_id(&session.client_id).to_owned(),
+            app: session.app.title.clone(),
+        });
+        self.end_when_app_exits(&session);
+        session.arm_client_timeout();
+        Ok(session)
+    }
+
+    /// Starts the session's desktop, audio sink, app and input, and moves it to waiting for
+    /// the client. If the session ended meanwhile, releases what was started.
+    async fn start_resources(&self, session: &Arc<Session>) -> Result<(), LaunchError> {
+        let audio = if session.app.runner.is_some() {
+            self.services.audio.get().await
+        } else {
+            None
+        };
+        let launch_mode = session.launch_params().mode;
+        let resources = AppResources::start(
+            session.id,
+            &session.app,
+            launch_mode,
+            audio.as_ref(),
+            &self.services.launcher,
+        )
+        .instrument(session.span.clone())
+        .await
+        .map_err(|source| LaunchError::Resources {
+            app: session.app.title.clone(),
+            source,
+        })?;
+        let control = self.services.control.clone();
+        let session_id = session.id;
+        let rumble = Arc::new(move |controller: u8, motors: crate::gamepad::Motors| {
+            let _ = control.send(ControlCommand::Rumble {
+                session_id,
+                controller: u16::from(controller),
+                low_freq: motors.low_freq,
+                high_freq: motors.high_freq,
+            });
+        });
+        let seat = resources.compositor.as_ref().map(|c| c.input_sender());
+        let input = Arc::new(SessionInput::new(
+            seat,
+            GamepadManager::new(session.id, session.app.joypad_type, rumble),
+        ));
+        // Attach under the state lock: an end that raced the start either sees the
+        // resources (and releases them) or has already ended the session (and we do).
+        let refused = {
+            let mut state = lock(&session.state);
+            if *state == SessionState::Launching {
+                if let Some(desktop) = resources.compositor.clone() {
+                    let _ = session.desktop.set(desktop);
+                }
+                let _ = session.input.set(input.clone());
+                *lock(&session.resources) = Some(resources);
+                *state = SessionState::WaitingForClient;
+                session
+                    .state_epoch
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                None
+            } else {
+                Some(resources)
+            }
+        };
+        if let Some(mut resources) = refused {
+            resources.release().instrument(session.span.clone()).await;
+            crate::input::InputSink::release(input.as_ref());
+            return Err(LaunchError::EndedWhileLaunching(session.app.title.clone()));
+        }
+        Ok(())
+    }
+
+    /// Ends the session when its app exits.
+    fn end_when_app_exits(&self, session: &Arc<Session>) {
+        let exit = lock(&session.resources)
+            .as_ref()
+            .and_then(AppResources::exit_watch);
+        let Some(mut exit) = exit else {
+            return;
+        };
+        let session = Arc::downgrade(session);
+        tokio::spawn(async move {
+            while exit.borrow_and_update().is_none() {
+                if exit.changed().await.is_err() {
+                    return;
+                }
+            }
+            let status = exit.borrow().clone();
+            if let Some(session) = session.upgrade() {
+                tracing::info!(parent: &session.span, ?status, "the app exited; ending the session");
+                session.request_end(EndReason::AppExited);
+            }
+        });
+    }
+
+    /// `/resume`: new keys for the client's session.
+    pub fn resume(
+        &self,
+        client_id: &str,
+        rikey: [u8; 16],
+        rikeyid: i32,
+        corever: u32,
+    ) -> Result<Arc<Session>, LaunchError> {
+        let session = self
+            .by_client(client_id)
+            .filter(|s| s.state() != SessionState::Launching)
+            .ok_or(LaunchError::NotRunning)?;
+        {
+            let mut launch = lock(&session.launch);
+            launch.rikey = rikey;
+            launch.rikeyid = rikeyid;
+            launch.corever = corever;
+        }
+        session
+            .rtsp_response_seq
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        session
+            .rtsp_request_seq
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        *lock(&session.control_replay) = ReplayWindow::default();
+        *lock(&session.control_send_seq) = Some(0);
+        tracing::info!(parent: &session.span, "session resumed");
+        self.services.events.publish(Event::SessionResumed {
+            session: session.id,
+        });
+        Ok(session)
+    }
+
+    /// `/cancel`: ends the client's session and releases everything it held.
+    pub async fn cancel(&self, client_id: &str) -> bool {
+        match self.remove(|s| s.client_id == client_id) {
+            Some(session) => {
+                self.finish(&session, EndReason::Cancelled).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends session `id` for `reason` and releases everything it held; false if there is no
+    /// such session (it already ended: every session ends once).
+    pub async fn end_session(&self, id: u32, reason: EndReason) -> bool {
+        match self.remove(|s| s.id == id) {
+            Some(session) => {
+                self.finish(&session, reason).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every session (host shutdown).
+    pub async fn end_all(&self) {
+        let sessions = std::mem::take(&mut *lock(&self.sessions));
+        for session in sessions {
+            self.finish(&session, EndReason::HostShutdown).await;
+        }
+    }
+
+    fn remove(&self, matches: impl Fn(&Session) -> bool) -> Option<Arc<Session>> {
+        let mut sessions = lock(&self.sessions);
+        let position = sessions.iter().position(|s| matches(s))?;
+        Some(sessions.remove(position))
+    }
+
+    /// The one way a session ends, for every reason: tell the client, stop the pipelines,
+    /// stop the app, remove the sink, stop the desktop, release the gamepads, then say so on
+    /// the bus. The session was removed from the list, so this runs once per session.
+    async fn finish(&self, session: &Session, reason: EndReason) {
+        {
+            let mut state = lock(&session.state);
+            if *state == SessionState::Ended {
+                return;
+            }
+            *state = SessionState::Ended;
+        }
+        let hresult = match reason {
+            EndReason::PipelineError => STREAM_FAILED,
+            _ => hresult::GRACEFUL,
+        };
+        let _ = self.services.control.send(ControlCommand::Terminate {
+            session_id: session.id,
+            hresult,
+        });
+        session.stop_stream();
+        let resources = lock(&session.resources).take();
+        if let Some(mut resources) = resources {
+            resources.release().instrument(session.span.clone()).await;
+        }
+        if let Some(input) = session.input.get() {
+            input.release();
+        }
+        tracing::info!(parent: &session.span, ?reason, "session ended");
+        self.services.events.publish(Event::SessionEnded {
+            session: session.id,
+            reason,
+        });
+    }
+
+    /// Whether `client_id` has a session.
+    pub fn is_running(&self, client_id: &str) -> bool {
+        lock(&self.sessions)
+            .iter()
+            .any(|s| s.client_id == client_id)
+    }
+
+    /// The client's session.
+    pub fn by_client(&self, client_id: &str) -> Option<Arc<Session>> {
+        lock(&self.sessions)
+            .iter()
+            .find(|s| s.client_id == client_id)
+            .cloned()
+    }
+
+    /// The session with this ID (the control stream's connect data).
+    pub fn by_id(&self, id: u32) -> Option<Arc<Session>> {
+        lock(&self.sessions).iter().find(|s| s.id == id).cloned()
+    }
+
+    /// The session whose pings carry `payload`.
+    pub fn by_ping_payload(&self, payload: &[u8]) -> Option<Arc<Session>> {
+        lock(&self.sessions)
+            .iter()
+            .find(|s| s.ping_payload.as_bytes() == payload)
+            .cloned()
+    }
+
+    /// The most recent session launched from `address` (for clients without session IDs).
+    pub fn latest_by_address(&self, address: IpAddr) -> Option<Arc<Session>> {
+        let address = crate::net::canonical_ip(address);
+        lock(&self.sessions)
+            .iter()
+            .rev()
+            .find(|s| s.client_ip == address)
+            .cloned()
+    }
+
+    /// Every session, oldest first.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.sessions).clone()
+    }
+}
