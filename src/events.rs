@@ -86,6 +86,10 @@ pub enum Event {
         fps: u32,
         /// The video codec.
         codec: String,
+        /// Whether video packets are AES-GCM encrypted.
+        video_encrypted: bool,
+        /// Whether audio packets are AES-CBC encrypted.
+        audio_encrypted: bool,
     },
     /// The client disconnected; the session waits for `/resume`.
     SessionPaused {
@@ -101,8 +105,18 @@ pub enum Event {
     StreamFailed {
         /// The session.
         session: u32,
-        /// GStreamer's message.
+        /// What failed: GStreamer's message, or why the pipelines could not start.
         message: String,
+    },
+    /// A `/launch` failed: the app, its desktop or its sink did not start (nothing is left
+    /// running).
+    LaunchFailed {
+        /// The client (short ID).
+        client: String,
+        /// The app's title.
+        app: String,
+        /// Why.
+        error: String,
     },
     /// The session ended and everything it held was released.
     SessionEnded {

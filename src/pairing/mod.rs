@@ -48,6 +48,12 @@ pub enum PairError {
     /// The PIN did not match the one the client shows.
     #[error("wrong PIN")]
     WrongPin,
+    /// The client gave up after the PIN was entered: Moonlight does this when its own check of
+    /// the PIN fails.
+    #[error(
+        "the client abandoned pairing after the PIN was entered: the PIN was most likely wrong"
+    )]
+    Abandoned,
     /// The client's pairing secret is not signed by its certificate.
     #[error("the client's pairing signature is invalid")]
     BadSignature,
@@ -388,10 +394,7 @@ impl PairingManager {
         let attempt = self.lock().sessions.remove(key);
         match attempt {
             Some(attempt) => {
-                let reason = PairError::Malformed(
-                    "the client abandoned pairing after the PIN was entered: the PIN was most likely wrong".into(),
-                );
-                self.fail_attempt(&attempt, reason);
+                self.fail_attempt(&attempt, PairError::Abandoned);
                 true
             }
             None => false,
@@ -506,12 +509,26 @@ impl Drop for ClearWaiting<'_> {
     }
 }
 
+/// Why a pairing the owner entered a PIN for did not complete.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OutcomeError {
+    /// The attempt failed; the reason as its `Failed` event gave it.
+    #[error("{0}")]
+    Failed(String),
+    /// The host is shutting down.
+    #[error("the host is shutting down")]
+    ShuttingDown,
+    /// The client did not finish in time.
+    #[error("the client did not finish pairing within {0} s")]
+    TimedOut(u64),
+}
+
 /// Waits for the outcome of `attempt` on `events`: the paired client, or why it failed.
 pub async fn wait_for_outcome(
     mut events: broadcast::Receiver<PairingEvent>,
     attempt: u64,
     timeout: Duration,
-) -> Result<PairedClient, String> {
+) -> Result<PairedClient, OutcomeError> {
     let wait = async {
         loop {
             match events.recv().await {
@@ -519,23 +536,18 @@ pub async fn wait_for_outcome(
                     return Ok(client);
                 }
                 Ok(PairingEvent::Failed { attempt: a, reason }) if a == attempt => {
-                    return Err(reason);
+                    return Err(OutcomeError::Failed(reason));
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => {
-                    return Err("the host is shutting down".into());
+                    return Err(OutcomeError::ShuttingDown);
                 }
             }
         }
     };
     tokio::time::timeout(timeout, wait)
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "the client did not finish pairing within {} s",
-                timeout.as_secs()
-            ))
-        })
+        .unwrap_or(Err(OutcomeError::TimedOut(timeout.as_secs())))
 }
 
 #[cfg(test)]

@@ -169,6 +169,11 @@ impl SessionManager {
             Err(error) => {
                 self.remove(|s| s.id == session.id);
                 tracing::error!(parent: &session.span, app = %session.app.title, %error, "launch failed");
+                self.services.events.publish(Event::LaunchFailed {
+                    client: crate::state::clients::short_id(&session.client_id).to_owned(),
+                    app: session.app.title.clone(),
+                    error: error.to_string(),
+                });
                 return Err(error);
             }
         }

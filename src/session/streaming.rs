@@ -62,7 +62,14 @@ impl Session {
         // Stop the old pipelines outside the lock (stopping takes a while).
         let previous = lock(&self.stream).take();
         drop(previous);
-        let stream = self.start_media(&config, high_quality_audio)?;
+        let stream = self
+            .start_media(&config, high_quality_audio)
+            .inspect_err(|error| {
+                self.services.events.publish(Event::StreamFailed {
+                    session: self.id,
+                    message: error.to_string(),
+                });
+            })?;
         // An end that raced the start wins: the new pipelines stop here.
         if !self.transition(SessionState::Streaming) {
             return Err(StartError::NotReady(self.state()));
@@ -73,6 +80,8 @@ impl Session {
             height: config.height,
             fps: config.fps,
             codec: format!("{:?}", config.codec),
+            video_encrypted: config.video_encrypted(),
+            audio_encrypted: config.audio_encrypted(),
         });
         *lock(&self.stream_config) = Some(config);
         *lock(&self.stream) = Some(stream);

@@ -181,10 +181,14 @@ def test_process_app_streams_its_picture_and_sound(runner_host):
 
 def test_missing_image_is_reported_to_the_client(runner_host, docker_image):
     host, client = runner_host
+    events = host.event_reader()
     with pytest.raises(Exception) as error:
         client.start_stream(app="Missing image", width=WIDTH, height=HEIGHT, fps=60, ready_timeout=10)
     assert "hati-no-such-image:1" in str(error.value), error.value
-    host.wait_for_log(r"launch failed.*hati-no-such-image:1")
+    failed = events.wait_for("launch_failed", app="Missing image")
+    assert "hati-no-such-image:1" in failed["error"], failed
+    assert host.sessions() == []
+    events.close()
 
 
 def open_fds(pid: int) -> int:

@@ -4,6 +4,7 @@ launch, RTSP, the encrypted control stream, video with FEC and encrypted audio
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -170,10 +171,18 @@ def test_fec_under_5_percent_packet_loss(make_host, tmp_path, fec_percentage):
         report(f"FEC off, 5% loss: the stream did not start ({error})")
         return
     report(result.summary(f"FEC {fec_percentage}%, 5% loss"))
+    reported = host.sessions()[0]
+    report(
+        f"FEC {fec_percentage}%: the client reported {reported['client_frames_recovered']} frames recovered, "
+        f"{reported['client_frames_lost']} lost, {reported['client_packets_missing']} data packets missing, "
+        f"{reported['idr_requests']} key-frame requests"
+    )
     if fec_percentage:
         assert result.frames >= 0.9 * result.expected, result.summary("FEC did not recover")
+        assert reported["client_frames_recovered"] > 0, reported
     else:
         assert result.frames < 0.75 * result.expected, result.summary("loss had no effect without FEC")
+        assert reported["client_frames_lost"] > 0, reported
 
 
 def test_broken_pipeline_ends_the_stream_cleanly(make_host, tmp_path):
@@ -183,11 +192,14 @@ def test_broken_pipeline_ends_the_stream_cleanly(make_host, tmp_path):
     host = make_host(config).start()
     client = MoonlightClient(config_dir=tmp_path / "client")
     pair(host, client)
+    events = host.event_reader()
     started = time.monotonic()
     with pytest.raises(MoonlightError):
         client.start_stream(app="Broken", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=20)
     assert time.monotonic() - started < 15, "the client hung instead of failing"
-    host.wait_for_log(r'cannot start the stream.*no element "nosuchelement".*app "Broken"')
+    failed = events.wait_for("stream_failed")
+    assert re.search(r'no element "nosuchelement".*app "Broken"', failed["message"]), failed
+    events.close()
 
 
 def test_encrypted_video(make_host, tmp_path):
@@ -195,7 +207,10 @@ def test_encrypted_video(make_host, tmp_path):
     host = make_host("[streaming]\nvideo_encryption = true\n").start()
     client = MoonlightClient(config_dir=tmp_path / "client")
     pair(host, client)
+    events = host.event_reader()
     result = stream(client, 4)
     report(result.summary("H.264 720p60, encrypted video"))
-    host.wait_for_log("starting stream.*video_encrypted=true")
+    streaming = events.wait_for("session_streaming")
+    assert streaming["video_encrypted"] and streaming["audio_encrypted"], streaming
+    events.close()
     assert_good_stream(result)
