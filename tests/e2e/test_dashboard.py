@@ -83,6 +83,8 @@ def test_dashboard_pairs_lists_watches_stops_and_unpairs(host, tmp_path, browser
         second = int(browser.find_element(By.CSS_SELECTOR, row).text)
         report(f"dashboard frame count for session {session}: {first} -> {second} in 2.5 s")
         assert second > first + 60, (first, second)
+        state = browser.find_element(By.CSS_SELECTOR, f"#session-{session} .state").text
+        assert state == "streaming", state
         shot(browser, "4-streaming")
         browser.find_element(By.CSS_SELECTOR, f"#session-{session} button").click()
         assert events.wait_for("session_ended", session=session)["reason"] == "stopped"
