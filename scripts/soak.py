@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,13 +20,9 @@ import time
 from pathlib import Path
 
 from moonlight_python import MoonlightClient
-from moonlight_python.discovery import connect_to_server
 from moonlight_python.exceptions import MoonlightError
 
-ROOT = Path(__file__).resolve().parents[1]
-# The e2e harness's free-port helper: one definition of which ports a host needs.
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from conftest import free_http_port  # noqa: E402
+from hostrun import ROOT, RunningHost
 
 
 def proc_figures(pid: int) -> tuple[int, int, int]:
@@ -50,34 +45,14 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hati-soak-"))
-    port = free_http_port()
-    config = work / "config.toml"
-    config.write_text(f'[network]\nbind = "127.0.0.1"\nhttp_port = {port}\nmdns = false\n')
-    state = work / "state"
-    log = open(work / "hati.log", "w")
-    host = subprocess.Popen(
-        [args.hati, "--state-dir", str(state), "serve", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info,tokio_enet=warn", NO_COLOR="1"),
-    )
     try:
-        deadline = time.monotonic() + 30
-        while "hati is running" not in (work / "hati.log").read_text():
-            if time.monotonic() > deadline or host.poll() is not None:
-                print("hati did not start; see", work / "hati.log")
-                return 2
-            time.sleep(0.1)
-
+        host = RunningHost(args.hati, work)
+    except RuntimeError as error:
+        print(error)
+        return 2
+    try:
         client = MoonlightClient(config_dir=work / "client")
-        server = connect_to_server("127.0.0.1", client._identity, port)
-        pin = "4711"
-        pairing = threading.Thread(target=client.pair, args=(server,), kwargs={"pin": pin}, daemon=True)
-        pairing.start()
-        for _ in range(100):
-            result = subprocess.run([args.hati, "--state-dir", str(state), "pair", pin], capture_output=True, text=True)
-            if result.returncode == 0:
-                break
-            time.sleep(0.2)
-        pairing.join(timeout=30)
+        host.pair(client)
 
         client.start_stream(app="Test pattern", width=args.width, height=args.height, fps=args.fps,
                             bitrate_kbps=args.bitrate, ready_timeout=30)
@@ -127,12 +102,7 @@ def main() -> int:
         print("PASS" if ok else "FAIL", flush=True)
         return 0 if ok else 1
     finally:
-        host.terminate()
-        try:
-            host.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            host.kill()
-        log.close()
+        host.stop()
 
 
 if __name__ == "__main__":
