@@ -13,9 +13,9 @@ runs, back to back:
   per second.
 * **hati+videorate**: the same with the previous default `video_params` (with `videorate`), to
   show what the change bought.
-* **bare**: `gst-launch-1.0` runs the very source ... encoder chain that Hati logged for the
-  hati run (its payloader and sender replaced by `fakesink`), measured from source to sink by
-  GStreamer's latency tracer. The desktop source (`waylanddisplaysrc`) exists only inside Hati,
+* **bare**: `scripts/bare_encoder.py` runs the very source ... encoder chain that Hati logged
+  for the hati run (its payloader and sender replaced by `fakesink`) and times each frame from
+  the capture point to the sink with pad probes. The desktop source (`waylanddisplaysrc`) exists only inside Hati,
   so for the Wayland app the bare run uses the Test pattern's source at the same mode: the
   encoder's own cost at that size.
 
@@ -26,9 +26,9 @@ and fps. Not part of `make test`: it takes minutes and its figures depend on the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -72,7 +72,9 @@ def hati_run(host: RunningHost, client: MoonlightClient, app: str, mode: tuple[i
                 if time.monotonic() - started >= WARM_UP_S:
                     counted[0] += 1
                     if frame.host_processing_latency_us:
-                        latencies.append(frame.host_processing_latency_us / 1000)
+                        # moonlight-common-c reports the frame header field as is: 0.1 ms units
+                        # (moonlight-python names it _us).
+                        latencies.append(frame.host_processing_latency_us / 10)
                 if stop.is_set():
                     break
         except MoonlightError:
@@ -92,35 +94,24 @@ def hati_run(host: RunningHost, client: MoonlightClient, app: str, mode: tuple[i
 def bare_pipeline(hati_pipeline: str, test_source: str) -> str:
     """Hati's video pipeline up to the encoder's output, into a fakesink."""
     chain = hati_pipeline.split(" ! moonlightvideopay")[0]
-    chain = chain.replace(" ! identity name=hati_capture silent=true", "")
     if "waylanddisplaysrc" in chain:
         chain = re.sub(r"^waylanddisplaysrc[^!]*", test_source + " ", chain)
-    return chain + " ! fakesink sync=false"
+    return chain
 
 
 def bare_run(pipeline: str, seconds: float) -> tuple[list[float], float]:
-    """Runs `pipeline` for warm-up + `seconds`; returns (source-to-sink ms per buffer after
-    warm-up, buffers per second)."""
-    env = dict(os.environ, GST_TRACERS="latency", GST_DEBUG="GST_TRACER:7", GST_DEBUG_NO_COLOR="1")
-    process = subprocess.Popen(
-        ["gst-launch-1.0", "-q", "-e", *pipeline.split()],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    """Runs `pipeline` (through bare_encoder.py, which times each frame from the capture point
+    to the end of the chain) for warm-up + `seconds`; returns (ms per frame after warm-up,
+    frames per second after warm-up)."""
+    result = subprocess.run(
+        ["/usr/bin/python3", str(ROOT / "scripts/bare_encoder.py"), str(WARM_UP_S + seconds), pipeline],
+        capture_output=True, text=True, timeout=WARM_UP_S + seconds + 30,
     )
-    time.sleep(WARM_UP_S + seconds)
-    process.send_signal(signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, err = process.communicate()
-    samples = []
-    for match in re.finditer(r"latency, src-element-id.*?time=\(guint64\)(\d+), ts=\(guint64\)(\d+)", err):
-        ts_s = int(match.group(2)) / 1e9
-        samples.append((ts_s, int(match.group(1)) / 1e6))
-    if not samples:
-        raise RuntimeError(f"no latency records from: gst-launch-1.0 {pipeline}\n{err[-2000:]}")
-    first = samples[0][0]
-    kept = [ms for ts, ms in samples if ts - first >= WARM_UP_S]
+    if result.returncode != 0:
+        raise RuntimeError(f"bare run failed: {result.stderr[-2000:]}\n{pipeline}")
+    latencies = json.loads(result.stdout)["latencies_ms"]
+    warm_frames = int(WARM_UP_S * 60)
+    kept = latencies[warm_frames:]
     return kept, len(kept) / seconds
 
 
