@@ -262,6 +262,7 @@ async fn publish_stream_stats(host: Arc<Host>, mut shutdown: watch::Receiver<boo
                 client_packets_missing: session.metrics.client_packets_missing.load(Relaxed),
                 client_frames_dropped: session.metrics.client_frames_dropped.load(Relaxed),
                 fec_percentage: session.config.streaming.fec_percentage,
+                encoder_bitrate_kbps: session.encoder_bitrate_kbps().unwrap_or(0),
                 host_latency_p50_ms: f64::from(latency.0) / 1000.0,
                 host_latency_p99_ms: f64::from(latency.1) / 1000.0,
             });

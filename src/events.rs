@@ -108,6 +108,15 @@ pub enum Event {
         /// What failed: GStreamer's message, or why the pipelines could not start.
         message: String,
     },
+    /// Adaptive bitrate changed the encoder's bitrate.
+    BitrateChanged {
+        /// The session.
+        session: u32,
+        /// The new encoder bitrate, kbit/s.
+        kbps: u32,
+        /// Why: `congestion` (lowered) or `recovery` (raised).
+        reason: crate::session::bitrate::Change,
+    },
     /// A `/launch` failed: the app, its desktop or its sink did not start (nothing is left
     /// running).
     LaunchFailed {
@@ -163,6 +172,8 @@ pub enum Event {
         client_frames_dropped: u64,
         /// Parity packets per block as a percentage of data packets.
         fec_percentage: u8,
+        /// The encoder's bitrate now (adaptive bitrate moves it), kbit/s; 0 when unknown.
+        encoder_bitrate_kbps: u32,
         /// Host processing time (capture to packets) over the last 256 frames, median, ms.
         host_latency_p50_ms: f64,
         /// The same, 99th percentile, ms.

@@ -148,6 +148,10 @@ pub struct StreamingConfig {
     /// End a session whose client has not connected (after launch) or come back (after a
     /// disconnect) within this many seconds; 0 keeps it until cancelled.
     pub client_timeout_s: u64,
+    /// Lower the encoder's bitrate when the client reports congestion, and raise it back.
+    pub adaptive_bitrate: bool,
+    /// The lowest bitrate adaptation goes to, kbit/s.
+    pub min_bitrate_kbps: u32,
 }
 
 /// `[debug]`.

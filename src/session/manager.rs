@@ -145,6 +145,7 @@ impl SessionManager {
                 audio_target: Arc::default(),
                 metrics: SessionMetrics::default(),
                 state: Mutex::new(SessionState::Launching),
+                stream_generation: AtomicU64::new(0),
                 state_epoch: AtomicU64::new(0),
                 input: OnceLock::new(),
                 desktop: OnceLock::new(),

@@ -17,6 +17,7 @@
 //! ended the session. HTTP, RTSP and the control stream only send requests: launch, resume,
 //! cancel, announce, control messages, pause.
 
+pub mod bitrate;
 mod manager;
 pub mod pings;
 pub mod resources;
@@ -198,6 +199,8 @@ pub struct Session {
     /// What the control stream counted.
     pub metrics: SessionMetrics,
     state: Mutex<SessionState>,
+    /// Bumped by every ANNOUNCE, so a task of an older stream knows it was replaced.
+    stream_generation: AtomicU64,
     /// Bumped by every state change, so a timer armed in one state knows it was left.
     state_epoch: AtomicU64,
     /// Where the client's input goes (set once launched).
@@ -385,6 +388,13 @@ impl Session {
             audio_sent: audio.packets_sent.load(Ordering::Relaxed),
             audio_dropped: audio.packets_dropped.load(Ordering::Relaxed),
         })
+    }
+
+    /// The running stream's encoder bitrate (kbit/s), when the encoder can change it.
+    pub fn encoder_bitrate_kbps(&self) -> Option<u32> {
+        lock(&self.stream)
+            .as_ref()
+            .and_then(MediaStream::encoder_bitrate_kbps)
     }
 
     /// Whether pipelines are running.

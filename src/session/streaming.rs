@@ -2,9 +2,11 @@
 //! from the configuration the session launched with.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use hati_protocol::sdp::{DescribeBody, EncryptionFlags, HostFeatureFlags, StreamConfig};
 
+use super::bitrate::{BitrateController, Observation};
 use super::{Session, SessionState, lock};
 use crate::events::{EndReason, Event};
 use crate::pipeline::{AudioRequest, PipelineError, VideoRequest};
@@ -85,7 +87,71 @@ impl Session {
         });
         *lock(&self.stream_config) = Some(config);
         *lock(&self.stream) = Some(stream);
+        let generation = self.stream_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.config.streaming.adaptive_bitrate {
+            self.adapt_bitrate(generation);
+        }
         Ok(())
+    }
+
+    /// Runs adaptive bitrate (see `bitrate`) for the stream of `generation` until it is
+    /// replaced or stopped.
+    fn adapt_bitrate(self: &Arc<Self>, generation: u64) {
+        let Some(max_kbps) = self.encoder_bitrate_kbps() else {
+            tracing::info!(parent: &self.span, "the encoder cannot change its bitrate while streaming; adaptive bitrate is off for this stream");
+            return;
+        };
+        let session = Arc::downgrade(self);
+        let min_kbps = self.config.streaming.min_bitrate_kbps;
+        self.runtime.spawn(async move {
+            let mut controller: Option<BitrateController> = None;
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(session) = session.upgrade() else {
+                    return;
+                };
+                if session.stream_generation.load(Ordering::Relaxed) != generation
+                    || !session.is_streaming()
+                {
+                    return;
+                }
+                let Some(observation) = session.bitrate_observation() else {
+                    return;
+                };
+                let Some(controller) = controller.as_mut() else {
+                    controller = Some(BitrateController::new(max_kbps, min_kbps, observation));
+                    continue;
+                };
+                let Some((kbps, reason)) = controller.tick(observation) else {
+                    continue;
+                };
+                let applied = lock(&session.stream)
+                    .as_ref()
+                    .is_some_and(|stream| stream.set_encoder_bitrate_kbps(kbps));
+                if !applied {
+                    return;
+                }
+                tracing::info!(parent: &session.span, kbps, ?reason, "encoder bitrate changed");
+                session.services.events.publish(Event::BitrateChanged {
+                    session: session.id,
+                    kbps,
+                    reason,
+                });
+            }
+        });
+    }
+
+    /// What adaptive bitrate reads once a second: the host's sent packets and the client's
+    /// reports.
+    fn bitrate_observation(&self) -> Option<Observation> {
+        let (video, _) = self.stream_counters()?;
+        Some(Observation {
+            packets_sent: video.packets_sent.load(Ordering::Relaxed),
+            packets_missing: self.metrics.client_packets_missing.load(Ordering::Relaxed),
+            frames_lost: self.metrics.client_frames_lost.load(Ordering::Relaxed),
+            idr_requests: self.metrics.idr_requests.load(Ordering::Relaxed),
+        })
     }
 
     fn start_media(

@@ -61,6 +61,8 @@ pub struct MediaStream {
     video: gst::Pipeline,
     audio: gst::Pipeline,
     video_sink: gst::Element,
+    /// The video encoder, when its `bitrate` (kbit/s) can change while playing.
+    adjustable_encoder: Option<gst::Element>,
     /// Video counters.
     pub video_counters: Arc<StreamCounters>,
     /// Audio counters.
@@ -119,6 +121,7 @@ impl MediaStream {
                 message: format!("no element named {SINK}"),
             })?;
         let stream = Self {
+            adjustable_encoder: adjustable_encoder(&video_pipeline),
             video: video_pipeline,
             audio: audio_pipeline,
             video_sink,
@@ -134,6 +137,33 @@ impl MediaStream {
                 })?;
         }
         Ok(stream)
+    }
+
+    /// The encoder's bitrate in kbit/s, when it can change while playing (x264enc, x265enc,
+    /// nvh264enc, vah264enc and most others with a `bitrate` property say so).
+    pub fn encoder_bitrate_kbps(&self) -> Option<u32> {
+        let encoder = self.adjustable_encoder.as_ref()?;
+        let value = encoder.property_value("bitrate");
+        value
+            .get::<u32>()
+            .ok()
+            .or_else(|| value.get::<i32>().ok().and_then(|v| u32::try_from(v).ok()))
+    }
+
+    /// Sets the encoder's bitrate (kbit/s) while playing; false if it cannot change.
+    pub fn set_encoder_bitrate_kbps(&self, kbps: u32) -> bool {
+        let Some(encoder) = self.adjustable_encoder.as_ref() else {
+            return false;
+        };
+        let Some(spec) = encoder.find_property("bitrate") else {
+            return false;
+        };
+        if spec.value_type() == u32::static_type() {
+            encoder.set_property("bitrate", kbps);
+        } else {
+            encoder.set_property("bitrate", i32::try_from(kbps).unwrap_or(i32::MAX));
+        }
+        true
     }
 
     /// The video payloader's host processing latency over its last 256 frames: (p50, p99) in
@@ -273,6 +303,27 @@ fn send_one(socket: &UdpSocket, packet: &[u8], destination: SocketAddr) -> bool 
 
 /// Marks every buffer leaving `element` with the wall-clock time, so the payloader can report
 /// the host's processing latency (capture to packetisation) to the client.
+/// The pipeline's video encoder if its `bitrate` property is an integer that may change in
+/// PLAYING.
+fn adjustable_encoder(pipeline: &gst::Pipeline) -> Option<gst::Element> {
+    pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|element| {
+            let is_video_encoder = element.factory().is_some_and(|factory| {
+                let klass = factory.klass();
+                klass.contains("Encoder") && klass.contains("Video")
+            });
+            is_video_encoder
+                && element.find_property("bitrate").is_some_and(|spec| {
+                    spec.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING)
+                        && (spec.value_type() == u32::static_type()
+                            || spec.value_type() == i32::static_type())
+                })
+        })
+}
+
 fn stamp_capture_time(element: &gst::Element) {
     let Some(pad) = element.static_pad("src") else {
         return;

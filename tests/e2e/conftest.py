@@ -176,6 +176,8 @@ class Host:
         # limit it starts under (what `ulimit -n` sets).
         self.env: dict[str, str] = {}
         self.nofile: int | None = None
+        # A network namespace to run in (`ip netns exec`), for the network-condition tests.
+        self.netns: str | None = None
         self.log_lines: list[str] = []
         self._log_lock = threading.Lock()
         self._bus: EventReader | None = None
@@ -193,8 +195,9 @@ class Host:
         if self._bus is not None:
             self._bus.close()
             self._bus = None
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.process = subprocess.Popen(
-            [HATI_BIN, "--state-dir", str(self.state_dir), "serve", "--config", str(self.config_path)],
+            [*prefix, HATI_BIN, "--state-dir", str(self.state_dir), "serve", "--config", str(self.config_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
