@@ -152,6 +152,8 @@ pub struct StreamingConfig {
     pub adaptive_bitrate: bool,
     /// The lowest bitrate adaptation goes to, kbit/s.
     pub min_bitrate_kbps: u32,
+    /// The video sender's token bucket refills at this multiple of the encoder's bitrate.
+    pub pacing_multiple: f64,
 }
 
 /// `[debug]`.
@@ -487,6 +489,13 @@ impl Config {
             return Err(fail(
                 format!("apps[{j}].title"),
                 format!("same title as apps[{i}]"),
+            ));
+        }
+        let pacing = self.streaming.pacing_multiple;
+        if !(1.0..=100.0).contains(&pacing) {
+            return Err(fail(
+                "streaming.pacing_multiple".into(),
+                format!("must be between 1.0 and 100.0 (got {pacing})"),
             ));
         }
         if self.debug.drop_video_packets_percent > 100 {

@@ -74,7 +74,8 @@ impl BitrateController {
             current_kbps: max_kbps,
             ceiling_kbps: None,
             clean_seconds: 0,
-            settling: 0,
+            // A stream's first seconds carry start-up key-frame requests, not congestion.
+            settling: SETTLE_S,
             last: start,
         }
     }

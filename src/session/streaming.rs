@@ -215,11 +215,13 @@ impl Session {
                 description: &video,
                 socket: self.services.media.video.clone(),
                 target: self.video_target.clone(),
+                pacing: Some((self.config.streaming.pacing_multiple, config.fps)),
             },
             Endpoint {
                 description: &audio,
                 socket: self.services.media.audio.clone(),
                 target: self.audio_target.clone(),
+                pacing: None,
             },
             self.desktop(),
             on_error,

@@ -3,7 +3,7 @@
 //! allocation, no logging above trace level per packet.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,10 +11,11 @@ use gst::prelude::*;
 use thiserror::Error;
 
 use super::Target;
+use super::sender::{Pacing, VideoSender};
 use crate::pipeline::{CAPTURE_ELEMENT, DESKTOP_SOURCE, SINK};
 
-/// Packets sent back to back before the sender pauses, so a large key frame does not burst past
-/// the client's socket buffer.
+/// Audio packets (small, one per 5–20 ms) are sent on the streaming thread; these bound a
+/// burst of them after a stall, so the client's socket buffer is not overrun.
 const PACING_BURST: usize = 64;
 /// The pause between bursts.
 const PACING_PAUSE: Duration = Duration::from_micros(200);
@@ -63,6 +64,8 @@ pub struct MediaStream {
     video_sink: gst::Element,
     /// The video encoder, when its `bitrate` (kbit/s) can change while playing.
     adjustable_encoder: Option<gst::Element>,
+    /// The encoder's bitrate as the video sender paces by it (kbit/s; 0: unknown).
+    pacing_bitrate: Arc<AtomicU32>,
     /// Video counters.
     pub video_counters: Arc<StreamCounters>,
     /// Audio counters.
@@ -77,6 +80,9 @@ pub struct Endpoint<'a> {
     pub socket: Arc<UdpSocket>,
     /// Where the client listens.
     pub target: Arc<Target>,
+    /// Video only: send from a sender thread paced at this multiple of the encoder's bitrate,
+    /// with frames `fps` per second. `None`: send on the streaming thread (audio).
+    pub pacing: Option<(f64, u32)>,
 }
 
 impl MediaStream {
@@ -91,11 +97,32 @@ impl MediaStream {
     ) -> Result<Self, StreamError> {
         let video_counters = Arc::new(StreamCounters::default());
         let audio_counters = Arc::new(StreamCounters::default());
+        let pacing_bitrate = Arc::new(AtomicU32::new(0));
+        let video_sender = match video.pacing {
+            Some((multiple, fps)) => Some(Arc::new(
+                VideoSender::start(
+                    format!("hati-send-{session_id}"),
+                    video.socket.clone(),
+                    video_counters.clone(),
+                    Pacing {
+                        multiple,
+                        bitrate_kbps: pacing_bitrate.clone(),
+                        frame_interval: Duration::from_secs(1) / fps.max(1),
+                    },
+                )
+                .map_err(|e| StreamError::Start {
+                    kind: "video",
+                    message: format!("cannot start the sender thread: {e}"),
+                })?,
+            )),
+            None => None,
+        };
         let video_pipeline = build(
             "video",
             session_id,
             &video,
             video_counters.clone(),
+            video_sender,
             on_error.clone(),
         )?;
         let audio_pipeline = build(
@@ -103,6 +130,7 @@ impl MediaStream {
             session_id,
             &audio,
             audio_counters.clone(),
+            None,
             on_error,
         )?;
         if let Some(capture) = video_pipeline.by_name(CAPTURE_ELEMENT) {
@@ -120,8 +148,10 @@ impl MediaStream {
                 kind: "video",
                 message: format!("no element named {SINK}"),
             })?;
+        let adjustable_encoder = adjustable_encoder(&video_pipeline);
         let stream = Self {
-            adjustable_encoder: adjustable_encoder(&video_pipeline),
+            adjustable_encoder,
+            pacing_bitrate,
             video: video_pipeline,
             audio: audio_pipeline,
             video_sink,
@@ -135,6 +165,9 @@ impl MediaStream {
                     kind,
                     message: e.to_string(),
                 })?;
+        }
+        if let Some(kbps) = stream.encoder_bitrate_kbps() {
+            stream.pacing_bitrate.store(kbps, Ordering::Relaxed);
         }
         Ok(stream)
     }
@@ -163,6 +196,7 @@ impl MediaStream {
         } else {
             encoder.set_property("bitrate", i32::try_from(kbps).unwrap_or(i32::MAX));
         }
+        self.pacing_bitrate.store(kbps, Ordering::Relaxed);
         true
     }
 
@@ -204,6 +238,7 @@ fn build(
     session_id: u32,
     endpoint: &Endpoint<'_>,
     counters: Arc<StreamCounters>,
+    sender: Option<Arc<VideoSender>>,
     on_error: impl Fn(String) + Send + Sync + 'static,
 ) -> Result<gst::Pipeline, StreamError> {
     let parse_error = |message: String| StreamError::Parse { kind, message };
@@ -226,7 +261,17 @@ fn build(
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 counters.samples.fetch_add(1, Ordering::Relaxed);
                 let destination = target.get();
-                if let Some(list) = sample.buffer_list() {
+                if let (Some(sender), Some(list)) = (sender.as_ref(), sample.buffer_list()) {
+                    match destination {
+                        // A new reference to the same list: nothing is copied.
+                        Some(destination) => sender.submit(list.to_owned(), destination),
+                        None => {
+                            counters
+                                .packets_dropped
+                                .fetch_add(list.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                } else if let Some(list) = sample.buffer_list() {
                     send_packets(&socket, destination, list.iter(), &counters);
                 } else if let Some(buffer) = sample.buffer() {
                     send_packets(&socket, destination, std::iter::once(buffer), &counters);

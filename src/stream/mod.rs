@@ -4,6 +4,7 @@
 
 pub mod media;
 pub mod ping;
+pub mod sender;
 pub mod target;
 
 pub use media::{MediaStream, StreamError};

@@ -54,5 +54,7 @@ fn bind_one(address: SocketAddr, key: &str) -> anyhow::Result<UdpSocket> {
     let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
     socket.bind(&address.into()).with_context(context)?;
     socket.set_nonblocking(true).with_context(context)?;
-    Ok(socket.into())
+    let socket: UdpSocket = socket.into();
+    crate::stream::sender::mark_for_qos(&socket, key == "network.audio_port");
+    Ok(socket)
 }

@@ -49,6 +49,10 @@ class Link:
             run("ip", "netns", "add", self.client_ns)
             run("ip", "link", "add", self.host_dev, "netns", self.host_ns, "type", "veth",
                 "peer", "name", self.client_dev, "netns", self.client_ns)
+            # The host sends video as UDP GSO batches of up to 64 packets; a real NIC puts them
+            # on the wire one by one. gso_max_segs 1 makes the kernel cut them before the veth,
+            # so the client's namespace (and its loss rule) sees single datagrams, as on a LAN.
+            run("ip", "-n", self.host_ns, "link", "set", self.host_dev, "gso_max_segs", "1")
             for ns, dev, ip in ((self.host_ns, self.host_dev, self.host_ip), (self.client_ns, self.client_dev, self.client_ip)):
                 run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
                 run("ip", "-n", ns, "link", "set", dev, "up")
@@ -69,16 +73,17 @@ class Link:
             "root", "tbf", "rate", rate, "burst", "32kb", "latency", "50ms")
 
     def drop(self, percent: int) -> None:
-        """Drops `percent`% of the host's UDP packets to the client at random."""
+        """Drops `percent`% of the UDP datagrams reaching the client at random (on the client's
+        side: the host's own hooks see a GSO batch as one packet)."""
         rules = (
             "table inet hati_loss {\n"
-            "  chain out {\n"
-            "    type filter hook output priority 0; policy accept;\n"
-            f'    oifname "{self.host_dev}" meta l4proto udp numgen random mod 100 < {percent} drop\n'
+            "  chain in {\n"
+            "    type filter hook input priority 0; policy accept;\n"
+            f'    iifname "{self.client_dev}" meta l4proto udp numgen random mod 100 < {percent} drop\n'
             "  }\n"
             "}\n"
         )
-        subprocess.run(["ip", "netns", "exec", self.host_ns, "nft", "-f", "-"], input=rules,
+        subprocess.run(["ip", "netns", "exec", self.client_ns, "nft", "-f", "-"], input=rules,
                        capture_output=True, text=True, check=True, timeout=30)
 
 
