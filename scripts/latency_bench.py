@@ -16,8 +16,8 @@ runs, back to back:
 * **bare**: `scripts/bare_encoder.py` runs the very source ... encoder chain that Hati logged
   for the hati run (its payloader and sender replaced by `fakesink`) and times each frame from
   the capture point to the sink with pad probes. The desktop source (`waylanddisplaysrc`) exists only inside Hati,
-  so for the Wayland app the bare run uses the Test pattern's source at the same mode: the
-  encoder's own cost at that size.
+  so for the Wayland app the bare run uses the Test pattern's source in the desktop's format
+  (BGRx at the same mode): the same conversion and encoder, without the compositor.
 
 Prints one line per run and a summary per mode and source: p50/p99 of each, Hati minus bare,
 and fps. Not part of `make test`: it takes minutes and its figures depend on the machine.
@@ -91,11 +91,14 @@ def hati_run(host: RunningHost, client: MoonlightClient, app: str, mode: tuple[i
     return latencies, counted[0] / seconds, logged[-1] if logged else ""
 
 
-def bare_pipeline(hati_pipeline: str, test_source: str) -> str:
-    """Hati's video pipeline up to the encoder's output, into a fakesink."""
+def bare_pipeline(hati_pipeline: str, test_source: str, mode: tuple[int, int, int]) -> str:
+    """Hati's video pipeline up to the encoder's output. The desktop source becomes the test
+    source in the desktop's format (BGRx at the mode), so the same conversion is timed."""
     chain = hati_pipeline.split(" ! moonlightvideopay")[0]
     if "waylanddisplaysrc" in chain:
-        chain = re.sub(r"^waylanddisplaysrc[^!]*", test_source + " ", chain)
+        width, height, fps = mode
+        desktop_like = f"{test_source} ! video/x-raw,format=BGRx,width={width},height={height},framerate={fps}/1 "
+        chain = re.sub(r"^waylanddisplaysrc[^!]*", desktop_like, chain)
     return chain
 
 
@@ -166,7 +169,7 @@ def main() -> int:
                     if not pipeline:
                         print("no pipeline in the host's log; the bare run is skipped", flush=True)
                         continue
-                    latencies, fps = bare_run(bare_pipeline(pipeline, test_source), args.seconds)
+                    latencies, fps = bare_run(bare_pipeline(pipeline, test_source, mode), args.seconds)
                     results.setdefault((mode_text, source, "bare"), []).append((latencies, fps))
                     print(f"{mode_text:>12} {source:>12} {'bare':>15} {len(latencies):>7} "
                           f"{percentile(latencies, 0.5):>7.2f} {percentile(latencies, 0.99):>7.2f} {fps:>6.1f}", flush=True)
@@ -192,8 +195,8 @@ def main() -> int:
                     extra = f" {p50 - percentile(bare_all, 0.5):>+9.2f} {p99 - percentile(bare_all, 0.99):>+9.2f}"
                 print(f"{mode_text:>12} {source:>12} {name:>15} {p50:>7.2f} {p99:>7.2f} {fps:>6.1f}{extra}")
     if "desktop" in wanted:
-        print("(the desktop's bare run encodes the Test pattern's source at the same mode: "
-              "waylanddisplaysrc lives only inside Hati)")
+        print("(the desktop's bare run converts and encodes the Test pattern's source as BGRx at the same "
+              "mode: waylanddisplaysrc lives only inside Hati)")
     return 0
 
 

@@ -299,7 +299,9 @@ fn build(
     Ok(pipeline)
 }
 
-fn send_packets<'a>(
+/// Sends packets one `sendto` each on the calling thread, pausing briefly every
+/// [`PACING_BURST`] packets: the audio path (and the video baseline in `benches/send.rs`).
+pub fn send_packets<'a>(
     socket: &UdpSocket,
     destination: Option<SocketAddr>,
     packets: impl Iterator<Item = &'a gst::BufferRef>,
