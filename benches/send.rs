@@ -7,8 +7,10 @@
 //!
 //! Frames are real packetizer output (FEC 20%, 1392-byte payloads) of bitrate / fps bytes, laid
 //! out as the payloader element lays them out (one buffer per frame, a sub-buffer per packet).
-//! Prints per-frame CPU time of the sending thread, wall time, and what the streaming thread
-//! spends handing a frame over (`submit`).
+//! Prints per-frame CPU time of the sending thread and wall time, for the per-packet path, the
+//! sender with a list of packet buffers, and the sender with one buffer per frame
+//! (`single-buffer`, what Hati runs), plus what the streaming thread spends handing a frame over
+//! (all times in µs).
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -28,8 +30,12 @@ fn thread_cpu() -> Duration {
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
-/// One frame's packets as the element makes them.
-fn frame_list(packetizer: &mut VideoPacketizer, frame_bytes: usize) -> gst::BufferList {
+/// One frame's packets as the element makes them: the list of sub-buffers, and the one buffer
+/// (`single-buffer=true`, what Hati uses) with its packet size.
+fn frame_list(
+    packetizer: &mut VideoPacketizer,
+    frame_bytes: usize,
+) -> (gst::BufferList, gst::Buffer, usize) {
     let au: Vec<u8> = (0..frame_bytes).map(|i| (i * 7 % 251) as u8).collect();
     let meta = FrameMeta {
         frame_type: FrameType::PFrame,
@@ -51,7 +57,7 @@ fn frame_list(packetizer: &mut VideoPacketizer, frame_bytes: usize) -> gst::Buff
             );
         }
     }
-    list
+    (list, whole, stride)
 }
 
 struct Figures {
@@ -93,14 +99,16 @@ fn main() {
         if gso_supported() { "yes" } else { "no" }
     );
     println!(
-        "{:<22} {:>8} | {:>14} {:>14} | {:>14} {:>14} {:>12}",
-        "case",
+        "{:<18} {:>7} | {:>12} {:>12} | {:>12} {:>12} | {:>13} {:>13} | {:>9}",
+        "case (µs/frame)",
         "pkts/fr",
-        "per-pkt CPU µs",
+        "per-pkt CPU",
         "per-pkt wall",
-        "GSO CPU µs",
-        "GSO wall µs",
-        "submit µs"
+        "GSO list CPU",
+        "GSO list wall",
+        "GSO whole CPU",
+        "GSO whole wall",
+        "submit"
     );
     for (name, fps, mbps) in [
         ("1080p60 20 Mbps", 60u32, 20u32),
@@ -117,7 +125,7 @@ fn main() {
             None,
         )
         .expect("packetizer");
-        let list = frame_list(&mut packetizer, frame_bytes);
+        let (list, whole, stride) = frame_list(&mut packetizer, frame_bytes);
         let packets = list.len();
         let interval = Duration::from_secs(1) / fps;
         let counters = StreamCounters::default();
@@ -129,11 +137,15 @@ fn main() {
             cpu: Vec::new(),
             wall: Vec::new(),
         };
+        let mut single = Figures {
+            cpu: Vec::new(),
+            wall: Vec::new(),
+        };
         let mut batcher = Batcher::new();
         let mut bucket = TokenBucket::new();
         let bitrate_bytes = f64::from(mbps) * 125_000.0;
         for _ in 0..ROUNDS {
-            for path in [0, 1] {
+            for path in [0, 1, 2] {
                 for _ in 0..FRAMES / ROUNDS {
                     let started = Instant::now();
                     let cpu = thread_cpu();
@@ -145,9 +157,24 @@ fn main() {
                                 .max(list_bytes(&list) as f64 / interval.as_secs_f64()),
                             (bitrate_bytes * interval.as_secs_f64() * 2.0).max(65536.0),
                         );
-                        batcher.send_frame(&list, destination, &socket, &counters, &mut bucket);
+                        if path == 1 {
+                            batcher.send_frame(&list, destination, &socket, &counters, &mut bucket);
+                        } else {
+                            batcher.send_whole(
+                                &whole,
+                                stride,
+                                destination,
+                                &socket,
+                                &counters,
+                                &mut bucket,
+                            );
+                        }
                     }
-                    let figures = if path == 0 { &mut old } else { &mut new };
+                    let figures = match path {
+                        0 => &mut old,
+                        1 => &mut new,
+                        _ => &mut single,
+                    };
                     figures.cpu.push(thread_cpu() - cpu);
                     let wall = started.elapsed();
                     figures.wall.push(wall);
@@ -170,19 +197,21 @@ fn main() {
         let mut submit = Vec::new();
         for _ in 0..FRAMES / ROUNDS {
             let started = Instant::now();
-            sender.submit(list.clone(), destination);
+            sender.submit_whole(whole.clone(), stride, destination);
             submit.push(started.elapsed());
             std::thread::sleep(interval);
         }
         drop(sender);
         println!(
-            "{:<22} {:>8} | {:>14.1} {:>14.1} | {:>14.1} {:>14.1} {:>12.1}",
+            "{:<18} {:>7} | {:>12.1} {:>12.1} | {:>12.1} {:>12.1} | {:>13.1} {:>13.1} | {:>9.1}",
             name,
             packets,
             micros(Figures::median(&mut old.cpu)),
             micros(Figures::median(&mut old.wall)),
             micros(Figures::median(&mut new.cpu)),
             micros(Figures::median(&mut new.wall)),
+            micros(Figures::median(&mut single.cpu)),
+            micros(Figures::median(&mut single.wall)),
             micros(Figures::median(&mut submit)),
         );
     }

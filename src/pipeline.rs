@@ -107,7 +107,7 @@ pub fn video_description(
     let encoder = part("video encoder", encoder)?;
     let mut description = format!(
         "{source} ! identity name={CAPTURE_ELEMENT} silent=true ! {params} ! {encoder} ! \
-         moonlightvideopay name={VIDEO_PAYLOADER} payload-size={} fec-percentage={fec} min-required-fec-packets={}",
+         moonlightvideopay name={VIDEO_PAYLOADER} single-buffer=true payload-size={} fec-percentage={fec} min-required-fec-packets={}",
         stream.packet_size, stream.min_required_fec_packets,
     );
     if let Some(key) = request.encryption_key {
@@ -246,7 +246,7 @@ mod tests {
         );
         assert!(
             video.contains(
-                "moonlightvideopay name=hati_videopay payload-size=1392 fec-percentage=20"
+                "moonlightvideopay name=hati_videopay single-buffer=true payload-size=1392 fec-percentage=20"
             )
         );
         assert!(video.ends_with("max-buffers=8"));

@@ -94,21 +94,29 @@ fn sending_frames_allocates_nothing_in_steady_state() {
         },
     )
     .expect("sender");
-    // A P-frame and a key frame at 1080p60 50 Mbps (77 and 300 packets).
+    // A P-frame and a key frame at 1080p60 50 Mbps (77 and 300 packets), in both forms the
+    // payloader pushes: a list of packets, and one buffer (`single-buffer`, Hati's).
     let frames = [frame(77, 1408), frame(300, 1408)];
-    let per_round = (77 + 300) as u64;
-    for round in 1..=5 {
+    let wholes = [
+        gst::Buffer::from_mut_slice(vec![0x5a_u8; 77 * 1408]),
+        gst::Buffer::from_mut_slice(vec![0xa5_u8; 300 * 1408]),
+    ];
+    let per_round = 2 * (77 + 300) as u64;
+    let round = |number: u64| {
         for list in &frames {
             sender.submit(list.clone(), destination);
         }
-        wait_for(&counters, round * per_round);
+        for whole in &wholes {
+            sender.submit_whole(whole.clone(), 1408, destination);
+        }
+        wait_for(&counters, number * per_round);
+    };
+    for number in 1..=5 {
+        round(number);
     }
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for round in 6..=45 {
-        for list in &frames {
-            sender.submit(list.clone(), destination);
-        }
-        wait_for(&counters, round * per_round);
+    for number in 6..=45 {
+        round(number);
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     drop(sender);
@@ -117,7 +125,7 @@ fn sending_frames_allocates_nothing_in_steady_state() {
     assert_eq!(
         allocations,
         0,
-        "allocations while sending 80 frames ({} packets sent, {} dropped)",
+        "allocations while sending 160 frames ({} packets sent, {} dropped)",
         counters.packets_sent.load(Ordering::Relaxed),
         counters.packets_dropped.load(Ordering::Relaxed)
     );

@@ -99,3 +99,75 @@ fn audio_packets_do_not_allocate() {
         );
     }
 }
+
+/// The element with `single-buffer=true`, as Hati runs it: frame buffers come from its pool and
+/// go out whole, so a frame costs no allocation once the pool holds enough buffers. Driven
+/// through real pads on this thread (a downstream pad that drops what it gets).
+#[test]
+fn element_frames_do_not_allocate_in_single_buffer_mode() {
+    use gst::prelude::*;
+    gst::init().unwrap();
+    gsthati::register_static().unwrap();
+    let element = gst::ElementFactory::make("moonlightvideopay")
+        .property("single-buffer", true)
+        .build()
+        .unwrap();
+    let upstream = gst::Pad::builder(gst::PadDirection::Src).name("up").build();
+    let downstream = gst::Pad::builder(gst::PadDirection::Sink)
+        .name("down")
+        .chain_function(|_, _, buffer| {
+            drop(buffer);
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .event_function(|_, _, _| true)
+        .build();
+    upstream.link(&element.static_pad("sink").unwrap()).unwrap();
+    element
+        .static_pad("src")
+        .unwrap()
+        .link(&downstream)
+        .unwrap();
+    upstream.set_active(true).unwrap();
+    downstream.set_active(true).unwrap();
+    element.set_state(gst::State::Playing).unwrap();
+    assert!(upstream.push_event(gst::event::StreamStart::new("no-alloc")));
+    assert!(
+        upstream.push_event(gst::event::Caps::new(
+            &gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build()
+        ))
+    );
+    assert!(
+        upstream.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()))
+    );
+    let frame = |size: usize, delta: bool| {
+        let mut buffer = gst::Buffer::from_mut_slice(vec![0x5a_u8; size]);
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(gst::ClockTime::from_mseconds(1));
+            if delta {
+                buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        buffer
+    };
+    let key_frame = frame(250_000, false);
+    let p_frame = frame(40_000, true);
+    // Warm-up: the pool grows to the key frame's size; every block shape builds its encoder.
+    for _ in 0..3 {
+        upstream.push(key_frame.clone()).unwrap();
+        upstream.push(p_frame.clone()).unwrap();
+    }
+    let n = allocations_in(|| {
+        for _ in 0..20 {
+            upstream.push(key_frame.clone()).unwrap();
+            upstream.push(p_frame.clone()).unwrap();
+        }
+    });
+    element.set_state(gst::State::Null).unwrap();
+    assert_eq!(n, 0, "allocations in 40 frames through the element");
+}

@@ -271,6 +271,21 @@ fn build(
                                 .fetch_add(list.len() as u64, Ordering::Relaxed);
                         }
                     }
+                } else if let (Some(sender), Some(buffer), Some(stride)) =
+                    (sender.as_ref(), sample.buffer(), packet_size(&sample))
+                {
+                    match destination {
+                        // A new reference to the same buffer: nothing is copied.
+                        Some(destination) => {
+                            sender.submit_whole(buffer.to_owned(), stride, destination);
+                        }
+                        None => {
+                            counters.packets_dropped.fetch_add(
+                                buffer.size().div_ceil(stride) as u64,
+                                Ordering::Relaxed,
+                            );
+                        }
+                    }
                 } else if let Some(list) = sample.buffer_list() {
                     send_packets(&socket, destination, list.iter(), &counters);
                 } else if let Some(buffer) = sample.buffer() {
@@ -350,6 +365,16 @@ fn send_one(socket: &UdpSocket, packet: &[u8], destination: SocketAddr) -> bool 
 
 /// Marks every buffer leaving `element` with the wall-clock time, so the payloader can report
 /// the host's processing latency (capture to packetisation) to the client.
+/// The `packet-size` of a single-buffer video sample's caps (see `moonlightvideopay`).
+fn packet_size(sample: &gst::SampleRef) -> Option<usize> {
+    let size = sample
+        .caps()?
+        .structure(0)?
+        .get::<i32>("packet-size")
+        .ok()?;
+    usize::try_from(size).ok().filter(|&size| size > 0)
+}
+
 /// The pipeline's video encoder if its `bitrate` property is an integer that may change in
 /// PLAYING.
 fn adjustable_encoder(pipeline: &gst::Pipeline) -> Option<gst::Element> {

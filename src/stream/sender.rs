@@ -41,8 +41,21 @@ pub struct Pacing {
     pub frame_interval: Duration,
 }
 
+/// A frame's packets as the payloader pushes them.
+enum Packets {
+    /// One buffer per packet.
+    List(gst::BufferList),
+    /// One buffer, packets of `stride` bytes back to back (the last may be shorter).
+    Whole {
+        /// The frame.
+        buffer: gst::Buffer,
+        /// Bytes per packet.
+        stride: usize,
+    },
+}
+
 struct Frame {
-    packets: gst::BufferList,
+    packets: Packets,
     destination: SocketAddr,
 }
 
@@ -73,10 +86,21 @@ impl VideoSender {
         })
     }
 
-    /// Hands a frame's packets to the thread without waiting. A full queue (the link or the
-    /// sender cannot keep up) drops the frame and counts its packets as dropped.
+    /// Hands a frame's packets (one buffer each) to the thread without waiting. A full queue
+    /// (the link or the sender cannot keep up) drops the frame and counts its packets as
+    /// dropped.
     pub fn submit(&self, packets: gst::BufferList, destination: SocketAddr) {
         let count = packets.len() as u64;
+        self.enqueue(Packets::List(packets), count, destination);
+    }
+
+    /// Hands a frame whose packets lie back to back in one buffer, `stride` bytes each.
+    pub fn submit_whole(&self, buffer: gst::Buffer, stride: usize, destination: SocketAddr) {
+        let count = buffer.size().div_ceil(stride.max(1)) as u64;
+        self.enqueue(Packets::Whole { buffer, stride }, count, destination);
+    }
+
+    fn enqueue(&self, packets: Packets, count: u64, destination: SocketAddr) {
         let Some(queue) = self.queue.as_ref() else {
             return;
         };
@@ -107,7 +131,10 @@ fn run(frames: &Receiver<Frame>, socket: &UdpSocket, counters: &StreamCounters, 
     let mut bucket = TokenBucket::new();
     let mut batch = Batcher::new();
     while let Ok(frame) = frames.recv() {
-        let bytes: usize = frame.packets.iter().map(gst::BufferRef::size).sum();
+        let bytes: usize = match &frame.packets {
+            Packets::List(list) => list.iter().map(gst::BufferRef::size).sum(),
+            Packets::Whole { buffer, .. } => buffer.size(),
+        };
         let bitrate_bytes = f64::from(pacing.bitrate_kbps.load(Ordering::Relaxed)) * 125.0;
         let interval = pacing.frame_interval.as_secs_f64().max(1e-3);
         if bitrate_bytes > 0.0 {
@@ -120,13 +147,21 @@ fn run(frames: &Receiver<Frame>, socket: &UdpSocket, counters: &StreamCounters, 
             // Unknown bitrate: spread only what one frame interval allows at 1 GB/s.
             bucket.configure(1e9, 1e9 * interval);
         }
-        batch.send_frame(
-            &frame.packets,
-            frame.destination,
-            socket,
-            counters,
-            &mut bucket,
-        );
+        match &frame.packets {
+            Packets::List(list) => {
+                batch.send_frame(list, frame.destination, socket, counters, &mut bucket);
+            }
+            Packets::Whole { buffer, stride } => {
+                batch.send_whole(
+                    buffer,
+                    *stride,
+                    frame.destination,
+                    socket,
+                    counters,
+                    &mut bucket,
+                );
+            }
+        }
     }
 }
 
@@ -265,6 +300,81 @@ impl Batcher {
                 .fetch_add((count - sent) as u64, Ordering::Relaxed);
             start += count;
         }
+    }
+
+    /// Sends a frame whose packets lie back to back in `buffer`, `stride` bytes each: each GSO
+    /// run is one contiguous slice of the one mapping.
+    pub fn send_whole(
+        &mut self,
+        buffer: &gst::BufferRef,
+        stride: usize,
+        destination: SocketAddr,
+        socket: &UdpSocket,
+        counters: &StreamCounters,
+        bucket: &mut TokenBucket,
+    ) {
+        let Ok(map) = buffer.map_readable() else {
+            counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let stride = stride.max(1);
+        let address = SockAddr::from(destination);
+        let per_run = MAX_SEGMENTS.min(MAX_GSO_BYTES / stride).max(1) * stride;
+        for run in map.as_slice().chunks(per_run) {
+            let packets = run.len().div_ceil(stride);
+            bucket.take(run.len());
+            let sent = self.send_contiguous(run, stride, &address, socket);
+            counters
+                .packets_sent
+                .fetch_add(sent as u64, Ordering::Relaxed);
+            let sent_bytes = if sent == packets {
+                run.len()
+            } else {
+                sent * stride
+            };
+            counters
+                .bytes_sent
+                .fetch_add(sent_bytes as u64, Ordering::Relaxed);
+            counters
+                .packets_dropped
+                .fetch_add((packets - sent) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends `run` (packets of `stride` bytes back to back); returns how many went out.
+    fn send_contiguous(
+        &mut self,
+        run: &[u8],
+        stride: usize,
+        address: &SockAddr,
+        socket: &UdpSocket,
+    ) -> usize {
+        let packets = run.len().div_ceil(stride);
+        if self.gso && packets > 1 {
+            let slices = [IoSlice::new(run)];
+            let control = gso_control(stride);
+            let message = MsgHdr::new()
+                .with_addr(address)
+                .with_buffers(&slices)
+                .with_control(&control);
+            match with_room(socket, || SockRef::from(socket).sendmsg(&message, 0)) {
+                Ok(_) => return packets,
+                Err(error) if gso_refused(&error) => {
+                    tracing::info!(%error, "the kernel refuses UDP GSO here; sending packet by packet");
+                    self.gso = false;
+                }
+                Err(error) => {
+                    tracing::trace!(%error, "GSO send failed");
+                    return 0;
+                }
+            }
+        }
+        let Some(destination) = address.as_socket() else {
+            return 0;
+        };
+        run.chunks(stride)
+            .filter(|packet| with_room(socket, || socket.send_to(packet, destination)).is_ok())
+            .count()
     }
 
     /// Sends one run; returns how many of its packets went out.
@@ -482,6 +592,34 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_frame_buffer_is_cut_at_its_stride_with_or_without_gso() {
+        for gso in [true, false] {
+            let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let destination = receiver.local_addr().unwrap();
+            let reader = std::thread::spawn(move || receive_all(&receiver, 130));
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let counters = StreamCounters::default();
+            let mut batcher = Batcher { gso };
+            gst::init().unwrap();
+            let data: Vec<u8> = (0..130 * 1_000).map(|i| (i % 253) as u8).collect();
+            let buffer = gst::Buffer::from_slice(data.clone());
+            let mut bucket = TokenBucket::new();
+            bucket.configure(20e6, 64.0 * 1024.0);
+            batcher.send_whole(&buffer, 1_000, destination, &socket, &counters, &mut bucket);
+            let got = reader.join().unwrap();
+            assert_eq!(got.len(), 130, "gso {gso}");
+            for (index, datagram) in got.iter().enumerate() {
+                assert_eq!(
+                    datagram.as_slice(),
+                    &data[index * 1_000..(index + 1) * 1_000]
+                );
+            }
+            assert_eq!(counters.packets_sent.load(Ordering::Relaxed), 130);
+            assert_eq!(batcher.uses_gso(), gso);
+        }
+    }
+
+    #[test]
     fn the_bucket_paces_a_large_frame_at_its_rate() {
         let mut bucket = TokenBucket::new();
         // 1 MB/s with a 10 kB bucket: 60 kB more than the bucket takes about 50 ms.
@@ -512,10 +650,12 @@ mod tests {
             },
         )
         .unwrap();
+        let destination = receiver.local_addr().unwrap();
+        let reader = std::thread::spawn(move || receive_all(&receiver, 200));
         for _ in 0..10 {
-            sender.submit(frame(20, 1_000, 1_000), receiver.local_addr().unwrap());
+            sender.submit(frame(20, 1_000, 1_000), destination);
         }
-        assert_eq!(receive_all(&receiver, 200).len(), 200);
+        assert_eq!(reader.join().unwrap().len(), 200);
         drop(sender);
         assert_eq!(counters.packets_sent.load(Ordering::Relaxed), 200);
     }

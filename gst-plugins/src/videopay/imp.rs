@@ -3,8 +3,10 @@
 //! Owns the per-stream video packetisation state (`docs/PROTOCOL.md` §4.2–§4.6): packet counter,
 //! frame index (1, 2, 3, … per input buffer), FEC encoder cache and the AES-GCM IV counter. Each
 //! input buffer must be one access unit; its packets (data and parity, in send order) are
-//! written straight into one output buffer and pushed as a `gst::BufferList` of sub-buffers that
-//! share that memory, one per datagram.
+//! written straight into one output buffer (from a buffer pool: no allocation per frame once
+//! warm) and pushed as a `gst::BufferList` of sub-buffers that share that memory, one per
+//! datagram; or, with `single-buffer=true` (Hati's sender), as that one buffer, whose packets
+//! are `packet-size` bytes each (a field of the src caps).
 //!
 //! ```text
 //! gst-launch-1.0 videotestsrc is-live=true ! x264enc tune=zerolatency \
@@ -62,6 +64,7 @@ struct Settings {
     aes_key: Option<[u8; 16]>,
     drop_percentage: u32,
     initial_packet_index: u32,
+    single_buffer: bool,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             aes_key: None,
             drop_percentage: DEFAULT_DROP_PERCENTAGE,
             initial_packet_index: DEFAULT_INITIAL_PACKET_INDEX,
+            single_buffer: false,
         }
     }
 }
@@ -128,6 +132,38 @@ struct State {
     /// Bresenham accumulator for `drop-percentage`.
     drop_acc: u32,
     dropped_frames: u64,
+    /// Recycles frame buffers (no allocation per frame once warm), with its buffers' size.
+    pool: Option<(gst::BufferPool, usize)>,
+}
+
+impl State {
+    /// A buffer of `size` bytes from the pool; a frame larger than the pool's buffers replaces
+    /// the pool with one of bigger buffers (rare: the first big key frames).
+    fn frame_buffer(&mut self, size: usize) -> Result<gst::Buffer, gst::FlowError> {
+        if self
+            .pool
+            .as_ref()
+            .is_none_or(|(_, capacity)| *capacity < size)
+        {
+            if let Some((old, _)) = self.pool.take() {
+                let _ = old.set_active(false);
+            }
+            let capacity = size.next_power_of_two().max(64 * 1024);
+            let pool = gst::BufferPool::new();
+            let mut config = pool.config();
+            config.set_params(None, u32::try_from(capacity).unwrap_or(u32::MAX), 0, 0);
+            pool.set_config(config).map_err(|_| gst::FlowError::Error)?;
+            pool.set_active(true).map_err(|_| gst::FlowError::Error)?;
+            self.pool = Some((pool, capacity));
+        }
+        let (pool, _) = self.pool.as_ref().ok_or(gst::FlowError::Error)?;
+        let mut buffer = pool.acquire_buffer(None)?;
+        buffer
+            .get_mut()
+            .ok_or(gst::FlowError::Error)?
+            .set_size(size);
+        Ok(buffer)
+    }
 }
 
 /// The element.
@@ -206,14 +242,13 @@ impl MoonlightVideoPay {
             );
         }
 
-        let mut out = gst::Buffer::with_size(plan.total_len()).map_err(|_| {
+        let mut out = state.frame_buffer(plan.total_len()).inspect_err(|_| {
             gst::error!(
                 CAT,
                 imp = self,
-                "cannot allocate {} bytes",
+                "cannot get a buffer of {} bytes",
                 plan.total_len()
             );
-            gst::FlowError::Error
         })?;
         let info = {
             let Some(out_ref) = out.get_mut() else {
@@ -238,6 +273,22 @@ impl MoonlightVideoPay {
 
         let stride = info.plan.packet_len;
         let count = info.plan.total_packets();
+        gst::trace!(
+            CAT,
+            imp = self,
+            "frame {} ({:?}): {} bytes, {} packets from seq {}",
+            info.frame_index,
+            frame_type,
+            info.plan.au_len,
+            count,
+            info.first_sequence
+        );
+        if settings.single_buffer && settings.drop_percentage == 0 {
+            drop(state_guard);
+            // One buffer per frame, its packets `packet-size` bytes each (see the src caps).
+            return self.srcpad.push(out);
+        }
+        // A list of sub-buffers sharing the frame's memory, one per packet (kept).
         let mut list = gst::BufferList::new_sized(count);
         {
             let Some(list_ref) = list.get_mut() else {
@@ -262,16 +313,6 @@ impl MoonlightVideoPay {
                 list_ref.add(packet);
             }
         }
-        gst::trace!(
-            CAT,
-            imp = self,
-            "frame {} ({:?}): {} bytes, {} packets from seq {}",
-            info.frame_index,
-            frame_type,
-            info.plan.au_len,
-            count,
-            info.first_sequence
-        );
         drop(state_guard);
 
         if list.is_empty() {
@@ -326,6 +367,13 @@ impl MoonlightVideoPay {
                     }
                 };
                 let settings = self.settings.lock().unwrap().clone();
+                let packet_size = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .and_then(|state| state.packetizer.plan(1).ok())
+                    .map_or(0, |plan| plan.packet_len);
                 let caps = gst::Caps::builder("application/x-moonlight-rtp")
                     .field("media", "video")
                     .field("encoding-name", encoding)
@@ -333,6 +381,7 @@ impl MoonlightVideoPay {
                         "payload-size",
                         i32::try_from(settings.payload_size).unwrap_or(0),
                     )
+                    .field("packet-size", i32::try_from(packet_size).unwrap_or(0))
                     .field("encrypted", settings.encrypt)
                     .build();
                 self.srcpad.push_event(gst::event::Caps::new(&caps))
@@ -382,6 +431,7 @@ impl MoonlightVideoPay {
             segment: gst::FormattedSegment::new(),
             drop_acc: 0,
             dropped_frames: 0,
+            pool: None,
         });
         gst::debug!(
             CAT,
@@ -490,6 +540,12 @@ impl ObjectImpl for MoonlightVideoPay {
                     .blurb("frames, dropped-frames, latency-p50-us and latency-p99-us (host processing latency over the last 256 frames)")
                     .read_only()
                     .build(),
+                glib::ParamSpecBoolean::builder("single-buffer")
+                    .nick("Single buffer")
+                    .blurb("Push each frame as one buffer of back-to-back packets, `packet-size` bytes each (in the src caps), instead of a list of one buffer per packet")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("initial-packet-index")
                     .nick("Initial packet index")
                     .blurb("Debug: the 32-bit packet counter's first value (low 16 bits = RTP sequence)")
@@ -519,6 +575,7 @@ impl ObjectImpl for MoonlightVideoPay {
                 });
             }
             "drop-percentage" => settings.drop_percentage = value.get().unwrap(),
+            "single-buffer" => settings.single_buffer = value.get().unwrap(),
             "initial-packet-index" => settings.initial_packet_index = value.get().unwrap(),
             name => unimplemented!("property {name}"),
         }
@@ -532,6 +589,7 @@ impl ObjectImpl for MoonlightVideoPay {
             "min-required-fec-packets" => settings.min_required_fec_packets.to_value(),
             "encrypt" => settings.encrypt.to_value(),
             "drop-percentage" => settings.drop_percentage.to_value(),
+            "single-buffer" => settings.single_buffer.to_value(),
             "initial-packet-index" => settings.initial_packet_index.to_value(),
             "stats" => {
                 drop(settings);

@@ -844,6 +844,50 @@ fn element_round_trip() {
 }
 
 #[test]
+fn element_single_buffer_carries_the_same_packets_and_reuses_its_buffers() {
+    let key_frame = bytes(250_000, 11);
+    let p_frame = bytes(40_000, 12);
+    let mut lists = harness(&[]);
+    let mut single = harness(&[("single-buffer", &true)]);
+    let caps = single.sinkpad().unwrap().current_caps().unwrap();
+    let stride = caps
+        .structure(0)
+        .unwrap()
+        .get::<i32>("packet-size")
+        .unwrap() as usize;
+    assert_eq!(stride, 16 + 1392, "RTP header plus payload");
+    let mut frames = Vec::new();
+    for (index, (data, delta)) in [(&key_frame, false), (&p_frame, true), (&p_frame, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let pts = 1000 + 16 * index as u64;
+        lists.push(au_buffer(data, pts, delta)).unwrap();
+        single.push(au_buffer(data, pts, delta)).unwrap();
+        let expected = pull_all(&mut lists);
+        assert_eq!(single.buffers_in_queue(), 1, "one buffer per frame");
+        let whole = single.pull().unwrap();
+        let bytes = whole.map_readable().unwrap().to_vec();
+        let packets: Vec<Vec<u8>> = bytes.chunks(stride).map(<[u8]>::to_vec).collect();
+        assert_eq!(
+            packets, expected,
+            "frame {index}: the same packets in the same order"
+        );
+        frames.push(whole);
+    }
+    // Pooled: once the earlier frames are released, a later frame reuses their memory.
+    let seen: Vec<usize> = frames
+        .iter()
+        .map(|b| b.map_readable().unwrap().as_ptr() as usize)
+        .collect();
+    drop(frames);
+    single.push(au_buffer(&p_frame, 1100, true)).unwrap();
+    let again = single.pull().unwrap();
+    let pointer = again.map_readable().unwrap().as_ptr() as usize;
+    assert!(seen.contains(&pointer), "a released frame buffer is reused");
+}
+
+#[test]
 fn element_drop_percentage_recovered_by_fec() {
     // Drop 10 % of packets, evenly spread: under the 20 % parity of each block.
     let mut h = harness(&[("drop-percentage", &10u32)]);
