@@ -68,7 +68,7 @@ struct Figures {
 impl Figures {
     fn median(values: &mut [Duration]) -> Duration {
         values.sort();
-        values[values.len() / 2]
+        values.get(values.len() / 2).copied().unwrap_or_default()
     }
 }
 
@@ -99,7 +99,7 @@ fn main() {
         if gso_supported() { "yes" } else { "no" }
     );
     println!(
-        "{:<18} {:>7} | {:>12} {:>12} | {:>12} {:>12} | {:>13} {:>13} | {:>9}",
+        "{:<18} {:>7} | {:>12} {:>12} | {:>12} {:>12} | {:>13} {:>13} | {:>12} | {:>9}",
         "case (µs/frame)",
         "pkts/fr",
         "per-pkt CPU",
@@ -108,6 +108,7 @@ fn main() {
         "GSO list wall",
         "GSO whole CPU",
         "GSO whole wall",
+        "mmsg whole CPU",
         "submit"
     );
     for (name, fps, mbps) in [
@@ -137,6 +138,11 @@ fn main() {
             cpu: Vec::new(),
             wall: Vec::new(),
         };
+        let mut mmsg = Figures {
+            cpu: Vec::new(),
+            wall: Vec::new(),
+        };
+        let mut mmsg_batcher = Batcher::with_methods(false, true);
         let mut single = Figures {
             cpu: Vec::new(),
             wall: Vec::new(),
@@ -145,7 +151,7 @@ fn main() {
         let mut bucket = TokenBucket::new();
         let bitrate_bytes = f64::from(mbps) * 125_000.0;
         for _ in 0..ROUNDS {
-            for path in [0, 1, 2] {
+            for path in [0, 1, 2, 3] {
                 for _ in 0..FRAMES / ROUNDS {
                     let started = Instant::now();
                     let cpu = thread_cpu();
@@ -159,6 +165,15 @@ fn main() {
                         );
                         if path == 1 {
                             batcher.send_frame(&list, destination, &socket, &counters, &mut bucket);
+                        } else if path == 3 {
+                            mmsg_batcher.send_whole(
+                                &whole,
+                                stride,
+                                destination,
+                                &socket,
+                                &counters,
+                                &mut bucket,
+                            );
                         } else {
                             batcher.send_whole(
                                 &whole,
@@ -173,7 +188,8 @@ fn main() {
                     let figures = match path {
                         0 => &mut old,
                         1 => &mut new,
-                        _ => &mut single,
+                        2 => &mut single,
+                        _ => &mut mmsg,
                     };
                     figures.cpu.push(thread_cpu() - cpu);
                     let wall = started.elapsed();
@@ -203,7 +219,7 @@ fn main() {
         }
         drop(sender);
         println!(
-            "{:<18} {:>7} | {:>12.1} {:>12.1} | {:>12.1} {:>12.1} | {:>13.1} {:>13.1} | {:>9.1}",
+            "{:<18} {:>7} | {:>12.1} {:>12.1} | {:>12.1} {:>12.1} | {:>13.1} {:>13.1} | {:>12.1} | {:>9.1}",
             name,
             packets,
             micros(Figures::median(&mut old.cpu)),
@@ -212,6 +228,7 @@ fn main() {
             micros(Figures::median(&mut new.wall)),
             micros(Figures::median(&mut single.cpu)),
             micros(Figures::median(&mut single.wall)),
+            micros(Figures::median(&mut mmsg.cpu)),
             micros(Figures::median(&mut submit)),
         );
     }

@@ -263,6 +263,7 @@ async fn publish_stream_stats(host: Arc<Host>, mut shutdown: watch::Receiver<boo
                 client_frames_dropped: session.metrics.client_frames_dropped.load(Relaxed),
                 fec_percentage: session.config.streaming.fec_percentage,
                 encoder_bitrate_kbps: session.encoder_bitrate_kbps().unwrap_or(0),
+                frames_backlogged: video.frames_backlogged.load(Relaxed),
                 host_latency_p50_ms: f64::from(latency.0) / 1000.0,
                 host_latency_p99_ms: f64::from(latency.1) / 1000.0,
             });

@@ -174,6 +174,8 @@ pub enum Event {
         fec_percentage: u8,
         /// The encoder's bitrate now (adaptive bitrate moves it), kbit/s; 0 when unknown.
         encoder_bitrate_kbps: u32,
+        /// Frames the host's sender dropped because its queue was full, in total.
+        frames_backlogged: u64,
         /// Host processing time (capture to packets) over the last 256 frames, median, ms.
         host_latency_p50_ms: f64,
         /// The same, 99th percentile, ms.

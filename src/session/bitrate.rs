@@ -1,5 +1,6 @@
 //! Adaptive bitrate: once a second, from what the client reported over the control stream
-//! (data packets missing, frames lost beyond FEC, key-frame requests) and what the host sent,
+//! (data packets missing, frames lost beyond FEC, key-frame requests), what the host sent, and
+//! whether the host's own send queue overflowed (the first hop cannot take the rate),
 //! lower the encoder's bitrate quickly when the link is congested and raise it slowly back
 //! toward what the client asked for.
 //!
@@ -24,6 +25,8 @@ pub struct Observation {
     pub frames_lost: u64,
     /// Key-frame requests and reference-frame invalidations.
     pub idr_requests: u64,
+    /// Frames the host's sender dropped because its queue was full.
+    pub frames_backlogged: u64,
 }
 
 /// Why the bitrate changed.
@@ -93,6 +96,9 @@ impl BitrateController {
             .saturating_sub(self.last.packets_missing);
         let lost = now.frames_lost.saturating_sub(self.last.frames_lost);
         let idr = now.idr_requests.saturating_sub(self.last.idr_requests);
+        let backlogged = now
+            .frames_backlogged
+            .saturating_sub(self.last.frames_backlogged);
         self.last = now;
         if sent == 0 {
             return None;
@@ -103,6 +109,7 @@ impl BitrateController {
         }
         let loss = (missing as f64 / sent as f64).min(1.0);
         let congested = loss > CONGESTED_LOSS
+            || backlogged > 0
             || lost >= CONGESTED_FRAMES_LOST
             || idr >= CONGESTED_IDR_REQUESTS
             || (lost > 0 && idr > 0);
@@ -195,6 +202,23 @@ mod tests {
         let over = trace[10..].iter().filter(|&&r| r > 15_000).count();
         assert!(over <= 3, "{over} seconds over the link: {trace:?}");
         assert!(trace[10..].iter().all(|&r| r > 9_000), "{trace:?}");
+    }
+
+    #[test]
+    fn a_full_send_queue_is_congestion() {
+        let mut controller = BitrateController::new(20_000, 1_000, Observation::default());
+        let mut counters = Observation::default();
+        for _ in 0..3 {
+            counters.packets_sent += 1_000;
+            controller.tick(counters);
+        }
+        counters.packets_sent += 1_000;
+        counters.frames_backlogged += 3;
+        let change = controller.tick(counters);
+        assert!(
+            matches!(change, Some((kbps, Change::Congestion)) if kbps < 20_000),
+            "{change:?}"
+        );
     }
 
     #[test]

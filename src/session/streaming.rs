@@ -151,6 +151,7 @@ impl Session {
             packets_missing: self.metrics.client_packets_missing.load(Ordering::Relaxed),
             frames_lost: self.metrics.client_frames_lost.load(Ordering::Relaxed),
             idr_requests: self.metrics.idr_requests.load(Ordering::Relaxed),
+            frames_backlogged: video.frames_backlogged.load(Ordering::Relaxed),
         })
     }
 

@@ -55,6 +55,9 @@ pub struct StreamCounters {
     pub bytes_sent: AtomicU64,
     /// Samples from the payloader: frames for video, packets for audio.
     pub samples: AtomicU64,
+    /// Video frames dropped because the sender's queue was full (the link or the socket could
+    /// not take them as fast as the encoder made them).
+    pub frames_backlogged: AtomicU64,
 }
 
 /// The running pipelines of a session; dropping it stops them.

@@ -3,8 +3,9 @@
 //! the encoder's thread never sleeps for pacing. The thread paces with a token bucket at a
 //! multiple of the encoder's bitrate (a frame that would take longer than one frame interval at
 //! that rate is spread over exactly one) and sends runs of equal-sized packets as one UDP GSO
-//! `sendmsg` (the kernel cuts them into datagrams), falling back to one `sendto` per packet
-//! where the kernel or the device refuses GSO. Steady state allocates nothing.
+//! `sendmsg` (the kernel cuts them into datagrams), falling back to one `sendmmsg` per run, then
+//! one `sendto` per packet, where the kernel or the device refuses. Steady state allocates
+//! nothing.
 
 use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
@@ -14,6 +15,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 use socket2::{MsgHdr, SockAddr, SockRef};
 
 use super::media::StreamCounters;
@@ -109,7 +112,15 @@ impl VideoSender {
             destination,
         }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(_)) => {
+                self.counters
+                    .frames_backlogged
+                    .fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .packets_dropped
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
                 self.counters
                     .packets_dropped
                     .fetch_add(count, Ordering::Relaxed);
@@ -220,21 +231,40 @@ impl Default for TokenBucket {
     }
 }
 
-/// Groups a frame's packets into GSO sends; remembers whether the kernel takes GSO.
+/// Groups a frame's packets into GSO sends; remembers what the kernel refused. Without GSO it
+/// sends each run with one `sendmmsg`, and without that (very old kernels) one `sendto` per
+/// packet.
 #[derive(Debug)]
 pub struct Batcher {
     gso: bool,
+    mmsg: bool,
+    /// `sendmmsg`'s headers, allocated once when first needed.
+    mmsg_headers: Option<MultiHeaders<SockaddrStorage>>,
 }
 
 impl Batcher {
     /// A batcher that tries GSO first.
     pub fn new() -> Self {
-        Self { gso: true }
+        Self::with_methods(true, true)
+    }
+
+    /// A batcher restricted to some methods (tests and benchmarks of the fallbacks).
+    pub fn with_methods(gso: bool, mmsg: bool) -> Self {
+        Self {
+            gso,
+            mmsg,
+            mmsg_headers: None,
+        }
     }
 
     /// Whether GSO is still in use (false after the kernel refused it).
     pub fn uses_gso(&self) -> bool {
         self.gso
+    }
+
+    /// Whether `sendmmsg` is still in use where GSO is not.
+    pub fn uses_mmsg(&self) -> bool {
+        self.mmsg
     }
 
     /// Sends every packet of `packets` to `destination`, paced by `bucket`.
@@ -372,9 +402,81 @@ impl Batcher {
         let Some(destination) = address.as_socket() else {
             return 0;
         };
-        run.chunks(stride)
+        let mut packets: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
+        let mut count = 0;
+        for (slot, packet) in packets.iter_mut().zip(run.chunks(stride)) {
+            *slot = packet;
+            count += 1;
+        }
+        self.send_each(&packets[..count], destination, socket)
+    }
+
+    /// Sends `packets` as separate datagrams: one `sendmmsg`, else one `sendto` each; returns
+    /// how many went out.
+    fn send_each(
+        &mut self,
+        packets: &[&[u8]],
+        destination: SocketAddr,
+        socket: &UdpSocket,
+    ) -> usize {
+        if self.mmsg {
+            match self.send_mmsg(packets, destination, socket) {
+                Ok(sent) => return sent,
+                Err(error) => {
+                    tracing::info!(%error, "the kernel refuses sendmmsg here; sending with sendto");
+                    self.mmsg = false;
+                }
+            }
+        }
+        packets
+            .iter()
             .filter(|packet| with_room(socket, || socket.send_to(packet, destination)).is_ok())
             .count()
+    }
+
+    /// One `sendmmsg` per call, repeated while the socket buffer takes only part of the run.
+    /// `Err` only when the call itself is unsupported.
+    fn send_mmsg(
+        &mut self,
+        packets: &[&[u8]],
+        destination: SocketAddr,
+        socket: &UdpSocket,
+    ) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let headers = self
+            .mmsg_headers
+            .get_or_insert_with(|| MultiHeaders::preallocate(MAX_SEGMENTS, None));
+        let mut iovs = [[IoSlice::new(&[])]; MAX_SEGMENTS];
+        for (iov, packet) in iovs.iter_mut().zip(packets) {
+            *iov = [IoSlice::new(packet)];
+        }
+        let address = Some(SockaddrStorage::from(destination));
+        let addresses = [address; MAX_SEGMENTS];
+        let count = packets.len().min(MAX_SEGMENTS);
+        let no_control: [ControlMessage<'_>; 0] = [];
+        let deadline = Instant::now() + SEND_WAIT;
+        let mut sent = 0;
+        while sent < count {
+            let result = sendmmsg(
+                socket.as_raw_fd(),
+                headers,
+                &iovs[sent..count],
+                &addresses[sent..count],
+                no_control,
+                MsgFlags::empty(),
+            )
+            .map(Iterator::count);
+            match result {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(Errno::ENOSYS) => return Err(std::io::Error::from(Errno::ENOSYS)),
+                Err(_) => break,
+            }
+        }
+        Ok(sent)
     }
 
     /// Sends one run; returns how many of its packets went out.
@@ -409,17 +511,16 @@ impl Batcher {
                 }
             }
         }
-        let destination = address.as_socket();
-        let mut sent = 0;
-        for map in maps.iter().flatten() {
-            let Some(destination) = destination else {
-                break;
-            };
-            if with_room(socket, || socket.send_to(map.as_slice(), destination)).is_ok() {
-                sent += 1;
-            }
+        let Some(destination) = address.as_socket() else {
+            return 0;
+        };
+        let mut packets: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
+        let mut count = 0;
+        for (slot, map) in packets.iter_mut().zip(maps.iter().flatten()) {
+            *slot = map.as_slice();
+            count += 1;
         }
-        sent
+        self.send_each(&packets[..count], destination, socket)
     }
 }
 
@@ -563,14 +664,14 @@ mod tests {
 
     #[test]
     fn every_packet_arrives_whole_and_in_order_with_or_without_gso() {
-        for gso in [true, false] {
+        for (gso, mmsg) in [(true, true), (false, true), (false, false)] {
             let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
             let destination = receiver.local_addr().unwrap();
             // Read while sending: 150 datagrams overflow a default receive buffer.
             let reader = std::thread::spawn(move || receive_all(&receiver, 150));
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             let counters = StreamCounters::default();
-            let mut batcher = Batcher { gso };
+            let mut batcher = Batcher::with_methods(gso, mmsg);
             // 150 packets: more than one GSO run, and a short last packet; paced at 20 MB/s.
             let packets = frame(150, 1_024, 300);
             let mut bucket = TokenBucket::new();
@@ -593,13 +694,13 @@ mod tests {
 
     #[test]
     fn a_whole_frame_buffer_is_cut_at_its_stride_with_or_without_gso() {
-        for gso in [true, false] {
+        for (gso, mmsg) in [(true, true), (false, true), (false, false)] {
             let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
             let destination = receiver.local_addr().unwrap();
             let reader = std::thread::spawn(move || receive_all(&receiver, 130));
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             let counters = StreamCounters::default();
-            let mut batcher = Batcher { gso };
+            let mut batcher = Batcher::with_methods(gso, mmsg);
             gst::init().unwrap();
             let data: Vec<u8> = (0..130 * 1_000).map(|i| (i % 253) as u8).collect();
             let buffer = gst::Buffer::from_slice(data.clone());
@@ -616,6 +717,7 @@ mod tests {
             }
             assert_eq!(counters.packets_sent.load(Ordering::Relaxed), 130);
             assert_eq!(batcher.uses_gso(), gso);
+            assert_eq!(batcher.uses_mmsg(), mmsg, "loopback takes sendmmsg");
         }
     }
 
