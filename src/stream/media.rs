@@ -258,6 +258,8 @@ fn build(
     sink.set_property("buffer-list", true);
     let socket = endpoint.socket.clone();
     let target = endpoint.target.clone();
+    // The payloader's packet size, read from the caps once (they do not change in a stream).
+    let stride_cache = std::sync::atomic::AtomicUsize::new(0);
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -274,9 +276,11 @@ fn build(
                                 .fetch_add(list.len() as u64, Ordering::Relaxed);
                         }
                     }
-                } else if let (Some(sender), Some(buffer), Some(stride)) =
-                    (sender.as_ref(), sample.buffer(), packet_size(&sample))
-                {
+                } else if let (Some(sender), Some(buffer), Some(stride)) = (
+                    sender.as_ref(),
+                    sample.buffer(),
+                    cached_packet_size(&stride_cache, &sample),
+                ) {
                     match destination {
                         // A new reference to the same buffer: nothing is copied.
                         Some(destination) => {
@@ -366,16 +370,24 @@ fn send_one(socket: &UdpSocket, packet: &[u8], destination: SocketAddr) -> bool 
     false
 }
 
-/// Marks every buffer leaving `element` with the wall-clock time, so the payloader can report
-/// the host's processing latency (capture to packetisation) to the client.
-/// The `packet-size` of a single-buffer video sample's caps (see `moonlightvideopay`).
-fn packet_size(sample: &gst::SampleRef) -> Option<usize> {
+/// The `packet-size` of a single-buffer video sample's caps (see `moonlightvideopay`), read at
+/// the first sample and kept in `cache`.
+fn cached_packet_size(
+    cache: &std::sync::atomic::AtomicUsize,
+    sample: &gst::SampleRef,
+) -> Option<usize> {
+    let cached = cache.load(Ordering::Relaxed);
+    if cached > 0 {
+        return Some(cached);
+    }
     let size = sample
         .caps()?
         .structure(0)?
         .get::<i32>("packet-size")
         .ok()?;
-    usize::try_from(size).ok().filter(|&size| size > 0)
+    let size = usize::try_from(size).ok().filter(|&size| size > 0)?;
+    cache.store(size, Ordering::Relaxed);
+    Some(size)
 }
 
 /// The pipeline's video encoder if its `bitrate` property is an integer that may change in
@@ -399,6 +411,8 @@ fn adjustable_encoder(pipeline: &gst::Pipeline) -> Option<gst::Element> {
         })
 }
 
+/// Marks every buffer leaving `element` with the wall-clock time, so the payloader can report
+/// the host's processing latency (capture to packetisation) to the client.
 fn stamp_capture_time(element: &gst::Element) {
     let Some(pad) = element.static_pad("src") else {
         return;

@@ -379,16 +379,40 @@ impl Batcher {
         address: &SockAddr,
         socket: &UdpSocket,
     ) -> usize {
-        let packets = run.len().div_ceil(stride);
-        if self.gso && packets > 1 {
-            let slices = [IoSlice::new(run)];
-            let control = gso_control(stride);
+        let mut packets: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
+        let mut count = 0;
+        for (slot, packet) in packets.iter_mut().zip(run.chunks(stride)) {
+            *slot = packet;
+            count += 1;
+        }
+        self.send_batch(
+            &[IoSlice::new(run)],
+            &packets[..count],
+            stride,
+            address,
+            socket,
+        )
+    }
+
+    /// Sends `packets` (`segment` bytes each, the last may be shorter), gathered from `slices`,
+    /// as one GSO send; where the kernel refuses GSO, each packet as its own datagram. Returns
+    /// how many went out.
+    fn send_batch(
+        &mut self,
+        slices: &[IoSlice<'_>],
+        packets: &[&[u8]],
+        segment: usize,
+        address: &SockAddr,
+        socket: &UdpSocket,
+    ) -> usize {
+        if self.gso && packets.len() > 1 {
+            let control = gso_control(segment);
             let message = MsgHdr::new()
                 .with_addr(address)
-                .with_buffers(&slices)
+                .with_buffers(slices)
                 .with_control(&control);
             match with_room(socket, || SockRef::from(socket).sendmsg(&message, 0)) {
-                Ok(_) => return packets,
+                Ok(_) => return packets.len(),
                 Err(error) if gso_refused(&error) => {
                     tracing::info!(%error, "the kernel refuses UDP GSO here; sending packet by packet");
                     self.gso = false;
@@ -402,13 +426,7 @@ impl Batcher {
         let Some(destination) = address.as_socket() else {
             return 0;
         };
-        let mut packets: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
-        let mut count = 0;
-        for (slot, packet) in packets.iter_mut().zip(run.chunks(stride)) {
-            *slot = packet;
-            count += 1;
-        }
-        self.send_each(&packets[..count], destination, socket)
+        self.send_each(packets, destination, socket)
     }
 
     /// Sends `packets` as separate datagrams: one `sendmmsg`, else one `sendto` each; returns
@@ -479,7 +497,7 @@ impl Batcher {
         Ok(sent)
     }
 
-    /// Sends one run; returns how many of its packets went out.
+    /// Sends one run of mapped packets; returns how many went out.
     fn send_run(
         &mut self,
         maps: &[Option<gst::BufferMap<'_, gst::buffer::Readable>>],
@@ -487,40 +505,25 @@ impl Batcher {
         address: &SockAddr,
         socket: &UdpSocket,
     ) -> usize {
-        if self.gso && maps.len() > 1 {
-            let mut slices = [IoSlice::new(&[]); MAX_SEGMENTS];
-            for (slice, map) in slices.iter_mut().zip(maps) {
-                if let Some(map) = map {
-                    *slice = IoSlice::new(map.as_slice());
-                }
-            }
-            let control = gso_control(segment);
-            let message = MsgHdr::new()
-                .with_addr(address)
-                .with_buffers(&slices[..maps.len()])
-                .with_control(&control);
-            match with_room(socket, || SockRef::from(socket).sendmsg(&message, 0)) {
-                Ok(_) => return maps.len(),
-                Err(error) if gso_refused(&error) => {
-                    tracing::info!(%error, "the kernel refuses UDP GSO here; sending packet by packet");
-                    self.gso = false;
-                }
-                Err(error) => {
-                    tracing::trace!(%error, "GSO send failed");
-                    return 0;
-                }
-            }
-        }
-        let Some(destination) = address.as_socket() else {
-            return 0;
-        };
         let mut packets: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
+        let mut slices = [IoSlice::new(&[]); MAX_SEGMENTS];
         let mut count = 0;
-        for (slot, map) in packets.iter_mut().zip(maps.iter().flatten()) {
-            *slot = map.as_slice();
+        for ((packet, slice), map) in packets
+            .iter_mut()
+            .zip(&mut slices)
+            .zip(maps.iter().flatten())
+        {
+            *packet = map.as_slice();
+            *slice = IoSlice::new(map.as_slice());
             count += 1;
         }
-        self.send_each(&packets[..count], destination, socket)
+        self.send_batch(
+            &slices[..count],
+            &packets[..count],
+            segment,
+            address,
+            socket,
+        )
     }
 }
 
@@ -587,12 +590,13 @@ pub fn mark_for_qos(socket: &UdpSocket, audio: bool) {
     let dscp: i32 = if audio { 56 } else { 40 };
     let priority: i32 = if audio { 6 } else { 5 };
     let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-    let tos = if v6 {
-        setsockopt(socket, sockopt::Ipv6TClass, &(dscp << 2))
-    } else {
-        setsockopt(socket, sockopt::IpTos, &(dscp << 2))
-    };
-    if let Err(error) = tos.and_then(|()| setsockopt(socket, sockopt::Priority, &priority)) {
+    // A dual-stack socket sends IPv4 (to mapped addresses) with IP_TOS and IPv6 with the
+    // traffic class: set both there.
+    let mut result = setsockopt(socket, sockopt::IpTos, &(dscp << 2));
+    if v6 {
+        result = setsockopt(socket, sockopt::Ipv6TClass, &(dscp << 2)).and(result);
+    }
+    if let Err(error) = result.and(setsockopt(socket, sockopt::Priority, &priority)) {
         tracing::debug!(%error, audio, "cannot mark the media socket for QoS");
     }
 }
