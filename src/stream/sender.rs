@@ -652,6 +652,8 @@ mod tests {
     }
 
     fn receive_all(receiver: &UdpSocket, expected: usize) -> Vec<Vec<u8>> {
+        // As much room as the kernel allows, so a reader starved by parallel tests loses nothing.
+        let _ = SockRef::from(receiver).set_recv_buffer_size(4 << 20);
         receiver
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
@@ -676,10 +678,10 @@ mod tests {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             let counters = StreamCounters::default();
             let mut batcher = Batcher::with_methods(gso, mmsg);
-            // 150 packets: more than one GSO run, and a short last packet; paced at 20 MB/s.
+            // 150 packets: more than one GSO run, and a short last packet; paced at 4 MB/s.
             let packets = frame(150, 1_024, 300);
             let mut bucket = TokenBucket::new();
-            bucket.configure(20e6, 64.0 * 1024.0);
+            bucket.configure(4e6, 16.0 * 1024.0);
             batcher.send_frame(&packets, destination, &socket, &counters, &mut bucket);
             let got = reader.join().unwrap();
             assert_eq!(got.len(), 150, "gso {gso}");
@@ -709,7 +711,7 @@ mod tests {
             let data: Vec<u8> = (0..130 * 1_000).map(|i| (i % 253) as u8).collect();
             let buffer = gst::Buffer::from_slice(data.clone());
             let mut bucket = TokenBucket::new();
-            bucket.configure(20e6, 64.0 * 1024.0);
+            bucket.configure(4e6, 16.0 * 1024.0);
             batcher.send_whole(&buffer, 1_000, destination, &socket, &counters, &mut bucket);
             let got = reader.join().unwrap();
             assert_eq!(got.len(), 130, "gso {gso}");
@@ -758,8 +760,16 @@ mod tests {
         .unwrap();
         let destination = receiver.local_addr().unwrap();
         let reader = std::thread::spawn(move || receive_all(&receiver, 200));
-        for _ in 0..10 {
+        // One frame at a time, as an encoder makes them: ten at once would overflow the
+        // 8-frame queue on a busy machine (that is what the queue is for).
+        for sent in 1..=10u64 {
             sender.submit(frame(20, 1_000, 1_000), destination);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while counters.packets_sent.load(Ordering::Relaxed) < sent * 20
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         assert_eq!(reader.join().unwrap().len(), 200);
         drop(sender);
