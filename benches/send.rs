@@ -149,7 +149,12 @@ fn main() {
         };
         let mut batcher = Batcher::new();
         let mut bucket = TokenBucket::new();
-        let bitrate_bytes = f64::from(mbps) * 125_000.0;
+        // The sender's own pacing, as in production (2 × the bitrate).
+        let pacing = Pacing {
+            multiple: 2.0,
+            bitrate_kbps: Arc::new(AtomicU32::new(mbps * 1000)),
+            frame_interval: interval,
+        };
         for _ in 0..ROUNDS {
             for path in [0, 1, 2, 3] {
                 for _ in 0..FRAMES / ROUNDS {
@@ -158,31 +163,31 @@ fn main() {
                     if path == 0 {
                         send_packets(&socket, Some(destination), list.iter(), &counters);
                     } else {
-                        bucket.configure(
-                            (bitrate_bytes * 2.0)
-                                .max(list_bytes(&list) as f64 / interval.as_secs_f64()),
-                            (bitrate_bytes * interval.as_secs_f64() * 2.0).max(65536.0),
-                        );
-                        if path == 1 {
-                            batcher.send_frame(&list, destination, &socket, &counters, &mut bucket);
-                        } else if path == 3 {
-                            mmsg_batcher.send_whole(
+                        bucket.pace_frame(list_bytes(&list), &pacing);
+                        match path {
+                            1 => batcher.send_frame(
+                                &list,
+                                destination,
+                                &socket,
+                                &counters,
+                                &mut bucket,
+                            ),
+                            2 => batcher.send_whole(
                                 &whole,
                                 stride,
                                 destination,
                                 &socket,
                                 &counters,
                                 &mut bucket,
-                            );
-                        } else {
-                            batcher.send_whole(
+                            ),
+                            _ => mmsg_batcher.send_whole(
                                 &whole,
                                 stride,
                                 destination,
                                 &socket,
                                 &counters,
                                 &mut bucket,
-                            );
+                            ),
                         }
                     }
                     let figures = match path {
@@ -203,11 +208,7 @@ fn main() {
             "bench-sender".into(),
             socket.clone(),
             Arc::new(StreamCounters::default()),
-            Pacing {
-                multiple: 2.0,
-                bitrate_kbps: Arc::new(AtomicU32::new(mbps * 1000)),
-                frame_interval: interval,
-            },
+            pacing.clone(),
         )
         .expect("sender");
         let mut submit = Vec::new();

@@ -146,18 +146,7 @@ fn run(frames: &Receiver<Frame>, socket: &UdpSocket, counters: &StreamCounters, 
             Packets::List(list) => list.iter().map(gst::BufferRef::size).sum(),
             Packets::Whole { buffer, .. } => buffer.size(),
         };
-        let bitrate_bytes = f64::from(pacing.bitrate_kbps.load(Ordering::Relaxed)) * 125.0;
-        let interval = pacing.frame_interval.as_secs_f64().max(1e-3);
-        if bitrate_bytes > 0.0 {
-            // At least fast enough to send this frame within one frame interval.
-            let rate = (bitrate_bytes * pacing.multiple).max(bytes as f64 / interval);
-            // Room for two average frames: ordinary frames leave at once, big ones are paced.
-            let capacity = (bitrate_bytes * interval * 2.0).max(64.0 * 1024.0);
-            bucket.configure(rate, capacity);
-        } else {
-            // Unknown bitrate: spread only what one frame interval allows at 1 GB/s.
-            bucket.configure(1e9, 1e9 * interval);
-        }
+        bucket.pace_frame(bytes, pacing);
         match &frame.packets {
             Packets::List(list) => {
                 batch.send_frame(list, frame.destination, socket, counters, &mut bucket);
@@ -202,6 +191,22 @@ impl TokenBucket {
         self.rate = rate.max(1.0);
         self.capacity = capacity.max(1.0);
         self.tokens = self.tokens.min(self.capacity);
+    }
+
+    /// Sets rate and capacity for a frame of `frame_bytes` under `pacing`: the bitrate times
+    /// the multiple, but at least fast enough to send the frame within one frame interval;
+    /// room for two average frames, so ordinary frames leave at once and big ones are paced.
+    pub fn pace_frame(&mut self, frame_bytes: usize, pacing: &Pacing) {
+        let bitrate_bytes = f64::from(pacing.bitrate_kbps.load(Ordering::Relaxed)) * 125.0;
+        let interval = pacing.frame_interval.as_secs_f64().max(1e-3);
+        if bitrate_bytes > 0.0 {
+            let rate = (bitrate_bytes * pacing.multiple).max(frame_bytes as f64 / interval);
+            let capacity = (bitrate_bytes * interval * 2.0).max(64.0 * 1024.0);
+            self.configure(rate, capacity);
+        } else {
+            // Unknown bitrate: spread only what one frame interval allows at 1 GB/s.
+            self.configure(1e9, 1e9 * interval);
+        }
     }
 
     fn refill(&mut self) {
@@ -411,7 +416,7 @@ impl Batcher {
                 .with_addr(address)
                 .with_buffers(slices)
                 .with_control(&control);
-            match with_room(socket, || SockRef::from(socket).sendmsg(&message, 0)) {
+            match with_room(|| SockRef::from(socket).sendmsg(&message, 0)) {
                 Ok(_) => return packets.len(),
                 Err(error) if gso_refused(&error) => {
                     tracing::info!(%error, "the kernel refuses UDP GSO here; sending packet by packet");
@@ -448,7 +453,7 @@ impl Batcher {
         }
         packets
             .iter()
-            .filter(|packet| with_room(socket, || socket.send_to(packet, destination)).is_ok())
+            .filter(|packet| with_room(|| socket.send_to(packet, destination)).is_ok())
             .count()
     }
 
@@ -534,10 +539,7 @@ impl Default for Batcher {
 }
 
 /// Runs `send`, waiting (briefly, in small sleeps) while the non-blocking socket's buffer is full.
-fn with_room(
-    _socket: &UdpSocket,
-    mut send: impl FnMut() -> std::io::Result<usize>,
-) -> std::io::Result<usize> {
+fn with_room(mut send: impl FnMut() -> std::io::Result<usize>) -> std::io::Result<usize> {
     let deadline = Instant::now() + SEND_WAIT;
     loop {
         match send() {
