@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Hati needs on Debian 12, skipping what is present:
-# Debian packages (GStreamer, PulseAudio, Wayland, weston, …) and, with --test, a Python venv in
+# Debian packages (GStreamer with webrtcbin and libnice, PulseAudio, Wayland, weston, …) and, with --test, a Python venv in
 # .venv holding the real Moonlight client library (moonlight-python) for the end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   pkg-config gcc
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-pulseaudio pulseaudio pulseaudio-utils libpulse-dev
+  gstreamer1.0-nice gstreamer1.0-pulseaudio pulseaudio pulseaudio-utils libpulse-dev
   libpixman-1-dev libxkbcommon-dev libwayland-dev weston xwayland
   libc6-dev tar procps python3-venv
 )

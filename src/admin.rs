@@ -482,7 +482,7 @@ fn session_json(session: &crate::session::Session) -> Value {
 
 /// A client as the admin API shows it (no certificate).
 pub fn client_json(client: &PairedClient) -> Value {
-    json!({ "id": client.id, "name": client.name, "paired_at": client.paired_at })
+    json!({ "id": client.id, "name": client.name, "paired_at": client.paired_at, "kind": client.kind })
 }
 
 /// Why the CLI could not talk to the running host.

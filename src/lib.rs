@@ -21,3 +21,4 @@ pub mod runner;
 pub mod session;
 pub mod state;
 pub mod stream;
+pub mod webrtc;

@@ -127,8 +127,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .get("paired_at")
                     .and_then(|v| v.as_u64())
                     .unwrap_or(0);
+                let kind = match text(client, "kind").as_str() {
+                    "browser" => "  (browser)",
+                    _ => "",
+                };
                 println!(
-                    "{}  {}  paired {}",
+                    "{}  {}  paired {}{kind}",
                     short_id(&text(client, "id")),
                     text(client, "name"),
                     format_time(when)

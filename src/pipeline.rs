@@ -19,6 +19,12 @@ pub const DESKTOP_SOURCE: &str = "hati_desktop";
 pub const CAPTURE_ELEMENT: &str = "hati_capture";
 /// Name of the payloader in the video pipeline.
 pub const VIDEO_PAYLOADER: &str = "hati_videopay";
+/// Name of the `webrtcbin` in a browser session's pipeline.
+pub const WEBRTC_BIN: &str = "hati_webrtc";
+/// Name of the video RTP payloader in a browser session's pipeline.
+pub const VIDEO_RTP: &str = "hati_rtp_video";
+/// Name of the audio RTP payloader in a browser session's pipeline.
+pub const AUDIO_RTP: &str = "hati_rtp_audio";
 /// Name of the appsink at the end of both pipelines.
 pub const SINK: &str = "hati_sink";
 
@@ -58,7 +64,6 @@ pub fn video_description(
     request: &VideoRequest<'_>,
 ) -> Result<String, PipelineError> {
     let stream = request.stream;
-    let video = &config.gstreamer.video;
     let (chosen, app_override) = match stream.codec {
         VideoCodec::H264 => (&codecs.h264, &app.video.h264_encoder),
         VideoCodec::Hevc => (&codecs.hevc, &app.video.hevc_encoder),
@@ -84,29 +89,10 @@ pub fn video_description(
         ),
         ("session_id", request.session_id.to_string()),
     ];
-    let part = |name: &'static str, template: &str| {
-        fill(template, &values).map_err(|source| PipelineError::Template { part: name, source })
-    };
-    let desktop_source = format!("waylanddisplaysrc name={DESKTOP_SOURCE}");
-    let default_source = if request.desktop {
-        desktop_source.as_str()
-    } else {
-        video.source.as_str()
-    };
-    let source = part(
-        "video source",
-        app.video.source.as_deref().unwrap_or(default_source),
-    )?;
-    let params = part(
-        "video_params",
-        app.video
-            .video_params
-            .as_deref()
-            .unwrap_or(&video.video_params),
-    )?;
-    let encoder = part("video encoder", encoder)?;
+    let front = video_front(config, app, &values, request.desktop)?;
+    let encoder = video_part("video encoder", encoder, &values)?;
     let mut description = format!(
-        "{source} ! identity name={CAPTURE_ELEMENT} silent=true ! {params} ! {encoder} ! \
+        "{front} ! {encoder} ! \
          moonlightvideopay name={VIDEO_PAYLOADER} single-buffer=true payload-size={} fec-percentage={fec} min-required-fec-packets={}",
         stream.packet_size, stream.min_required_fec_packets,
     );
@@ -134,6 +120,126 @@ pub fn video_description(
     Ok(description)
 }
 
+/// Fills one video template with `values`, naming the part in errors.
+fn video_part(
+    name: &'static str,
+    template: &str,
+    values: &[(&str, String)],
+) -> Result<String, PipelineError> {
+    fill(template, values).map_err(|source| PipelineError::Template { part: name, source })
+}
+
+/// The source, the capture-time stamp and the conversion: what every video pipeline starts
+/// with, Moonlight's or a browser's.
+fn video_front(
+    config: &Config,
+    app: &AppConfig,
+    values: &[(&str, String)],
+    desktop: bool,
+) -> Result<String, PipelineError> {
+    let video = &config.gstreamer.video;
+    let desktop_source = format!("waylanddisplaysrc name={DESKTOP_SOURCE}");
+    let default_source = if desktop {
+        desktop_source.as_str()
+    } else {
+        video.source.as_str()
+    };
+    let source = video_part(
+        "video source",
+        app.video.source.as_deref().unwrap_or(default_source),
+        values,
+    )?;
+    let params = video_part(
+        "video_params",
+        app.video
+            .video_params
+            .as_deref()
+            .unwrap_or(&video.video_params),
+        values,
+    )?;
+    Ok(format!(
+        "{source} ! identity name={CAPTURE_ELEMENT} silent=true ! {params}"
+    ))
+}
+
+/// What a browser asked for, and what its session has.
+pub struct WebRtcRequest {
+    /// The session's ID.
+    pub session_id: u32,
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Start video bitrate, kbit/s.
+    pub bitrate_kbps: u32,
+    /// The session has a desktop: it is the default source.
+    pub desktop: bool,
+    /// The PulseAudio sink the app plays into and its server, if any.
+    pub sink: Option<(String, String)>,
+    /// The video RTP SSRC (the browser's reports about video carry it); audio gets the next.
+    pub ssrc: u32,
+}
+
+/// The `gst-launch` description of a browser session's pipeline: video (H.264 from the first
+/// usable encoder entry's `webrtc_pipeline`) and Opus audio into one `webrtcbin` named
+/// [`WEBRTC_BIN`].
+pub fn webrtc_description(
+    config: &Config,
+    app: &AppConfig,
+    codecs: &CodecSupport,
+    request: &WebRtcRequest,
+) -> Result<String, PipelineError> {
+    let encoder = match (&app.video.h264_encoder, &codecs.h264) {
+        (Some(pipeline), _) => pipeline.as_str(),
+        (None, Some(entry)) => entry
+            .webrtc_pipeline
+            .as_deref()
+            .unwrap_or(entry.pipeline.as_str()),
+        (None, None) => return Err(PipelineError::NoEncoder(VideoCodec::H264)),
+    };
+    let values = [
+        ("width", request.width.to_string()),
+        ("height", request.height.to_string()),
+        ("fps", request.fps.to_string()),
+        ("bitrate", request.bitrate_kbps.to_string()),
+        ("slices_per_frame", "1".to_owned()),
+        ("session_id", request.session_id.to_string()),
+    ];
+    let front = video_front(config, app, &values, request.desktop)?;
+    let encoder = video_part("video encoder", encoder, &values)?;
+    let loss = match config.debug.drop_video_packets_percent {
+        0 => String::new(),
+        percent => format!(
+            " ! identity drop-probability={}",
+            f64::from(percent.min(100)) / 100.0
+        ),
+    };
+    let audio_request = AudioRequest {
+        session_id: request.session_id,
+        layout: &OpusLayout {
+            bitrate: config.webrtc.audio_bitrate,
+            ..OpusLayout::STEREO
+        },
+        packet_duration_ms: 20,
+        sink: request.sink.clone(),
+        encryption: None,
+    };
+    let (audio_source, audio_encoder) = audio_parts(config, app, &audio_request)?;
+    let video_ssrc = request.ssrc;
+    let audio_ssrc = request.ssrc.wrapping_add(1);
+    // Browsers reassemble RTP themselves: 1200-byte packets pass every tunnel and TURN relay.
+    Ok(format!(
+        "webrtcbin name={WEBRTC_BIN} bundle-policy=max-bundle latency=0 \
+         {front} ! {encoder} ! rtph264pay name={VIDEO_RTP} ssrc={video_ssrc} config-interval=-1 \
+         aggregate-mode=zero-latency mtu=1200{loss} ! \
+         application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 ! {WEBRTC_BIN}. \
+         {audio_source} ! {audio_encoder} ! rtpopuspay name={AUDIO_RTP} ssrc={audio_ssrc} mtu=1200 ! \
+         application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! {WEBRTC_BIN}."
+    ))
+}
+
 /// Everything the audio pipeline depends on besides the config.
 pub struct AudioRequest<'a> {
     /// The session's ID.
@@ -154,6 +260,38 @@ pub fn audio_description(
     app: &AppConfig,
     request: &AudioRequest<'_>,
 ) -> Result<String, PipelineError> {
+    let (source, encoder) = audio_parts(config, app, request)?;
+    let mut description = format!(
+        "{source} ! {encoder} ! moonlightaudiopay packet-duration={}",
+        request.packet_duration_ms
+    );
+    if let Some((key, rikeyid)) = request.encryption {
+        let _ = write!(
+            description,
+            " encrypt=true aes-key={} rikeyid={rikeyid}",
+            encode_hex(&key)
+        );
+    }
+    if config.debug.audio_first_sequence > 0 {
+        let _ = write!(
+            description,
+            " initial-sequence={}",
+            config.debug.audio_first_sequence
+        );
+    }
+    let _ = write!(
+        description,
+        " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=64"
+    );
+    Ok(description)
+}
+
+/// The audio source (the session's sink monitor, or the configured source) and encoder.
+fn audio_parts(
+    config: &Config,
+    app: &AppConfig,
+    request: &AudioRequest<'_>,
+) -> Result<(String, String), PipelineError> {
     let audio = &config.gstreamer.audio;
     let values = [
         ("channels", request.layout.channels.to_string()),
@@ -193,29 +331,7 @@ pub fn audio_description(
         "audio encoder",
         app.audio.encoder.as_deref().unwrap_or(&audio.encoder),
     )?;
-    let mut description = format!(
-        "{source} ! {encoder} ! moonlightaudiopay packet-duration={}",
-        request.packet_duration_ms
-    );
-    if let Some((key, rikeyid)) = request.encryption {
-        let _ = write!(
-            description,
-            " encrypt=true aes-key={} rikeyid={rikeyid}",
-            encode_hex(&key)
-        );
-    }
-    if config.debug.audio_first_sequence > 0 {
-        let _ = write!(
-            description,
-            " initial-sequence={}",
-            config.debug.audio_first_sequence
-        );
-    }
-    let _ = write!(
-        description,
-        " ! appsink name={SINK} sync=false async=false emit-signals=false max-buffers=64"
-    );
-    Ok(description)
+    Ok((source, encoder))
 }
 
 #[cfg(test)]

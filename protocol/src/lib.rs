@@ -5,6 +5,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod browser;
 pub mod control;
 pub mod enet;
 pub mod input;

@@ -68,6 +68,8 @@ pub struct Config {
     /// The admin API's network listener.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Browser play (the `/play` page, WebRTC).
+    pub webrtc: WebRtcConfig,
     /// Switches for testing; keep them off.
     pub debug: DebugConfig,
     /// The apps offered to clients, in order.
@@ -154,6 +156,23 @@ pub struct StreamingConfig {
     pub min_bitrate_kbps: u32,
     /// The video sender's token bucket refills at this multiple of the encoder's bitrate.
     pub pacing_multiple: f64,
+}
+
+/// `[webrtc]`: browser play.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// Serve the play page (`/play`) and its WebRTC signalling.
+    pub enabled: bool,
+    /// STUN and TURN servers for players behind NAT (none: host candidates only, for LANs).
+    #[serde(default)]
+    pub ice_servers: Vec<hati_protocol::browser::IceServer>,
+    /// The lowest video bitrate congestion control goes to, kbit/s.
+    pub min_bitrate_kbps: u32,
+    /// The highest video bitrate a browser may ask for, kbit/s.
+    pub max_bitrate_kbps: u32,
+    /// Opus bitrate, bit/s.
+    pub audio_bitrate: u32,
 }
 
 /// `[debug]`.
@@ -273,6 +292,10 @@ pub struct EncoderConfig {
     pub check_elements: Vec<String>,
     /// The encoder part of the pipeline (a template).
     pub pipeline: String,
+    /// The encoder part for browsers (WebRTC), when its output must differ (an H.264 profile
+    /// every browser decodes); absent: `pipeline`.
+    #[serde(default)]
+    pub webrtc_pipeline: Option<String>,
 }
 
 impl AppConfig {
@@ -376,6 +399,10 @@ impl Config {
             for (i, entry) in list.iter().enumerate() {
                 let key = format!("gstreamer.video.{codec}_encoders[{i}].pipeline");
                 templates.push((key, entry.pipeline.as_str(), VIDEO_VARIABLES));
+                if let Some(webrtc) = &entry.webrtc_pipeline {
+                    let key = format!("gstreamer.video.{codec}_encoders[{i}].webrtc_pipeline");
+                    templates.push((key, webrtc.as_str(), VIDEO_VARIABLES));
+                }
             }
         }
         for (i, app) in self.apps.iter().enumerate() {

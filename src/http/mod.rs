@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod launch;
 pub mod pair;
 pub mod pin_page;
+pub mod play;
 pub mod serverinfo;
 pub mod tls;
 
@@ -45,7 +46,7 @@ pub(crate) fn is_page_token(given: &[u8]) -> bool {
     crate::crypto::constant_time_eq(given, PAGE_TOKEN.as_bytes())
 }
 
-/// Largest request body read (only the PIN page posts one).
+/// Largest request body read (the PIN page's form, the play page's pairing request).
 const MAX_BODY: usize = 4096;
 /// How long a client may take to send a request's headers (and, on HTTPS, its TLS handshake).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -189,9 +190,13 @@ async fn serve_connection<S>(
         service_permit.mark_busy();
         let host = host.clone();
         let context = context.clone();
+        let permit = service_permit.clone();
         async move {
             if !is_https(&context) && dashboard::is_dashboard_path(request.uri().path()) {
                 return Ok::<_, Infallible>(dashboard::serve(request, &host, &context).await);
+            }
+            if play::is_play_path(request.uri().path()) {
+                return Ok(play::serve(request, &host, &context, permit.clone()).await);
             }
             Ok(route(request, &host, &context).await.map(BodyExt::boxed))
         }
@@ -200,7 +205,9 @@ async fn serve_connection<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(false)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(stream), service)
+        // The play page's WebSocket (`/play/ws`) upgrades its connection.
+        .with_upgrades();
     let pin_wait = Duration::from_secs(host_pin_timeout);
     let bounded = tokio::time::timeout(pin_wait + CONNECTION_SLACK, connection);
     match permit.run(bounded.instrument(span.clone())).await {

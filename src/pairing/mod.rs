@@ -170,6 +170,16 @@ pub struct ServerCertRequest {
     pub client_cert_pem: Vec<u8>,
 }
 
+/// What the play page sends to pair a browser.
+pub struct BrowserPairRequest {
+    /// The browser's address.
+    pub address: IpAddr,
+    /// The name the player gave it.
+    pub device_name: String,
+    /// The PIN the page shows.
+    pub pin: String,
+}
+
 impl PairingManager {
     /// A manager enforcing the configured limits.
     pub fn new(limits: PairingConfig) -> Self {
@@ -212,34 +222,7 @@ impl PairingManager {
             .map_err(|e| PairError::Malformed(format!("clientcert: {e}")))?;
 
         let (pin_tx, pin_rx) = oneshot::channel();
-        let (attempt, secret) = {
-            let mut inner = self.lock();
-            if let Some(seconds) = inner.locked_out(request.address) {
-                return Err(PairError::LockedOut(seconds));
-            }
-            inner
-                .sessions
-                .retain(|_, a| a.last_step.elapsed() < PHASE_TIMEOUT);
-            if inner
-                .waiting
-                .as_ref()
-                .is_some_and(|w| w.key != request.key && !w.pin.is_closed())
-            {
-                return Err(PairError::AlreadyPairing);
-            }
-            inner.sessions.remove(&request.key);
-            inner.next_attempt += 1;
-            let attempt = inner.next_attempt;
-            let secret =
-                hati_protocol::query::encode_hex(&crypto::random::<16>()).to_ascii_lowercase();
-            inner.waiting = Some(WaitingClient {
-                attempt,
-                key: request.key.clone(),
-                secret: secret.clone(),
-                pin: pin_tx,
-            });
-            (attempt, secret)
-        };
+        let (attempt, secret) = self.register_waiting(request.address, &request.key, pin_tx)?;
         let _ = self.events.send(PairingEvent::Waiting {
             attempt,
             address: request.address,
@@ -274,6 +257,95 @@ impl PairingManager {
             },
         );
         Ok(())
+    }
+
+    /// A browser's pairing (the play page): it shows `request.pin` and waits, in the same
+    /// single waiting slot as Moonlight clients, for the owner to enter a PIN (`hati pair`, the
+    /// dashboard, the PIN page). The PINs must match, as Moonlight's check does; then the
+    /// browser is stored with a new random credential, returned once here.
+    pub async fn pair_browser(
+        &self,
+        request: BrowserPairRequest,
+        clients: &RwLock<ClientStore>,
+        on_waiting: impl FnOnce(u64, &str),
+    ) -> Result<(PairedClient, String), PairError> {
+        if request.pin.len() != 4 || !request.pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PairError::Malformed("the PIN is not 4 digits".into()));
+        }
+        let (pin_tx, pin_rx) = oneshot::channel();
+        let key = format!("browser@{}", request.address);
+        let (attempt, secret) = self.register_waiting(request.address, &key, pin_tx)?;
+        let _ = self.events.send(PairingEvent::Waiting {
+            attempt,
+            address: request.address,
+            device_name: request.device_name.clone(),
+        });
+        on_waiting(attempt, &secret);
+        let _guard = ClearWaiting {
+            manager: self,
+            attempt,
+        };
+        let timeout = Duration::from_secs(self.limits.pin_timeout_seconds);
+        let pin = match tokio::time::timeout(timeout, pin_rx).await {
+            Ok(Ok(pin)) => pin,
+            Ok(Err(_)) => return Err(self.fail(attempt, PairError::Superseded)),
+            Err(_) => return Err(self.fail(attempt, PairError::PinTimeout(timeout.as_secs()))),
+        };
+        if !crypto::constant_time_eq(pin.as_bytes(), request.pin.as_bytes()) {
+            return Err(self.fail_from(request.address, attempt, PairError::WrongPin));
+        }
+        let token = hati_protocol::query::encode_hex(&crypto::random::<32>()).to_ascii_lowercase();
+        let stored = clients
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add_browser(&token, &request.device_name);
+        match stored {
+            Ok(client) => {
+                self.lock().failures.remove(&request.address);
+                let _ = self.events.send(PairingEvent::Paired {
+                    attempt,
+                    client: client.clone(),
+                });
+                Ok((client, token))
+            }
+            Err(error) => Err(self.fail(attempt, PairError::Store(error))),
+        }
+    }
+
+    /// Makes the client with pairing state `key` the one waiting for the owner's PIN (unless
+    /// its address is locked out or another client waits); returns the attempt ID and the PIN
+    /// page secret.
+    fn register_waiting(
+        &self,
+        address: IpAddr,
+        key: &str,
+        pin: oneshot::Sender<String>,
+    ) -> Result<(u64, String), PairError> {
+        let mut inner = self.lock();
+        if let Some(seconds) = inner.locked_out(address) {
+            return Err(PairError::LockedOut(seconds));
+        }
+        inner
+            .sessions
+            .retain(|_, a| a.last_step.elapsed() < PHASE_TIMEOUT);
+        if inner
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.key != key && !w.pin.is_closed())
+        {
+            return Err(PairError::AlreadyPairing);
+        }
+        inner.sessions.remove(key);
+        inner.next_attempt += 1;
+        let attempt = inner.next_attempt;
+        let secret = hati_protocol::query::encode_hex(&crypto::random::<16>()).to_ascii_lowercase();
+        inner.waiting = Some(WaitingClient {
+            attempt,
+            key: key.to_owned(),
+            secret: secret.clone(),
+            pin,
+        });
+        Ok((attempt, secret))
     }
 
     /// Phase 2 (`clientchallenge`): returns `E(H(c ‖ sig(hostcert) ‖ serversecret) ‖ serverchallenge)`.
@@ -451,8 +523,13 @@ impl PairingManager {
     }
 
     fn fail_attempt(&self, attempt: &Attempt, error: PairError) -> PairError {
+        self.fail_from(attempt.address, attempt.id, error)
+    }
+
+    /// Fails attempt `id`, counting it towards the lockout of `address`.
+    fn fail_from(&self, address: IpAddr, id: u64, error: PairError) -> PairError {
         let mut inner = self.lock();
-        let failures = inner.failures.entry(attempt.address).or_default();
+        let failures = inner.failures.entry(address).or_default();
         failures.count += 1;
         if failures.count >= self.limits.max_failed_attempts.max(1) {
             failures.count = 0;
@@ -460,7 +537,7 @@ impl PairingManager {
                 Some(Instant::now() + Duration::from_secs(self.limits.lockout_seconds));
         }
         drop(inner);
-        self.fail(attempt.id, error)
+        self.fail(id, error)
     }
 
     fn fail(&self, attempt: u64, error: PairError) -> PairError {

@@ -211,15 +211,11 @@ impl SessionManager {
             app: session.app.title.clone(),
             source,
         })?;
-        let control = self.services.control.clone();
-        let session_id = session.id;
+        let weak = Arc::downgrade(session);
         let rumble = Arc::new(move |controller: u8, motors: crate::gamepad::Motors| {
-            let _ = control.send(ControlCommand::Rumble {
-                session_id,
-                controller: u16::from(controller),
-                low_freq: motors.low_freq,
-                high_freq: motors.high_freq,
-            });
+            if let Some(session) = weak.upgrade() {
+                session.rumble(controller, motors);
+            }
         });
         let seat = resources.compositor.as_ref().map(|c| c.input_sender());
         let input = Arc::new(SessionInput::new(

@@ -35,13 +35,14 @@ use serde::Serialize;
 
 pub use self::manager::{LaunchError, LaunchRequest, SessionManager, SessionServices};
 use self::resources::AppResources;
-pub use self::streaming::StartError;
+use self::streaming::ActiveStream;
+pub use self::streaming::{BrowserStream, StartError};
 use crate::config::{AppConfig, Config};
 use crate::events::{EndReason, Event};
 use crate::input::InputSink;
 use crate::stream::ping::StreamKind;
 use crate::stream::target::PingOutcome;
-use crate::stream::{MediaStream, Target};
+use crate::stream::Target;
 
 /// What `/launch` and `/resume` carry.
 #[derive(Debug, Clone)]
@@ -218,7 +219,7 @@ pub struct Session {
     /// The next host control message's sequence number under the current key (one counter for
     /// every connection, so no AES-GCM nonce is used twice); `None` once exhausted.
     control_send_seq: Mutex<Option<u32>>,
-    stream: Mutex<Option<MediaStream>>,
+    stream: Mutex<Option<ActiveStream>>,
     stream_config: Mutex<Option<StreamConfig>>,
     resources: Mutex<Option<AppResources>>,
     services: Arc<SessionServices>,
@@ -354,7 +355,7 @@ impl Session {
     pub fn host_latency_us(&self) -> Option<(u32, u32)> {
         lock(&self.stream)
             .as_ref()
-            .and_then(MediaStream::host_latency_us)
+            .and_then(ActiveStream::host_latency_us)
     }
 
     /// The running stream's counters: (video, audio), if a stream runs.
@@ -364,9 +365,7 @@ impl Session {
         Arc<crate::stream::media::StreamCounters>,
         Arc<crate::stream::media::StreamCounters>,
     )> {
-        lock(&self.stream)
-            .as_ref()
-            .map(|s| (s.video_counters.clone(), s.audio_counters.clone()))
+        lock(&self.stream).as_ref().map(ActiveStream::counters)
     }
 
     /// Stops the pipelines and forgets the client's addresses.
@@ -394,7 +393,7 @@ impl Session {
     pub fn encoder_bitrate_kbps(&self) -> Option<u32> {
         lock(&self.stream)
             .as_ref()
-            .and_then(MediaStream::encoder_bitrate_kbps)
+            .and_then(ActiveStream::encoder_bitrate_kbps)
     }
 
     /// Whether pipelines are running.
@@ -488,14 +487,10 @@ impl Session {
                 );
                 self.request_idr();
             }
-            ClientMessage::InputData(bytes) => {
-                self.metrics.input_events.fetch_add(1, Ordering::Relaxed);
-                match (InputEvent::parse(&bytes), self.input.get()) {
-                    (Ok(event), Some(input)) => input.handle(event),
-                    (Ok(_), None) => tracing::debug!("input before launch finished dropped"),
-                    (Err(error), _) => tracing::debug!(%error, "malformed input packet dropped"),
-                }
-            }
+            ClientMessage::InputData(bytes) => match InputEvent::parse(&bytes) {
+                Ok(event) => self.handle_input(event),
+                Err(error) => tracing::debug!(%error, "malformed input packet dropped"),
+            },
             ClientMessage::FecStatus(status) => {
                 self.metrics.record_fec_status(&status);
                 tracing::debug!(?status, "client FEC status");
@@ -508,6 +503,35 @@ impl Session {
                 tracing::debug!(packet_type, "unknown control message")
             }
         }
+    }
+
+    /// Routes one input event (from Moonlight's control stream or a browser's data channel)
+    /// to the session's desktop or gamepads.
+    pub fn handle_input(&self, event: InputEvent) {
+        self.metrics.input_events.fetch_add(1, Ordering::Relaxed);
+        match self.input.get() {
+            Some(input) => input.handle(event),
+            None => tracing::debug!(parent: &self.span, "input before launch finished dropped"),
+        }
+    }
+
+    /// Sets a gamepad's rumble motors on the client: over the data channel for a browser,
+    /// over the control stream for Moonlight.
+    fn rumble(&self, controller: u8, motors: crate::gamepad::Motors) {
+        if let Some(ActiveStream::Browser(stream)) = lock(&self.stream).as_ref() {
+            stream.send_to_page(&hati_protocol::browser::rumble_message(
+                controller,
+                motors.low_freq,
+                motors.high_freq,
+            ));
+            return;
+        }
+        let _ = self.services.control.send(ControlCommand::Rumble {
+            session_id: self.id,
+            controller: u16::from(controller),
+            low_freq: motors.low_freq,
+            high_freq: motors.high_freq,
+        });
     }
 
     /// The session's desktop, if its app has one.

@@ -1,5 +1,5 @@
-//! A session's stream: what it offers in DESCRIBE, and the pipelines an ANNOUNCE starts, built
-//! from the configuration the session launched with.
+//! A session's stream: what it offers in DESCRIBE, and the pipelines an ANNOUNCE starts (or a
+//! browser's WebRTC pipeline), built from the configuration the session launched with.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,9 +9,74 @@ use hati_protocol::sdp::{DescribeBody, EncryptionFlags, HostFeatureFlags, Stream
 use super::bitrate::{BitrateController, Observation};
 use super::{Session, SessionState, lock};
 use crate::events::{EndReason, Event};
-use crate::pipeline::{AudioRequest, PipelineError, VideoRequest};
-use crate::stream::media::Endpoint;
+use crate::pipeline::{AudioRequest, PipelineError, VideoRequest, WebRtcRequest};
+use crate::stream::media::{Endpoint, StreamCounters};
 use crate::stream::{MediaStream, StreamError};
+use crate::webrtc::stream::WebRtcStream;
+use hati_protocol::browser::HostSignal;
+
+/// The stream a session runs: Moonlight's RTP with FEC, or a browser's WebRTC.
+pub(super) enum ActiveStream {
+    /// Video and audio pipelines to a Moonlight client.
+    Moonlight(MediaStream),
+    /// One pipeline into webrtcbin, to a browser.
+    Browser(WebRtcStream),
+}
+
+impl ActiveStream {
+    /// Host processing latency (p50, p99) µs: Moonlight streams measure it.
+    pub(super) fn host_latency_us(&self) -> Option<(u32, u32)> {
+        match self {
+            Self::Moonlight(stream) => stream.host_latency_us(),
+            Self::Browser(_) => None,
+        }
+    }
+
+    /// (video, audio) counters.
+    pub(super) fn counters(&self) -> (Arc<StreamCounters>, Arc<StreamCounters>) {
+        match self {
+            Self::Moonlight(s) => (s.video_counters.clone(), s.audio_counters.clone()),
+            Self::Browser(s) => (s.video_counters.clone(), s.audio_counters.clone()),
+        }
+    }
+
+    /// The encoder's bitrate, kbit/s, when it can change while playing.
+    pub(super) fn encoder_bitrate_kbps(&self) -> Option<u32> {
+        match self {
+            Self::Moonlight(stream) => stream.encoder_bitrate_kbps(),
+            Self::Browser(stream) => stream.encoder_bitrate_kbps(),
+        }
+    }
+
+    /// Sets the encoder's bitrate; false if it cannot change.
+    fn set_encoder_bitrate_kbps(&self, kbps: u32) -> bool {
+        match self {
+            Self::Moonlight(stream) => stream.set_encoder_bitrate_kbps(kbps),
+            Self::Browser(stream) => stream.set_encoder_bitrate_kbps(kbps),
+        }
+    }
+
+    /// Asks the encoder for a key frame.
+    pub(super) fn request_idr(&self) {
+        match self {
+            Self::Moonlight(stream) => stream.request_idr(),
+            Self::Browser(stream) => stream.request_idr(),
+        }
+    }
+}
+
+/// What a browser asked for when it connected.
+#[derive(Debug, Clone, Copy)]
+pub struct BrowserStream {
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Start video bitrate, kbit/s (clamped to `[webrtc]` limits).
+    pub bitrate_kbps: u32,
+}
 
 /// Why a session's pipelines could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +131,7 @@ impl Session {
         drop(previous);
         let stream = self
             .start_media(&config, high_quality_audio)
-            .inspect_err(|error| {
-                self.services.events.publish(Event::StreamFailed {
-                    session: self.id,
-                    message: error.to_string(),
-                });
-            })?;
+            .inspect_err(|error| self.publish_stream_failed(error))?;
         // An end that raced the start wins: the new pipelines stop here.
         if !self.transition(SessionState::Streaming) {
             return Err(StartError::NotReady(self.state()));
@@ -86,23 +146,156 @@ impl Session {
             audio_encrypted: config.audio_encrypted(),
         });
         *lock(&self.stream_config) = Some(config);
-        *lock(&self.stream) = Some(stream);
+        *lock(&self.stream) = Some(ActiveStream::Moonlight(stream));
         let generation = self.stream_generation.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.streaming.adaptive_bitrate {
-            self.adapt_bitrate(generation);
+            self.adapt_bitrate(generation, self.config.streaming.min_bitrate_kbps);
         }
         Ok(())
     }
 
+    /// A browser connected (or came back): starts its WebRTC pipeline, replacing any running
+    /// stream. The offer and ICE candidates go to `signals`; returns the stream's generation
+    /// (a later [`Self::stream_generation`] different from it means the stream was replaced).
+    pub fn start_browser_stream(
+        self: &Arc<Self>,
+        request: BrowserStream,
+        signals: tokio::sync::mpsc::UnboundedSender<HostSignal>,
+    ) -> Result<u64, StartError> {
+        let state = self.state();
+        if !state.may_become(SessionState::Streaming) {
+            return Err(StartError::NotReady(state));
+        }
+        let previous = lock(&self.stream).take();
+        drop(previous);
+        let limits = &self.config.webrtc;
+        let bitrate_kbps = request
+            .bitrate_kbps
+            .clamp(limits.min_bitrate_kbps, limits.max_bitrate_kbps.max(limits.min_bitrate_kbps));
+        let description = crate::pipeline::webrtc_description(
+            &self.config,
+            &self.app,
+            &self.services.codecs,
+            &WebRtcRequest {
+                session_id: self.id,
+                width: request.width,
+                height: request.height,
+                fps: request.fps,
+                bitrate_kbps,
+                desktop: self.desktop().is_some(),
+                sink: self.audio_sink(),
+                ssrc: u32::from_be_bytes(crate::crypto::random::<4>()),
+            },
+        )
+        .map_err(StartError::from)
+        .inspect_err(|error| self.publish_stream_failed(error))?;
+        tracing::info!(
+            parent: &self.span,
+            width = request.width,
+            height = request.height,
+            fps = request.fps,
+            bitrate_kbps,
+            "starting browser stream"
+        );
+        tracing::debug!(parent: &self.span, %description, "pipeline");
+        let input_session = Arc::downgrade(self);
+        let on_input = Arc::new(move |text: &str| {
+            let Some(session) = input_session.upgrade() else {
+                return;
+            };
+            match hati_protocol::browser::parse_input(text) {
+                Ok(events) => events.into_iter().for_each(|e| session.handle_input(e)),
+                Err(error) => {
+                    tracing::debug!(parent: &session.span, %error, "malformed browser input dropped")
+                }
+            }
+        });
+        let stream = WebRtcStream::start(
+            &description,
+            self.desktop(),
+            &self.config.webrtc.ice_servers,
+            signals,
+            on_input,
+            self.end_on_pipeline_error(),
+        )
+        .map_err(|source| StartError::Stream {
+            source,
+            app: self.app.title.clone(),
+        })
+        .inspect_err(|error| self.publish_stream_failed(error))?;
+        if !self.transition(SessionState::Streaming) {
+            return Err(StartError::NotReady(self.state()));
+        }
+        self.services.events.publish(Event::SessionStreaming {
+            session: self.id,
+            width: request.width,
+            height: request.height,
+            fps: request.fps,
+            codec: "H264".to_owned(),
+            // DTLS-SRTP: WebRTC media is always encrypted.
+            video_encrypted: true,
+            audio_encrypted: true,
+        });
+        *lock(&self.stream) = Some(ActiveStream::Browser(stream));
+        let generation = self.stream_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.config.streaming.adaptive_bitrate {
+            self.adapt_bitrate(generation, self.config.webrtc.min_bitrate_kbps);
+        }
+        Ok(generation)
+    }
+
+    /// The generation of the stream now running (bumped by every start).
+    pub fn stream_generation(&self) -> u64 {
+        self.stream_generation.load(Ordering::Relaxed)
+    }
+
+    /// Hands the browser's answer to its stream; an error says why it was refused.
+    pub fn browser_answer(&self, sdp: &str) -> Result<(), String> {
+        match lock(&self.stream).as_ref() {
+            Some(ActiveStream::Browser(stream)) => stream.set_answer(sdp),
+            _ => Err("no browser stream is running".to_owned()),
+        }
+    }
+
+    /// Hands one of the browser's ICE candidates to its stream.
+    pub fn browser_ice_candidate(&self, sdp_mline_index: u32, candidate: &str) {
+        if let Some(ActiveStream::Browser(stream)) = lock(&self.stream).as_ref() {
+            stream.add_ice_candidate(sdp_mline_index, candidate);
+        }
+    }
+
+    fn publish_stream_failed(&self, error: &StartError) {
+        self.services.events.publish(Event::StreamFailed {
+            session: self.id,
+            message: error.to_string(),
+        });
+    }
+
+    /// What a pipeline calls (on a GStreamer thread) when it fails: the session ends.
+    fn end_on_pipeline_error(self: &Arc<Self>) -> impl Fn(String) + Send + Sync + Clone + 'static {
+        // The pipelines live inside the session: a weak reference avoids a cycle.
+        let session = Arc::downgrade(self);
+        move |message: String| {
+            let Some(session) = session.upgrade() else {
+                return;
+            };
+            tracing::error!(parent: &session.span, %message, "stream failed; ending the session");
+            session.services.events.publish(Event::StreamFailed {
+                session: session.id,
+                message,
+            });
+            session.request_end(EndReason::PipelineError);
+        }
+    }
+
     /// Runs adaptive bitrate (see `bitrate`) for the stream of `generation` until it is
     /// replaced or stopped.
-    fn adapt_bitrate(self: &Arc<Self>, generation: u64) {
+    fn adapt_bitrate(self: &Arc<Self>, generation: u64, min_kbps: u32) {
         let Some(max_kbps) = self.encoder_bitrate_kbps() else {
             tracing::info!(parent: &self.span, "the encoder cannot change its bitrate while streaming; adaptive bitrate is off for this stream");
             return;
         };
         let session = Arc::downgrade(self);
-        let min_kbps = self.config.streaming.min_bitrate_kbps;
         self.runtime.spawn(async move {
             let mut controller: Option<BitrateController> = None;
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -145,14 +338,31 @@ impl Session {
     /// What adaptive bitrate reads once a second: the host's sent packets and the client's
     /// reports.
     fn bitrate_observation(&self) -> Option<Observation> {
-        let (video, _) = self.stream_counters()?;
-        Some(Observation {
-            packets_sent: video.packets_sent.load(Ordering::Relaxed),
-            packets_missing: self.metrics.client_packets_missing.load(Ordering::Relaxed),
-            frames_lost: self.metrics.client_frames_lost.load(Ordering::Relaxed),
-            idr_requests: self.metrics.idr_requests.load(Ordering::Relaxed),
-            frames_backlogged: video.frames_backlogged.load(Ordering::Relaxed),
-        })
+        let stream = lock(&self.stream);
+        match stream.as_ref()? {
+            ActiveStream::Moonlight(stream) => {
+                let video = &stream.video_counters;
+                Some(Observation {
+                    packets_sent: video.packets_sent.load(Ordering::Relaxed),
+                    packets_missing: self.metrics.client_packets_missing.load(Ordering::Relaxed),
+                    frames_lost: self.metrics.client_frames_lost.load(Ordering::Relaxed),
+                    idr_requests: self.metrics.idr_requests.load(Ordering::Relaxed),
+                    frames_backlogged: video.frames_backlogged.load(Ordering::Relaxed),
+                })
+            }
+            ActiveStream::Browser(stream) => {
+                // The reply lands within milliseconds; this reads the previous second's.
+                stream.refresh_feedback();
+                let feedback = &stream.feedback;
+                Some(Observation {
+                    packets_sent: stream.video_counters.packets_sent.load(Ordering::Relaxed),
+                    packets_missing: feedback.packets_lost.load(Ordering::Relaxed),
+                    frames_lost: 0,
+                    idr_requests: feedback.key_frame_requests.load(Ordering::Relaxed),
+                    frames_backlogged: 0,
+                })
+            }
+        }
     }
 
     fn start_media(
@@ -197,19 +407,7 @@ impl Session {
             "starting stream"
         );
         tracing::debug!(parent: &self.span, %video, %audio, "pipelines");
-        // The pipelines live inside the session: a weak reference avoids a cycle.
-        let session = Arc::downgrade(self);
-        let on_error = move |message: String| {
-            let Some(session) = session.upgrade() else {
-                return;
-            };
-            tracing::error!(parent: &session.span, %message, "stream failed; ending the session");
-            session.services.events.publish(Event::StreamFailed {
-                session: session.id,
-                message,
-            });
-            session.request_end(EndReason::PipelineError);
-        };
+        let on_error = self.end_on_pipeline_error();
         MediaStream::start(
             self.id,
             Endpoint {

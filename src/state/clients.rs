@@ -1,5 +1,7 @@
 //! Paired clients (`clients.json`): each client's certificate, name and pairing time. HTTPS
-//! requests are authorised by the SHA-256 fingerprint of the client's certificate being here.
+//! requests are authorised by the SHA-256 fingerprint of the client's certificate being here;
+//! a browser's requests by the SHA-256 of its credential (the play page's bearer token), which
+//! is itself never stored.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,17 +23,31 @@ pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+/// What kind of client paired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// A Moonlight client, known by its certificate.
+    #[default]
+    Moonlight,
+    /// A web browser on the play page, known by its credential.
+    Browser,
+}
+
 /// One paired client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairedClient {
-    /// SHA-256 fingerprint of its certificate (hex); the client's ID.
+    /// SHA-256 fingerprint of its certificate or browser credential (hex); the client's ID.
     pub id: String,
     /// A name for people: the device name it sent, made unique.
     pub name: String,
-    /// Its certificate, PEM.
+    /// Its certificate, PEM (empty for a browser).
     pub cert_pem: String,
     /// When it paired, seconds since the Unix epoch.
     pub paired_at: u64,
+    /// Moonlight or browser (files from before browsers hold only Moonlight clients).
+    #[serde(default)]
+    pub kind: ClientKind,
 }
 
 /// The paired-client list, persisted on every change.
@@ -71,9 +87,33 @@ impl ClientStore {
         &self.clients
     }
 
-    /// Whether a certificate with this fingerprint is paired.
+    /// Whether a Moonlight client's certificate with this fingerprint is paired.
     pub fn is_paired(&self, fingerprint: &str) -> bool {
-        self.clients.iter().any(|c| c.id == fingerprint)
+        self.clients
+            .iter()
+            .any(|c| c.id == fingerprint && c.kind == ClientKind::Moonlight)
+    }
+
+    /// The paired browser whose credential is `token`.
+    pub fn browser(&self, token: &str) -> Option<&PairedClient> {
+        let id = fingerprint(token.as_bytes());
+        self.clients
+            .iter()
+            .find(|c| c.kind == ClientKind::Browser && c.id == id)
+    }
+
+    /// Stores a browser that paired with credential `token` and persists the list.
+    pub fn add_browser(
+        &mut self,
+        token: &str,
+        device_name: &str,
+    ) -> Result<PairedClient, StateError> {
+        self.insert(
+            fingerprint(token.as_bytes()),
+            String::new(),
+            device_name,
+            ClientKind::Browser,
+        )
     }
 
     /// Adds (or re-pairs) a client and persists the list. Returns the stored entry.
@@ -83,7 +123,21 @@ impl ClientStore {
         cert_pem: String,
         device_name: &str,
     ) -> Result<PairedClient, StateError> {
-        let id = fingerprint(cert_der);
+        self.insert(
+            fingerprint(cert_der),
+            cert_pem,
+            device_name,
+            ClientKind::Moonlight,
+        )
+    }
+
+    fn insert(
+        &mut self,
+        id: String,
+        cert_pem: String,
+        device_name: &str,
+        kind: ClientKind,
+    ) -> Result<PairedClient, StateError> {
         let name = self.unique_name(device_name, &id);
         let paired_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -93,6 +147,7 @@ impl ClientStore {
             name,
             cert_pem,
             paired_at,
+            kind,
         };
         let mut next = self.clients.clone();
         next.retain(|c| c.id != id);
@@ -196,6 +251,34 @@ mod tests {
         assert_eq!(clients.remove(&a.id).unwrap(), Some(a.clone()));
         assert_eq!(clients.remove(&a.id).unwrap(), None);
         assert!(!ClientStore::load(&state).unwrap().is_paired(&a.id));
+    }
+
+    #[test]
+    fn browsers_are_found_by_credential_and_never_pass_as_certificates() {
+        let (_dir, state) = store();
+        let mut clients = ClientStore::load(&state).unwrap();
+        let browser = clients.add_browser("secret-token", "Chromium").unwrap();
+        assert_eq!(browser.kind, ClientKind::Browser);
+        assert_eq!(browser.id, fingerprint(b"secret-token"));
+        let reloaded = ClientStore::load(&state).unwrap();
+        assert_eq!(reloaded.browser("secret-token"), Some(&browser));
+        assert_eq!(reloaded.browser("other-token"), None);
+        assert!(!reloaded.is_paired(&browser.id), "a browser has no certificate");
+        let text = std::fs::read_to_string(state.file(FILE_NAME)).unwrap();
+        assert!(!text.contains("secret-token"), "the credential itself is not stored");
+    }
+
+    #[test]
+    fn files_without_kinds_hold_moonlight_clients() {
+        let (_dir, state) = store();
+        std::fs::write(
+            state.file(FILE_NAME),
+            r#"[{"id":"ab","name":"tv","cert_pem":"x","paired_at":1}]"#,
+        )
+        .unwrap();
+        let clients = ClientStore::load(&state).unwrap();
+        assert_eq!(clients.list()[0].kind, ClientKind::Moonlight);
+        assert!(clients.is_paired("ab"));
     }
 
     #[test]

@@ -65,8 +65,8 @@ pub struct MediaStream {
     video: gst::Pipeline,
     audio: gst::Pipeline,
     video_sink: gst::Element,
-    /// The video encoder, when its `bitrate` (kbit/s) can change while playing.
-    adjustable_encoder: Option<gst::Element>,
+    /// The video encoder, when its bitrate can change while playing.
+    bitrate_knob: Option<BitrateKnob>,
     /// The encoder's bitrate as the video sender paces by it (kbit/s; 0: unknown).
     pacing_bitrate: Arc<AtomicU32>,
     /// Video counters.
@@ -151,9 +151,9 @@ impl MediaStream {
                 kind: "video",
                 message: format!("no element named {SINK}"),
             })?;
-        let adjustable_encoder = adjustable_encoder(&video_pipeline);
+        let bitrate_knob = BitrateKnob::find(&video_pipeline);
         let stream = Self {
-            adjustable_encoder,
+            bitrate_knob,
             pacing_bitrate,
             video: video_pipeline,
             audio: audio_pipeline,
@@ -175,30 +175,17 @@ impl MediaStream {
         Ok(stream)
     }
 
-    /// The encoder's bitrate in kbit/s, when it can change while playing (x264enc, x265enc,
-    /// nvh264enc, vah264enc and most others with a `bitrate` property say so).
+    /// The encoder's bitrate in kbit/s, when it can change while playing.
     pub fn encoder_bitrate_kbps(&self) -> Option<u32> {
-        let encoder = self.adjustable_encoder.as_ref()?;
-        let value = encoder.property_value("bitrate");
-        value
-            .get::<u32>()
-            .ok()
-            .or_else(|| value.get::<i32>().ok().and_then(|v| u32::try_from(v).ok()))
+        self.bitrate_knob.as_ref()?.kbps()
     }
 
     /// Sets the encoder's bitrate (kbit/s) while playing; false if it cannot change.
     pub fn set_encoder_bitrate_kbps(&self, kbps: u32) -> bool {
-        let Some(encoder) = self.adjustable_encoder.as_ref() else {
+        let Some(knob) = self.bitrate_knob.as_ref() else {
             return false;
         };
-        let Some(spec) = encoder.find_property("bitrate") else {
-            return false;
-        };
-        if spec.value_type() == u32::static_type() {
-            encoder.set_property("bitrate", kbps);
-        } else {
-            encoder.set_property("bitrate", i32::try_from(kbps).unwrap_or(i32::MAX));
-        }
+        knob.set_kbps(kbps);
         self.pacing_bitrate.store(kbps, Ordering::Relaxed);
         true
     }
@@ -216,12 +203,7 @@ impl MediaStream {
 
     /// Asks the encoder for a key frame with parameter sets (IDR requests, new clients).
     pub fn request_idr(&self) {
-        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
-            .all_headers(true)
-            .build();
-        if !self.video_sink.send_event(event) {
-            tracing::debug!("the encoder did not take the key-frame request");
-        }
+        request_key_frame(&self.video_sink);
     }
 }
 
@@ -302,22 +284,7 @@ fn build(
             })
             .build(),
     );
-    if let Some(bus) = pipeline.bus() {
-        bus.set_sync_handler(move |_, message| {
-            if let gst::MessageView::Error(error) = message.view() {
-                let source = error
-                    .src()
-                    .map(|s| s.path_string().to_string())
-                    .unwrap_or_default();
-                on_error(format!(
-                    "{kind} pipeline error from {source}: {} ({:?})",
-                    error.error(),
-                    error.debug()
-                ));
-            }
-            gst::BusSyncReply::Drop
-        });
-    }
+    forward_errors(&pipeline, kind, on_error);
     Ok(pipeline)
 }
 
@@ -390,25 +357,85 @@ fn cached_packet_size(
     Some(size)
 }
 
-/// The pipeline's video encoder if its `bitrate` property is an integer that may change in
-/// PLAYING.
-fn adjustable_encoder(pipeline: &gst::Pipeline) -> Option<gst::Element> {
-    pipeline
-        .iterate_recurse()
-        .into_iter()
-        .flatten()
-        .find(|element| {
-            let is_video_encoder = element.factory().is_some_and(|factory| {
-                let klass = factory.klass();
-                klass.contains("Encoder") && klass.contains("Video")
-            });
-            is_video_encoder
-                && element.find_property("bitrate").is_some_and(|spec| {
-                    spec.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING)
-                        && (spec.value_type() == u32::static_type()
-                            || spec.value_type() == i32::static_type())
-                })
-        })
+/// A pipeline's video encoder whose `bitrate` (kbit/s) may change while PLAYING (x264enc,
+/// x265enc, nvh264enc, vah264enc and most others with a `bitrate` property say so).
+pub struct BitrateKnob(gst::Element);
+
+impl BitrateKnob {
+    /// The pipeline's adjustable video encoder, if it has one.
+    pub fn find(pipeline: &gst::Pipeline) -> Option<Self> {
+        pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .find(|element| {
+                let is_video_encoder = element.factory().is_some_and(|factory| {
+                    let klass = factory.klass();
+                    klass.contains("Encoder") && klass.contains("Video")
+                });
+                is_video_encoder
+                    && element.find_property("bitrate").is_some_and(|spec| {
+                        spec.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING)
+                            && (spec.value_type() == u32::static_type()
+                                || spec.value_type() == i32::static_type())
+                    })
+            })
+            .map(Self)
+    }
+
+    /// The encoder's bitrate now, kbit/s.
+    pub fn kbps(&self) -> Option<u32> {
+        let value = self.0.property_value("bitrate");
+        value
+            .get::<u32>()
+            .ok()
+            .or_else(|| value.get::<i32>().ok().and_then(|v| u32::try_from(v).ok()))
+    }
+
+    /// Sets the encoder's bitrate, kbit/s.
+    pub fn set_kbps(&self, kbps: u32) {
+        if self.0.property_type("bitrate") == Some(u32::static_type()) {
+            self.0.set_property("bitrate", kbps);
+        } else {
+            self.0
+                .set_property("bitrate", i32::try_from(kbps).unwrap_or(i32::MAX));
+        }
+    }
+}
+
+/// Asks the encoder upstream of `element` for a key frame with parameter sets.
+pub fn request_key_frame(element: &gst::Element) {
+    let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+        .all_headers(true)
+        .build();
+    if !element.send_event(event) {
+        tracing::debug!("the encoder did not take the key-frame request");
+    }
+}
+
+/// Calls `on_error` (on a GStreamer thread) with a description of every error the pipeline
+/// posts; other messages are dropped.
+pub fn forward_errors(
+    pipeline: &gst::Pipeline,
+    kind: &'static str,
+    on_error: impl Fn(String) + Send + Sync + 'static,
+) {
+    if let Some(bus) = pipeline.bus() {
+        bus.set_sync_handler(move |_, message| {
+            if let gst::MessageView::Error(error) = message.view() {
+                let source = error
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                on_error(format!(
+                    "{kind} pipeline error from {source}: {} ({:?})",
+                    error.error(),
+                    error.debug()
+                ));
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
 }
 
 /// Marks every buffer leaving `element` with the wall-clock time, so the payloader can report

@@ -1,0 +1,274 @@
+//! One browser's WebSocket on `/play/ws`: it proves it is paired (`hello` with its credential),
+//! launches or resumes its app in the same session model Moonlight clients use, then relays
+//! the WebRTC offer, answer and ICE candidates until the player leaves (the session pauses, as
+//! when Moonlight disconnects), quits (the session ends) or the session ends on the host.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hati_protocol::browser::{Hello, HostSignal, SignalMessage};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tracing::Instrument;
+
+use crate::events::{EndReason, Event};
+use crate::host::Host;
+use crate::net::ConnectionPermit;
+use crate::session::{BrowserStream, LaunchParams, LaunchRequest, Session, SessionState};
+use crate::state::clients::PairedClient;
+
+/// How long a browser has to say `hello` after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest signalling message taken (an SDP answer is a few KiB).
+const MAX_MESSAGE: usize = 64 * 1024;
+/// `surroundAudioInfo` for stereo.
+const STEREO: u32 = 0x0003_0002;
+
+/// Serves one WebSocket connection until it closes.
+pub async fn run<S>(io: S, host: Arc<Host>, peer: SocketAddr, permit: Arc<ConnectionPermit>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let (mut sink, mut incoming) = socket.split();
+    let span = tracing::info_span!("browser", %peer);
+    async {
+        match greet(&mut incoming, &host).await {
+            Ok((client, hello)) => {
+                play(&mut sink, &mut incoming, &host, peer, client, hello).await;
+            }
+            Err(message) => {
+                tracing::info!(%message, "browser refused");
+                let _ = send(&mut sink, &HostSignal::Error { message }).await;
+            }
+        }
+        let _ = sink.close().await;
+    }
+    .instrument(span)
+    .await;
+    drop(permit);
+}
+
+/// Waits for `hello` and checks its credential.
+async fn greet(incoming: &mut impl Incoming, host: &Host) -> Result<(PairedClient, Hello), String> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, next_text(incoming))
+        .await
+        .map_err(|_| format!("no hello within {} s", HELLO_TIMEOUT.as_secs()))?
+        .ok_or("the connection closed before hello")?;
+    let hello = match SignalMessage::parse(&first).map_err(|e| e.to_string())? {
+        SignalMessage::Hello(hello) => hello,
+        _ => return Err("the first message must be hello".to_owned()),
+    };
+    let client = host
+        .clients
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .browser(&hello.token)
+        .cloned()
+        .ok_or("this browser is not paired with the host (or was unpaired): pair it again")?;
+    Ok((client, hello))
+}
+
+/// Launches or resumes the app and relays signalling until the end.
+async fn play(
+    socket: &mut impl Outgoing,
+    incoming: &mut impl Incoming,
+    host: &Arc<Host>,
+    peer: SocketAddr,
+    client: PairedClient,
+    hello: Hello,
+) {
+    let config = host.config();
+    // Subscribed before the launch, so no end of the session can be missed.
+    let mut events = host.events.subscribe();
+    let ice_servers = config.webrtc.ice_servers.clone();
+    if send(socket, &HostSignal::Config { ice_servers })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (session, resumed) = match session_for(host, peer, &client, &hello).await {
+        Ok(found) => found,
+        Err(message) => {
+            let _ = send(socket, &HostSignal::Error { message }).await;
+            return;
+        }
+    };
+    let launched = HostSignal::Launched {
+        session: session.id,
+        app: session.app.title.clone(),
+        resumed,
+    };
+    if send(socket, &launched).await.is_err() {
+        return;
+    }
+    let (signals, mut outgoing) = mpsc::unbounded_channel();
+    let request = BrowserStream {
+        width: hello.width,
+        height: hello.height,
+        fps: hello.fps,
+        bitrate_kbps: hello
+            .bitrate_kbps
+            .unwrap_or(config.webrtc.max_bitrate_kbps / 2),
+    };
+    let generation = match session.start_browser_stream(request, signals) {
+        Ok(generation) => generation,
+        Err(failure) => {
+            let message = failure.to_string();
+            let _ = send(socket, &HostSignal::Error { message }).await;
+            return;
+        }
+    };
+    let mut replaced = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            signal = outgoing.recv() => {
+                let Some(signal) = signal else { break };
+                if send(socket, &signal).await.is_err() {
+                    break;
+                }
+            }
+            text = next_text(incoming) => {
+                let Some(text) = text else { break };
+                match SignalMessage::parse(&text) {
+                    Ok(SignalMessage::Answer { sdp }) => {
+                        if let Err(message) = session.browser_answer(&sdp) {
+                            let _ = send(socket, &HostSignal::Error { message }).await;
+                        }
+                    }
+                    Ok(SignalMessage::Ice { candidate, sdp_mline_index }) => {
+                        session.browser_ice_candidate(sdp_mline_index, &candidate);
+                    }
+                    Ok(SignalMessage::Quit) => {
+                        // The end arrives as an event below, and is told to the page there.
+                        host.sessions.cancel(&client.id).await;
+                    }
+                    Ok(SignalMessage::Hello(_)) => {
+                        tracing::debug!("a second hello ignored");
+                    }
+                    Err(failure) => tracing::debug!(error = %failure, "malformed signalling message dropped"),
+                }
+            }
+            event = events.recv() => {
+                if let Ok(stamped) = event
+                    && let Event::SessionEnded { session: id, reason } = &stamped.event
+                    && *id == session.id
+                {
+                    let reason = end_reason_text(*reason);
+                    let _ = send(socket, &HostSignal::Ended { reason }).await;
+                    return;
+                }
+            }
+            _ = replaced.tick() => {
+                if session.stream_generation() != generation {
+                    let reason = "the session was resumed in another tab or browser".to_owned();
+                    let _ = send(socket, &HostSignal::Ended { reason }).await;
+                    return;
+                }
+            }
+        }
+    }
+    // The player left (closed the tab, lost the network): the session waits to be resumed,
+    // unless another connection already took it over.
+    if session.stream_generation() == generation && session.state() == SessionState::Streaming {
+        session.pause();
+    }
+}
+
+/// The browser's session for `hello.app_id`: its running one (resumed) or a new launch.
+async fn session_for(
+    host: &Arc<Host>,
+    peer: SocketAddr,
+    client: &PairedClient,
+    hello: &Hello,
+) -> Result<(Arc<Session>, bool), String> {
+    if let Some(session) = host.sessions.by_client(&client.id) {
+        if session.app_id != hello.app_id {
+            return Err(format!(
+                "{} is running for this browser: quit it before starting another app",
+                session.app.title
+            ));
+        }
+        if session.state() == SessionState::Launching {
+            return Err(format!("{} is still starting", session.app.title));
+        }
+        return Ok((session, true));
+    }
+    let request = LaunchRequest {
+        client_id: client.id.clone(),
+        client_ip: peer.ip(),
+        app_id: hello.app_id,
+        config: host.config(),
+        params: LaunchParams {
+            // Browsers get DTLS-SRTP keys from WebRTC; the session's own key is unused.
+            rikey: crate::crypto::random::<16>(),
+            rikeyid: 0,
+            mode: Some((hello.width, hello.height, hello.fps)),
+            surround_info: STEREO,
+            corever: 0,
+        },
+    };
+    host.sessions
+        .launch(request)
+        .await
+        .map(|session| (session, false))
+        .map_err(|failure| failure.to_string())
+}
+
+/// Words for the page.
+fn end_reason_text(reason: EndReason) -> String {
+    match reason {
+        EndReason::Cancelled => "you quit the app",
+        EndReason::AppExited => "the app exited",
+        EndReason::HostShutdown => "the host shut down",
+        EndReason::Stopped => "the host's owner stopped it",
+        EndReason::PipelineError => "the stream failed on the host",
+        EndReason::ClientTimeout => "the host waited too long for this browser",
+    }
+    .to_owned()
+}
+
+/// The browser's side of the WebSocket.
+trait Incoming:
+    futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin
+{
+}
+impl<T> Incoming for T where
+    T: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin
+{
+}
+
+/// The host's side of the WebSocket.
+trait Outgoing: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin {}
+impl<T> Outgoing for T where
+    T: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin
+{
+}
+
+/// The next text message; `None` when the connection closed or failed (binary messages and
+/// pings are skipped: tungstenite answers pings itself).
+async fn next_text(incoming: &mut impl Incoming) -> Option<String> {
+    loop {
+        match incoming.next().await? {
+            Ok(Message::Text(text)) => return Some(text.as_str().to_owned()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn send(
+    socket: &mut impl Outgoing,
+    signal: &HostSignal,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    socket.send(Message::text(signal.to_json())).await
+}

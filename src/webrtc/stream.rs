@@ -1,0 +1,443 @@
+//! A browser session's running stream: one pipeline whose video and Opus audio end in
+//! `webrtcbin`, the offer it makes, the browser's answer and candidates, the "input" data
+//! channel, and the transport feedback (RTCP receiver reports) that congestion control reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gst::prelude::*;
+use gst_webrtc::{WebRTCDataChannel, WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use hati_protocol::browser::{HostSignal, IceServer};
+use tokio::sync::mpsc;
+
+use crate::pipeline::{AUDIO_RTP, VIDEO_RTP, WEBRTC_BIN};
+use crate::stream::StreamError;
+use crate::stream::media::{BitrateKnob, StreamCounters, forward_errors, request_key_frame};
+
+/// What the browser's RTCP said about the video, as cumulative counters.
+#[derive(Debug, Default)]
+pub struct TransportFeedback {
+    /// Video packets the browser reported lost (receiver reports).
+    pub packets_lost: AtomicU64,
+    /// Key-frame requests (PLI and FIR) from the browser.
+    pub key_frame_requests: AtomicU64,
+    /// Round-trip time from the last report, µs.
+    pub round_trip_us: AtomicU64,
+    /// Video packets sent, as webrtcbin counted them.
+    pub packets_sent: AtomicU64,
+}
+
+/// Where the browser's input goes: called on a GStreamer thread with each data-channel message.
+pub type InputHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A browser session's pipeline; dropping it stops it.
+pub struct WebRtcStream {
+    pipeline: gst::Pipeline,
+    webrtc: gst::Element,
+    video_payloader: gst::Element,
+    bitrate_knob: Option<BitrateKnob>,
+    channel: Arc<Mutex<Option<WebRTCDataChannel>>>,
+    video_ssrc: u32,
+    /// Video counters (frames into the payloader, RTP packets out of it).
+    pub video_counters: Arc<StreamCounters>,
+    /// Audio counters (RTP packets).
+    pub audio_counters: Arc<StreamCounters>,
+    /// The browser's reports.
+    pub feedback: Arc<TransportFeedback>,
+}
+
+impl WebRtcStream {
+    /// Builds and starts the pipeline of `description` (see `pipeline::webrtc_description`):
+    /// its offer and ICE candidates go to `signals`, data-channel messages to `on_input`, and
+    /// a later pipeline error to `on_error`.
+    pub fn start(
+        description: &str,
+        desktop: Option<&hati_compositor::CompositorHandle>,
+        ice_servers: &[IceServer],
+        signals: mpsc::UnboundedSender<HostSignal>,
+        on_input: InputHandler,
+        on_error: impl Fn(String) + Send + Sync + 'static,
+    ) -> Result<Self, StreamError> {
+        let parse_error = |message: String| StreamError::Parse {
+            kind: "webrtc",
+            message,
+        };
+        let pipeline = gst::parse::launch(description)
+            .map_err(|e| parse_error(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| parse_error("the description is not a pipeline".into()))?;
+        let webrtc = pipeline
+            .by_name(WEBRTC_BIN)
+            .ok_or_else(|| parse_error(format!("no webrtcbin named {WEBRTC_BIN}")))?;
+        let video_payloader = pipeline
+            .by_name(VIDEO_RTP)
+            .ok_or_else(|| parse_error(format!("no element named {VIDEO_RTP}")))?;
+        let audio_payloader = pipeline
+            .by_name(AUDIO_RTP)
+            .ok_or_else(|| parse_error(format!("no element named {AUDIO_RTP}")))?;
+        forward_errors(&pipeline, "webrtc", on_error);
+        configure_ice(&webrtc, ice_servers);
+        // The host only sends. Video retransmits what the browser NACKs: without FEC, one
+        // lost packet would otherwise cost a key frame.
+        for pad in webrtc.sink_pads() {
+            if pad.has_property("transceiver") {
+                let transceiver = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+                transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
+                if transceiver.has_property("do-nack") {
+                    transceiver.set_property("do-nack", true);
+                }
+            }
+        }
+        if let (Some(desktop), Some(source)) = (
+            desktop,
+            pipeline.by_name(crate::pipeline::DESKTOP_SOURCE),
+        ) && let Ok(source) =
+            source.downcast::<hati_compositor::waylanddisplaysrc::WaylandDisplaySrc>()
+        {
+            source.set_compositor(desktop.clone());
+        }
+
+        let video_counters = Arc::new(StreamCounters::default());
+        let audio_counters = Arc::new(StreamCounters::default());
+        count_frames(&video_payloader, &video_counters);
+        count_packets(&video_payloader, &video_counters);
+        count_packets(&audio_payloader, &audio_counters);
+        let video_ssrc = video_payloader.property::<u32>("ssrc");
+
+        connect_offer(&webrtc, signals.clone());
+        webrtc.connect("on-ice-candidate", false, move |values| {
+            let mline = values.get(1).and_then(|v| v.get::<u32>().ok());
+            let candidate = values.get(2).and_then(|v| v.get::<String>().ok());
+            if let (Some(sdp_mline_index), Some(candidate)) = (mline, candidate) {
+                let _ = signals.send(HostSignal::Ice {
+                    candidate,
+                    sdp_mline_index,
+                });
+            }
+            None
+        });
+
+        let bitrate_knob = BitrateKnob::find(&pipeline);
+        let stream = Self {
+            pipeline,
+            webrtc,
+            video_payloader,
+            bitrate_knob,
+            channel: Arc::default(),
+            video_ssrc,
+            video_counters,
+            audio_counters,
+            feedback: Arc::default(),
+        };
+        stream
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| StreamError::Start {
+                kind: "webrtc",
+                message: e.to_string(),
+            })?;
+        // Created once playing, before negotiation runs (it is asynchronous), so the offer
+        // carries the data channel.
+        let channel = stream
+            .webrtc
+            .emit_by_name::<Option<WebRTCDataChannel>>(
+                "create-data-channel",
+                &[&"input", &None::<gst::Structure>],
+            )
+            .ok_or_else(|| StreamError::Start {
+                kind: "webrtc",
+                message: "webrtcbin refused the input data channel".into(),
+            })?;
+        channel.connect("on-message-string", false, move |values| {
+            if let Some(text) = values.get(1).and_then(|v| v.get::<Option<String>>().ok()) {
+                on_input(text.as_deref().unwrap_or(""));
+            }
+            None
+        });
+        *lock(&stream.channel) = Some(channel);
+        Ok(stream)
+    }
+
+    /// Applies the browser's answer.
+    pub fn set_answer(&self, sdp: &str) -> Result<(), String> {
+        let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
+            .map_err(|_| "the answer is not valid SDP".to_owned())?;
+        let answer = gst_webrtc::WebRTCSessionDescription::new(WebRTCSDPType::Answer, message);
+        self.webrtc
+            .emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
+        Ok(())
+    }
+
+    /// Adds one of the browser's ICE candidates (an empty one ends its candidates).
+    pub fn add_ice_candidate(&self, sdp_mline_index: u32, candidate: &str) {
+        if candidate.is_empty() {
+            return;
+        }
+        self.webrtc
+            .emit_by_name::<()>("add-ice-candidate", &[&sdp_mline_index, &candidate]);
+    }
+
+    /// Sends a text message to the page over the input data channel (rumble).
+    pub fn send_to_page(&self, text: &str) {
+        if let Some(channel) = lock(&self.channel).as_ref() {
+            channel.emit_by_name::<()>("send-string", &[&Some(text)]);
+        }
+    }
+
+    /// The encoder's bitrate in kbit/s, when it can change while playing.
+    pub fn encoder_bitrate_kbps(&self) -> Option<u32> {
+        self.bitrate_knob.as_ref()?.kbps()
+    }
+
+    /// Sets the encoder's bitrate (kbit/s) while playing; false if it cannot change.
+    pub fn set_encoder_bitrate_kbps(&self, kbps: u32) -> bool {
+        match self.bitrate_knob.as_ref() {
+            Some(knob) => {
+                knob.set_kbps(kbps);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks the encoder for a key frame.
+    pub fn request_idr(&self) {
+        request_key_frame(&self.video_payloader);
+    }
+
+    /// Asks webrtcbin for its statistics; when they arrive (on a GStreamer thread),
+    /// [`Self::feedback`] is updated from the browser's receiver reports.
+    pub fn refresh_feedback(&self) {
+        let feedback = self.feedback.clone();
+        let video_ssrc = self.video_ssrc;
+        let promise = gst::Promise::with_change_func(move |reply| {
+            if let Ok(Some(stats)) = reply {
+                read_feedback(stats, video_ssrc, &feedback);
+            }
+        });
+        self.webrtc
+            .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+    }
+}
+
+impl Drop for WebRtcStream {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(bus) = self.pipeline.bus() {
+            bus.unset_sync_handler();
+        }
+    }
+}
+
+/// Sets webrtcbin's STUN server and adds its TURN servers from the config's `ice_servers`
+/// (browser-style URLs: `stun:host:port`, `turn:host:port?transport=udp`).
+fn configure_ice(webrtc: &gst::Element, servers: &[IceServer]) {
+    for server in servers {
+        for url in &server.urls {
+            match gst_ice_url(url, server.username.as_deref(), server.credential.as_deref()) {
+                Some(IceUrl::Stun(url)) => webrtc.set_property("stun-server", url),
+                Some(IceUrl::Turn(url)) => {
+                    if !webrtc.emit_by_name::<bool>("add-turn-server", &[&url]) {
+                        tracing::warn!(%url, "webrtcbin refused the TURN server");
+                    }
+                }
+                None => tracing::warn!(%url, "ignoring an ICE server URL that is not stun: or turn(s):"),
+            }
+        }
+    }
+}
+
+/// An ICE server URL in webrtcbin's form.
+#[derive(Debug, PartialEq, Eq)]
+enum IceUrl {
+    Stun(String),
+    Turn(String),
+}
+
+/// `stun:host:port` → `stun://host:port`; `turn:host:port?transport=tcp` with credentials →
+/// `turn://user:pass@host:port?transport=tcp` (user and password percent-encoded).
+fn gst_ice_url(url: &str, username: Option<&str>, credential: Option<&str>) -> Option<IceUrl> {
+    let (scheme, rest) = url.split_once(':')?;
+    let rest = rest.trim_start_matches("//");
+    if rest.is_empty() {
+        return None;
+    }
+    match scheme {
+        "stun" | "stuns" => Some(IceUrl::Stun(format!("{scheme}://{rest}"))),
+        "turn" | "turns" => {
+            let user = percent_encode(username.unwrap_or(""));
+            let pass = percent_encode(credential.unwrap_or(""));
+            Some(IceUrl::Turn(format!("{scheme}://{user}:{pass}@{rest}")))
+        }
+        _ => None,
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Makes the offer when webrtcbin needs one, sets it as the local description and sends it.
+fn connect_offer(webrtc: &gst::Element, signals: mpsc::UnboundedSender<HostSignal>) {
+    webrtc.connect("on-negotiation-needed", false, move |values| {
+        let Some(webrtc) = values.first().and_then(|v| v.get::<gst::Element>().ok()) else {
+            return None;
+        };
+        let signals = signals.clone();
+        let for_reply = webrtc.clone();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let offer = match reply {
+                Ok(Some(reply)) => reply
+                    .get::<gst_webrtc::WebRTCSessionDescription>("offer")
+                    .ok(),
+                _ => None,
+            };
+            let Some(offer) = offer else {
+                let _ = signals.send(HostSignal::Error {
+                    message: "the host could not create a WebRTC offer".into(),
+                });
+                return;
+            };
+            for_reply.emit_by_name::<()>(
+                "set-local-description",
+                &[&offer, &None::<gst::Promise>],
+            );
+            match offer.sdp().as_text() {
+                Ok(sdp) => {
+                    let _ = signals.send(HostSignal::Offer { sdp });
+                }
+                Err(error) => tracing::warn!(%error, "the offer does not print as SDP"),
+            }
+        });
+        webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+        None
+    });
+}
+
+/// Counts buffers entering `payloader` as frames (one access unit each).
+fn count_frames(payloader: &gst::Element, counters: &Arc<StreamCounters>) {
+    let Some(pad) = payloader.static_pad("sink") else {
+        return;
+    };
+    let counters = counters.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        counters.samples.fetch_add(1, Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Counts RTP packets and bytes leaving `payloader` (buffers or lists).
+fn count_packets(payloader: &gst::Element, counters: &Arc<StreamCounters>) {
+    let Some(pad) = payloader.static_pad("src") else {
+        return;
+    };
+    let counters = counters.clone();
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let (packets, bytes) = match info.data.as_ref() {
+                Some(gst::PadProbeData::Buffer(buffer)) => (1, buffer.size()),
+                Some(gst::PadProbeData::BufferList(list)) => {
+                    (list.len(), list.iter().map(|b| b.size()).sum())
+                }
+                _ => (0, 0),
+            };
+            counters
+                .packets_sent
+                .fetch_add(packets as u64, Ordering::Relaxed);
+            counters
+                .bytes_sent
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+/// Reads the video's outbound and remote-inbound RTP statistics (by SSRC: GStreamer 1.22
+/// labels bundled streams' kinds unreliably) into `feedback`.
+fn read_feedback(stats: &gst::StructureRef, video_ssrc: u32, feedback: &TransportFeedback) {
+    for (_, value) in stats.iter() {
+        let Ok(entry) = value.get::<gst::Structure>() else {
+            continue;
+        };
+        let Ok(kind) = entry.get::<gst_webrtc::WebRTCStatsType>("type") else {
+            continue;
+        };
+        if number(&entry, "ssrc") != Some(u64::from(video_ssrc)) {
+            continue;
+        }
+        match kind {
+            gst_webrtc::WebRTCStatsType::OutboundRtp => {
+                if let Some(sent) = number(&entry, "packets-sent") {
+                    feedback.packets_sent.store(sent, Ordering::Relaxed);
+                }
+                let requests = number(&entry, "pli-count").unwrap_or(0)
+                    + number(&entry, "fir-count").unwrap_or(0);
+                feedback
+                    .key_frame_requests
+                    .store(requests, Ordering::Relaxed);
+            }
+            gst_webrtc::WebRTCStatsType::RemoteInboundRtp => {
+                if let Some(lost) = number(&entry, "packets-lost") {
+                    feedback.packets_lost.store(lost, Ordering::Relaxed);
+                }
+                if let Ok(rtt) = entry.get::<f64>("round-trip-time") {
+                    feedback
+                        .round_trip_us
+                        .store((rtt * 1e6).max(0.0) as u64, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An integer statistic, whatever integer type this GStreamer version gives it (negative
+/// values, such as a packets-lost count that duplicates made negative, read as 0).
+fn number(entry: &gst::StructureRef, field: &str) -> Option<u64> {
+    let value = entry.value(field).ok()?;
+    value
+        .get::<u64>()
+        .ok()
+        .or_else(|| value.get::<u32>().ok().map(u64::from))
+        .or_else(|| value.get::<i64>().ok().map(|v| v.max(0) as u64))
+        .or_else(|| value.get::<i32>().ok().map(|v| v.max(0) as u64))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_urls_take_webrtcbin_form() {
+        assert_eq!(
+            gst_ice_url("stun:stun.example.net:3478", None, None),
+            Some(IceUrl::Stun("stun://stun.example.net:3478".into()))
+        );
+        assert_eq!(
+            gst_ice_url(
+                "turn:turn.example.net:3478?transport=tcp",
+                Some("hati"),
+                Some("p@ss:word")
+            ),
+            Some(IceUrl::Turn(
+                "turn://hati:p%40ss%3Aword@turn.example.net:3478?transport=tcp".into()
+            ))
+        );
+        assert_eq!(gst_ice_url("http://example.net", None, None), None);
+        assert_eq!(gst_ice_url("stun:", None, None), None);
+        assert_eq!(gst_ice_url("nothing", None, None), None);
+    }
+}

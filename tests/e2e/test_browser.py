@@ -1,0 +1,255 @@
+"""Browser play in a real Chromium (Debian's `chromium`, headless, driven by Selenium): pair the
+page with the PIN it shows (`hati pair`), launch the Test pattern, read the browser's own
+`RTCPeerConnection.getStats()`, check the picture's colours in a canvas, send keyboard, mouse and
+wheel input from the page into the repo's Wayland test client, quit; then a browser and a
+Moonlight client streaming different apps at once, and a stream under 5% packet loss.
+
+ICE: Chromium runs with `--headless=new --no-sandbox` only (no loopback flag): libnice offers the
+host's non-loopback addresses and Chromium's checks arrive from the machine's own address, which
+the host learns as a peer-reflexive candidate. Screenshots go to target/e2e-output/browser/."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from moonlight_python import MoonlightClient
+
+from conftest import report
+from test_dashboard import browser  # noqa: F401  (the Chromium fixture)
+from test_desktop import TEST_CLIENT, line_count, wait_for_line
+from test_pairing import pair
+from test_streaming import measure
+
+OUTPUT = Path(os.environ.get("HATI_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "target/e2e-output")) / "browser"
+TEST_PATTERN_RGB = (0x20, 0x60, 0xA0)  # the default Test pattern's background
+
+
+def shot(driver, name: str) -> Path:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def app_id(host, title: str) -> int:
+    for app in host.admin("/apps"):
+        if app["title"] == title:
+            return app["id"]
+    raise AssertionError(f"no app {title!r}")
+
+
+def pair_page(host, driver, name: str = "Test Chromium") -> None:
+    """Pairs the page through its own UI: it shows a PIN, the owner types `hati pair PIN`."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 30)
+    driver.get(f"http://127.0.0.1:{host.http_port}/play")
+    wait.until(lambda d: d.find_element(By.ID, "pair-button").is_displayed())
+    shot(driver, "1-pair")
+    field = driver.find_element(By.ID, "pair-name")
+    field.clear()
+    field.send_keys(name)
+    driver.find_element(By.ID, "pair-button").click()
+    wait.until(lambda d: d.find_element(By.ID, "pin").text.strip().isdigit())
+    pin = driver.find_element(By.ID, "pin").text.strip()
+    shot(driver, "2-pin-shown")
+    host.wait_for_log(r"a browser is waiting to pair")
+    result = host.cli("pair", pin)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait.until(lambda d: d.execute_script("return window.hati && window.hati.state") == "paired")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".app"))
+    shot(driver, "3-apps")
+
+
+def start_playing(driver, app: int, name: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.ID, f"launch-{app}").click()
+    WebDriverWait(driver, 40).until(
+        lambda d: (d.execute_script("return window.hati.state") == "playing")
+        and (d.execute_script("return document.getElementById('video').videoWidth") or 0) > 0
+    )
+    time.sleep(1)
+    shot(driver, name)
+
+
+def browser_stats(driver) -> dict:
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; window.hati.stats().then(done, e => done({error: String(e)}));"
+    )
+
+
+def video_colour(driver) -> tuple[int, int, int]:
+    """The most common colour of a frame drawn from the <video> into a canvas (coarse bins)."""
+    return tuple(driver.execute_script(
+        """
+        const video = document.getElementById('video');
+        const canvas = document.createElement('canvas');
+        canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(video, 0, 0);
+        const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        const counts = new Map();
+        for (let i = 0; i < data.length; i += 4 * 97) {
+          const key = [data[i] >> 4, data[i + 1] >> 4, data[i + 2] >> 4].join(',');
+          counts.set(key, (counts.get(key) || 0) + 1);
+        }
+        let best = null, most = 0;
+        for (const [key, n] of counts) if (n > most) { best = key; most = n; }
+        return best.split(',').map(v => Number(v) * 16 + 8);
+        """
+    ))
+
+
+def test_browser_pairs_plays_the_test_pattern_and_quits(host, browser):  # noqa: F811
+    events = host.event_reader()
+    pair_page(host, browser)
+    paired = events.wait_for("paired")
+    clients = host.admin("/clients")
+    assert any(c["kind"] == "browser" and c["id"] == paired["client_id"] for c in clients), clients
+
+    test_pattern = app_id(host, "Test pattern")
+    start_playing(browser, test_pattern, "4-playing")
+    session = events.wait_for("session_streaming")
+    assert session["width"] == 1280 and session["height"] == 720 and session["fps"] == 60, session
+
+    before = browser_stats(browser)
+    time.sleep(10)
+    after = browser_stats(browser)
+    frames = after["framesDecoded"] - before["framesDecoded"]
+    audio = after["audioPacketsReceived"] - before["audioPacketsReceived"]
+    jitter_ms = 1000 * (after["jitterBufferDelay"] - before["jitterBufferDelay"]) / max(
+        1, after["jitterBufferEmittedCount"] - before["jitterBufferEmittedCount"])
+    report(f"browser, Test pattern 1280x720@60 for 10 s: {frames} frames decoded (of 600), "
+           f"{after['framesDropped'] - before['framesDropped']} dropped, {audio} audio packets, "
+           f"jitter buffer {jitter_ms:.1f} ms per frame")
+    assert frames >= 540, f"only {frames} of 600 frames decoded"
+    assert audio > 0, "no audio packets received"
+
+    colour = video_colour(browser)
+    report(f"browser canvas, most common colour {colour}; the pattern's background is {TEST_PATTERN_RGB}")
+    assert all(abs(c - e) <= 24 for c, e in zip(colour, TEST_PATTERN_RGB)), colour
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element(By.ID, "quit").click()
+    ended = events.wait_for("session_ended", session=session["session"])
+    assert ended["reason"] == "cancelled", ended
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script("return window.hati.state") in ("paired", "ended"))
+    shot(browser, "5-after-quit")
+    assert not host.sessions(), host.sessions()
+
+    # Unpaired on the host, the page is told so and offers pairing again.
+    result = host.cli("unpair", "Test Chromium")
+    assert result.returncode == 0, result.stdout + result.stderr
+    events.wait_for("client_unpaired")
+    browser.refresh()
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script("return window.hati && window.hati.state") == "unpaired")
+    shot(browser, "6-unpaired")
+    events.close()
+
+
+@pytest.fixture
+def desktop_host(make_host, tmp_path):
+    if not TEST_CLIENT.exists():
+        pytest.fail(f"{TEST_CLIENT} is missing: build the workspace binaries first")
+    log = tmp_path / "input.log"
+    host = make_host(
+        '[[apps]]\ntitle = "Wayland test"\ncompositor = true\n[apps.runner]\ntype = "process"\n'
+        f'cmd = "{TEST_CLIENT}"\nenv = ["HATI_TEST_CLIENT_LOG={log}"]\n'
+        '[[apps]]\ntitle = "Test pattern"\ncompositor = false\n[apps.video]\n'
+        'source = "videotestsrc is-live=true pattern=ball background-color=0xff2060a0"\n'
+        '[apps.audio]\nsource = "audiotestsrc is-live=true wave=sine"\n'
+    ).start()
+    return host, log
+
+
+def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, browser, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+    from selenium.webdriver.common.by import By
+
+    host, log = desktop_host
+    events = host.event_reader()
+    pair_page(host, browser)
+    start_playing(browser, app_id(host, "Wayland test"), "7-desktop")
+    wait_for_line(log, r"drawn width=1280 height=720", timeout=20)
+
+    video = browser.find_element(By.ID, "video")
+    start = line_count(log)
+    ActionChains(browser).move_to_element(video).perform()
+    match = wait_for_line(log, r"pointer (?:enter|motion) x=([\d.]+) y=([\d.]+)", start)
+    x, y = float(match.group(1)), float(match.group(2))
+    report(f"browser pointer at the video's centre reached the app at ({x:.0f}, {y:.0f})")
+    assert abs(x - 640) < 8 and abs(y - 360) < 8, match.group(0)
+
+    start = line_count(log)
+    ActionChains(browser).move_to_element(video).click().perform()
+    wait_for_line(log, r"pointer button code=272 state=pressed", start)
+    wait_for_line(log, r"pointer button code=272 state=released", start)
+
+    start = line_count(log)
+    ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(video), 0, 100).perform()
+    match = wait_for_line(log, r"pointer axis_value120 axis=vertical value120=(-?\d+)", start)
+    assert int(match.group(1)) > 0, f"scrolling down the page must scroll down the app: {match.group(0)}"
+
+    start = line_count(log)
+    ActionChains(browser).send_keys("a").perform()
+    wait_for_line(log, r"keyboard key code=30 state=pressed", start)
+    wait_for_line(log, r"keyboard key code=30 state=released", start)
+    start = line_count(log)
+    ActionChains(browser).key_down("\ue008").send_keys("1").key_up("\ue008").perform()  # Shift+1
+    wait_for_line(log, r"keyboard key code=42 state=pressed", start)  # left shift
+    wait_for_line(log, r"keyboard key code=2 state=pressed", start)  # 1
+    shot(browser, "8-input")
+
+    # A Moonlight client streams the Test pattern at the same time.
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    client.start_stream(app="Test pattern", width=640, height=360, fps=60, ready_timeout=20)
+    try:
+        result: dict = {}
+        moonlight = threading.Thread(target=lambda: result.setdefault("m", measure(client, 10)))
+        before = browser_stats(browser)
+        moonlight.start()
+        time.sleep(10)
+        after = browser_stats(browser)
+        moonlight.join()
+        frames = after["framesDecoded"] - before["framesDecoded"]
+        report(f"at once: browser (Wayland test 1280x720@60) decoded {frames} of 600 frames in 10 s; "
+               f"Moonlight (Test pattern 640x360@60): {result['m'].summary('')}")
+        assert frames >= 540, f"browser: only {frames} of 600 frames"
+        assert result["m"].frames >= 0.9 * result["m"].expected, result["m"].summary("Moonlight client")
+    finally:
+        client.stop_stream()
+    browser.find_element(By.ID, "quit").click()
+    events.wait_for("session_ended", reason="cancelled")
+    events.close()
+
+
+def test_browser_stream_survives_loss_and_lowers_its_bitrate(make_host, browser):  # noqa: F811
+    host = make_host("[debug]\ndrop_video_packets_percent = 5\n").start()
+    events = host.event_reader()
+    pair_page(host, browser)
+    start_playing(browser, app_id(host, "Test pattern"), "9-loss")
+    session = events.wait_for("session_streaming")["session"]
+    decoded = []
+    for second in range(15):
+        stats = browser_stats(browser)
+        decoded.append(stats["framesDecoded"])
+        time.sleep(1)
+    changes = events.of_type("bitrate_changed", session=session)
+    timeline = ", ".join(f"{c['kbps']} kbit/s ({c['reason']})" for c in changes)
+    per_second = [b - a for a, b in zip(decoded, decoded[1:])]
+    report(f"browser under 5% video packet loss: frames decoded per second {per_second}; bitrate changes: {timeline or 'none'}")
+    assert any(c["reason"] == "congestion" for c in changes), "the bitrate never dropped"
+    assert sum(per_second[-5:]) > 0, "the stream stopped"
+    events.close()
