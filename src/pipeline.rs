@@ -178,8 +178,6 @@ pub struct WebRtcRequest {
     pub desktop: bool,
     /// The PulseAudio sink the app plays into and its server, if any.
     pub sink: Option<(String, String)>,
-    /// The video RTP SSRC (the browser's reports about video carry it); audio gets the next.
-    pub ssrc: u32,
 }
 
 /// The `gst-launch` description of a browser session's pipeline: video (H.264 from the first
@@ -227,15 +225,13 @@ pub fn webrtc_description(
         encryption: None,
     };
     let (audio_source, audio_encoder) = audio_parts(config, app, &audio_request)?;
-    let video_ssrc = request.ssrc;
-    let audio_ssrc = request.ssrc.wrapping_add(1);
     // Browsers reassemble RTP themselves: 1200-byte packets pass every tunnel and TURN relay.
     Ok(format!(
         "webrtcbin name={WEBRTC_BIN} bundle-policy=max-bundle latency=0 \
-         {front} ! {encoder} ! rtph264pay name={VIDEO_RTP} ssrc={video_ssrc} config-interval=-1 \
+         {front} ! {encoder} ! rtph264pay name={VIDEO_RTP} config-interval=-1 \
          aggregate-mode=zero-latency mtu=1200{loss} ! \
          application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 ! {WEBRTC_BIN}. \
-         {audio_source} ! {audio_encoder} ! rtpopuspay name={AUDIO_RTP} ssrc={audio_ssrc} mtu=1200 ! \
+         {audio_source} ! {audio_encoder} ! rtpopuspay name={AUDIO_RTP} mtu=1200 ! \
          application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! {WEBRTC_BIN}."
     ))
 }

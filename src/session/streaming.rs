@@ -184,7 +184,6 @@ impl Session {
                 bitrate_kbps,
                 desktop: self.desktop().is_some(),
                 sink: self.audio_sink(),
-                ssrc: u32::from_be_bytes(crate::crypto::random::<4>()),
             },
         )
         .map_err(StartError::from)

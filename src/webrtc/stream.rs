@@ -37,7 +37,6 @@ pub struct WebRtcStream {
     video_payloader: gst::Element,
     bitrate_knob: Option<BitrateKnob>,
     channel: Arc<Mutex<Option<WebRTCDataChannel>>>,
-    video_ssrc: u32,
     /// Video counters (frames into the payloader, RTP packets out of it).
     pub video_counters: Arc<StreamCounters>,
     /// Audio counters (RTP packets).
@@ -83,7 +82,8 @@ impl WebRtcStream {
             if pad.has_property("transceiver") {
                 let transceiver = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
                 transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
-                if transceiver.has_property("do-nack") {
+                // Not for audio: Chromium refuses an audio section with a retransmission SSRC.
+                if is_video_pad(&pad) && transceiver.has_property("do-nack") {
                     transceiver.set_property("do-nack", true);
                 }
             }
@@ -102,7 +102,6 @@ impl WebRtcStream {
         count_frames(&video_payloader, &video_counters);
         count_packets(&video_payloader, &video_counters);
         count_packets(&audio_payloader, &audio_counters);
-        let video_ssrc = video_payloader.property::<u32>("ssrc");
 
         connect_offer(&webrtc, signals.clone());
         webrtc.connect("on-ice-candidate", false, move |values| {
@@ -124,7 +123,6 @@ impl WebRtcStream {
             video_payloader,
             bitrate_knob,
             channel: Arc::default(),
-            video_ssrc,
             video_counters,
             audio_counters,
             feedback: Arc::default(),
@@ -209,7 +207,14 @@ impl WebRtcStream {
     /// [`Self::feedback`] is updated from the browser's receiver reports.
     pub fn refresh_feedback(&self) {
         let feedback = self.feedback.clone();
-        let video_ssrc = self.video_ssrc;
+        // The payloader picked its SSRC at random; the browser's reports about video carry it.
+        let Ok(video_ssrc) = self
+            .video_payloader
+            .property::<gst::Structure>("stats")
+            .get::<u32>("ssrc")
+        else {
+            return;
+        };
         let promise = gst::Promise::with_change_func(move |reply| {
             if let Ok(Some(stats)) = reply {
                 read_feedback(stats, video_ssrc, &feedback);
@@ -227,6 +232,17 @@ impl Drop for WebRtcStream {
             bus.unset_sync_handler();
         }
     }
+}
+
+/// Whether the RTP linked to this webrtcbin sink pad is video (from the caps upstream).
+fn is_video_pad(pad: &gst::Pad) -> bool {
+    pad.peer()
+        .map(|peer| peer.query_caps(None))
+        .and_then(|caps| {
+            caps.structure(0)
+                .and_then(|s| s.get::<String>("media").ok())
+        })
+        .is_some_and(|media| media == "video")
 }
 
 /// Sets webrtcbin's STUN server and adds its TURN servers from the config's `ice_servers`
@@ -312,6 +328,7 @@ fn connect_offer(webrtc: &gst::Element, signals: mpsc::UnboundedSender<HostSigna
             );
             match offer.sdp().as_text() {
                 Ok(sdp) => {
+                    tracing::debug!(%sdp, "offer");
                     let _ = signals.send(HostSignal::Offer { sdp });
                 }
                 Err(error) => tracing::warn!(%error, "the offer does not print as SDP"),
