@@ -40,9 +40,9 @@ pub use self::streaming::{BrowserStream, StartError};
 use crate::config::{AppConfig, Config};
 use crate::events::{EndReason, Event};
 use crate::input::InputSink;
+use crate::stream::Target;
 use crate::stream::ping::StreamKind;
 use crate::stream::target::PingOutcome;
-use crate::stream::Target;
 
 /// What `/launch` and `/resume` carry.
 #[derive(Debug, Clone)]

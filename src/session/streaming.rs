@@ -169,9 +169,10 @@ impl Session {
         let previous = lock(&self.stream).take();
         drop(previous);
         let limits = &self.config.webrtc;
-        let bitrate_kbps = request
-            .bitrate_kbps
-            .clamp(limits.min_bitrate_kbps, limits.max_bitrate_kbps.max(limits.min_bitrate_kbps));
+        let bitrate_kbps = request.bitrate_kbps.clamp(
+            limits.min_bitrate_kbps,
+            limits.max_bitrate_kbps.max(limits.min_bitrate_kbps),
+        );
         let description = crate::pipeline::webrtc_description(
             &self.config,
             &self.app,

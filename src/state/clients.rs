@@ -263,9 +263,15 @@ mod tests {
         let reloaded = ClientStore::load(&state).unwrap();
         assert_eq!(reloaded.browser("secret-token"), Some(&browser));
         assert_eq!(reloaded.browser("other-token"), None);
-        assert!(!reloaded.is_paired(&browser.id), "a browser has no certificate");
+        assert!(
+            !reloaded.is_paired(&browser.id),
+            "a browser has no certificate"
+        );
         let text = std::fs::read_to_string(state.file(FILE_NAME)).unwrap();
-        assert!(!text.contains("secret-token"), "the credential itself is not stored");
+        assert!(
+            !text.contains("secret-token"),
+            "the credential itself is not stored"
+        );
     }
 
     #[test]

@@ -248,7 +248,10 @@ impl<T> Incoming for T where
 }
 
 /// The host's side of the WebSocket.
-trait Outgoing: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin {}
+trait Outgoing:
+    futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin
+{
+}
 impl<T> Outgoing for T where
     T: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin
 {

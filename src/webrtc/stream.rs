@@ -88,11 +88,10 @@ impl WebRtcStream {
                 }
             }
         }
-        if let (Some(desktop), Some(source)) = (
-            desktop,
-            pipeline.by_name(crate::pipeline::DESKTOP_SOURCE),
-        ) && let Ok(source) =
-            source.downcast::<hati_compositor::waylanddisplaysrc::WaylandDisplaySrc>()
+        if let (Some(desktop), Some(source)) =
+            (desktop, pipeline.by_name(crate::pipeline::DESKTOP_SOURCE))
+            && let Ok(source) =
+                source.downcast::<hati_compositor::waylanddisplaysrc::WaylandDisplaySrc>()
         {
             source.set_compositor(desktop.clone());
         }
@@ -250,14 +249,20 @@ fn is_video_pad(pad: &gst::Pad) -> bool {
 fn configure_ice(webrtc: &gst::Element, servers: &[IceServer]) {
     for server in servers {
         for url in &server.urls {
-            match gst_ice_url(url, server.username.as_deref(), server.credential.as_deref()) {
+            match gst_ice_url(
+                url,
+                server.username.as_deref(),
+                server.credential.as_deref(),
+            ) {
                 Some(IceUrl::Stun(url)) => webrtc.set_property("stun-server", url),
                 Some(IceUrl::Turn(url)) => {
                     if !webrtc.emit_by_name::<bool>("add-turn-server", &[&url]) {
                         tracing::warn!(%url, "webrtcbin refused the TURN server");
                     }
                 }
-                None => tracing::warn!(%url, "ignoring an ICE server URL that is not stun: or turn(s):"),
+                None => {
+                    tracing::warn!(%url, "ignoring an ICE server URL that is not stun: or turn(s):")
+                }
             }
         }
     }
@@ -322,10 +327,7 @@ fn connect_offer(webrtc: &gst::Element, signals: mpsc::UnboundedSender<HostSigna
                 });
                 return;
             };
-            for_reply.emit_by_name::<()>(
-                "set-local-description",
-                &[&offer, &None::<gst::Promise>],
-            );
+            for_reply.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
             match offer.sdp().as_text() {
                 Ok(sdp) => {
                     tracing::debug!(%sdp, "offer");
@@ -430,7 +432,9 @@ fn number(entry: &gst::StructureRef, field: &str) -> Option<u64> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -80,6 +80,19 @@ def start_playing(driver, app: int, name: str) -> None:
     shot(driver, name)
 
 
+def press_toolbar(driver, button: str) -> None:
+    """Clicks a player toolbar button the way a player does: the toolbar hides while the mouse
+    rests, so the mouse moves first."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    video = driver.find_element(By.ID, "video")
+    ActionChains(driver).move_to_element(video).move_by_offset(7, 5).perform()
+    WebDriverWait(driver, 10).until(seen.element_to_be_clickable((By.ID, button))).click()
+
+
 def browser_stats(driver) -> dict:
     return driver.execute_async_script(
         "const done = arguments[arguments.length - 1]; window.hati.stats().then(done, e => done({error: String(e)}));"
@@ -140,7 +153,7 @@ def test_browser_pairs_plays_the_test_pattern_and_quits(host, browser):  # noqa:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.find_element(By.ID, "quit").click()
+    press_toolbar(browser, "quit")
     ended = events.wait_for("session_ended", session=session["session"])
     assert ended["reason"] == "cancelled", ended
     WebDriverWait(browser, 20).until(lambda d: d.execute_script("return window.hati.state") in ("paired", "ended"))
@@ -230,7 +243,7 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
         assert result["m"].frames >= 0.9 * result["m"].expected, result["m"].summary("Moonlight client")
     finally:
         client.stop_stream()
-    browser.find_element(By.ID, "quit").click()
+    press_toolbar(browser, "quit")
     events.wait_for("session_ended", reason="cancelled")
     events.close()
 
