@@ -289,6 +289,7 @@ fn upgrade(
 }
 
 /// Refuses a request whose `Origin` (when the browser sends one) is not this host's.
+#[allow(clippy::result_large_err)] // a refusal reply, built once per refused request
 fn same_origin(headers: &hyper::HeaderMap) -> Result<(), Response<BoxBody<Bytes, Infallible>>> {
     let Some(origin) = headers.get(hyper::header::ORIGIN) else {
         return Ok(());
@@ -311,6 +312,7 @@ fn same_origin(headers: &hyper::HeaderMap) -> Result<(), Response<BoxBody<Bytes,
     }
 }
 
+#[allow(clippy::result_large_err)] // a refusal reply, built once per refused request
 fn require_json(headers: &hyper::HeaderMap) -> Result<(), Response<BoxBody<Bytes, Infallible>>> {
     let is_json = headers
         .get(CONTENT_TYPE)
@@ -327,6 +329,7 @@ fn require_json(headers: &hyper::HeaderMap) -> Result<(), Response<BoxBody<Bytes
 }
 
 /// Reads a small JSON body of type `T`, or the reply that refuses it.
+#[allow(clippy::result_large_err)] // a refusal reply, built once per refused request
 async fn json_body<T: serde::de::DeserializeOwned>(
     request: Request<Incoming>,
 ) -> Result<T, Response<BoxBody<Bytes, Infallible>>> {

@@ -309,9 +309,7 @@ fn percent_encode(text: &str) -> String {
 /// Makes the offer when webrtcbin needs one, sets it as the local description and sends it.
 fn connect_offer(webrtc: &gst::Element, signals: mpsc::UnboundedSender<HostSignal>) {
     webrtc.connect("on-negotiation-needed", false, move |values| {
-        let Some(webrtc) = values.first().and_then(|v| v.get::<gst::Element>().ok()) else {
-            return None;
-        };
+        let webrtc = values.first().and_then(|v| v.get::<gst::Element>().ok())?;
         let signals = signals.clone();
         let for_reply = webrtc.clone();
         let promise = gst::Promise::with_change_func(move |reply| {
