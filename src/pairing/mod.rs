@@ -221,26 +221,14 @@ impl PairingManager {
         let signature = crypto::certificate_signature(&cert_der)
             .map_err(|e| PairError::Malformed(format!("clientcert: {e}")))?;
 
-        let (pin_tx, pin_rx) = oneshot::channel();
-        let (attempt, secret) = self.register_waiting(request.address, &request.key, pin_tx)?;
-        let _ = self.events.send(PairingEvent::Waiting {
-            attempt,
-            address: request.address,
-            device_name: request.device_name.clone(),
-        });
-        on_waiting(attempt, &secret);
-
-        // Whatever happens to this request (answer, timeout, client gone), stop waiting.
-        let _guard = ClearWaiting {
-            manager: self,
-            attempt,
-        };
-        let timeout = Duration::from_secs(self.limits.pin_timeout_seconds);
-        let pin = match tokio::time::timeout(timeout, pin_rx).await {
-            Ok(Ok(pin)) => pin,
-            Ok(Err(_)) => return Err(self.fail(attempt, PairError::Superseded)),
-            Err(_) => return Err(self.fail(attempt, PairError::PinTimeout(timeout.as_secs()))),
-        };
+        let (attempt, pin) = self
+            .wait_for_pin(
+                request.address,
+                &request.key,
+                &request.device_name,
+                on_waiting,
+            )
+            .await?;
         let key = crypto::pin_key(&request.salt, &pin);
         self.lock().sessions.insert(
             request.key,
@@ -272,25 +260,10 @@ impl PairingManager {
         if request.pin.len() != 4 || !request.pin.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PairError::Malformed("the PIN is not 4 digits".into()));
         }
-        let (pin_tx, pin_rx) = oneshot::channel();
         let key = format!("browser@{}", request.address);
-        let (attempt, secret) = self.register_waiting(request.address, &key, pin_tx)?;
-        let _ = self.events.send(PairingEvent::Waiting {
-            attempt,
-            address: request.address,
-            device_name: request.device_name.clone(),
-        });
-        on_waiting(attempt, &secret);
-        let _guard = ClearWaiting {
-            manager: self,
-            attempt,
-        };
-        let timeout = Duration::from_secs(self.limits.pin_timeout_seconds);
-        let pin = match tokio::time::timeout(timeout, pin_rx).await {
-            Ok(Ok(pin)) => pin,
-            Ok(Err(_)) => return Err(self.fail(attempt, PairError::Superseded)),
-            Err(_) => return Err(self.fail(attempt, PairError::PinTimeout(timeout.as_secs()))),
-        };
+        let (attempt, pin) = self
+            .wait_for_pin(request.address, &key, &request.device_name, on_waiting)
+            .await?;
         if !crypto::constant_time_eq(pin.as_bytes(), request.pin.as_bytes()) {
             return Err(self.fail_from(request.address, attempt, PairError::WrongPin));
         }
@@ -309,6 +282,36 @@ impl PairingManager {
                 Ok((client, token))
             }
             Err(error) => Err(self.fail(attempt, PairError::Store(error))),
+        }
+    }
+
+    /// Registers the client as the one waiting, announces it, and waits for the owner's PIN
+    /// (or the timeout). Returns the attempt ID and the PIN entered.
+    async fn wait_for_pin(
+        &self,
+        address: IpAddr,
+        key: &str,
+        device_name: &str,
+        on_waiting: impl FnOnce(u64, &str),
+    ) -> Result<(u64, String), PairError> {
+        let (pin_tx, pin_rx) = oneshot::channel();
+        let (attempt, secret) = self.register_waiting(address, key, pin_tx)?;
+        let _ = self.events.send(PairingEvent::Waiting {
+            attempt,
+            address,
+            device_name: device_name.to_owned(),
+        });
+        on_waiting(attempt, &secret);
+        // Whatever happens to this request (answer, timeout, client gone), stop waiting.
+        let _guard = ClearWaiting {
+            manager: self,
+            attempt,
+        };
+        let timeout = Duration::from_secs(self.limits.pin_timeout_seconds);
+        match tokio::time::timeout(timeout, pin_rx).await {
+            Ok(Ok(pin)) => Ok((attempt, pin)),
+            Ok(Err(_)) => Err(self.fail(attempt, PairError::Superseded)),
+            Err(_) => Err(self.fail(attempt, PairError::PinTimeout(timeout.as_secs()))),
         }
     }
 
