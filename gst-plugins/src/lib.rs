@@ -4,6 +4,8 @@
 //!   Reed–Solomon FEC and optional AES-GCM (`docs/PROTOCOL.md` §4).
 //! * `moonlightaudiopay` ([`audiopay`]): Opus packets → audio packets with 4+2 FEC and
 //!   optional AES-CBC (`docs/PROTOCOL.md` §5).
+//! * `hatitestsrc` ([`testsrc`]): the Test pattern app's live picture, cheap per frame.
+//! * [`pacer`]: clock pacing shared by Hati's live sources.
 //! * [`fec`]: the nanors-compatible GF(2^8) Reed–Solomon codes both use.
 //!
 //! The host registers the elements without installing the plugin by calling
@@ -36,11 +38,14 @@ use gst::glib;
 
 pub mod audiopay;
 pub mod fec;
+pub mod pacer;
+pub mod testsrc;
 pub mod videopay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     videopay::register(Some(plugin))?;
     audiopay::register(Some(plugin))?;
+    testsrc::register(Some(plugin))?;
     Ok(())
 }
 
@@ -55,7 +60,7 @@ gst::plugin_define!(
     "https://example.invalid/hati"
 );
 
-/// Registers the `hati` plugin (both elements) with the running GStreamer, once per process;
+/// Registers the `hati` plugin (its three elements) with the running GStreamer, once per process;
 /// later calls return the first result. Call after `gst::init()`.
 pub fn register_static() -> Result<(), glib::BoolError> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();

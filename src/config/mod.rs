@@ -167,6 +167,12 @@ pub struct WebRtcConfig {
     /// STUN and TURN servers for players behind NAT (none: host candidates only, for LANs).
     #[serde(default)]
     pub ice_servers: Vec<hati_protocol::browser::IceServer>,
+    /// The lowest UDP port of the host's ICE sockets (0: any free port).
+    #[serde(default)]
+    pub min_port: u16,
+    /// The highest UDP port of the host's ICE sockets (0: any free port).
+    #[serde(default)]
+    pub max_port: u16,
     /// The lowest video bitrate congestion control goes to, kbit/s.
     pub min_bitrate_kbps: u32,
     /// The highest video bitrate a browser may ask for, kbit/s.
@@ -525,6 +531,25 @@ impl Config {
                 format!("must be between 1.0 and 100.0 (got {pacing})"),
             ));
         }
+        let webrtc = &self.webrtc;
+        if (webrtc.min_port == 0) != (webrtc.max_port == 0) || webrtc.min_port > webrtc.max_port {
+            return Err(fail(
+                "webrtc.min_port".into(),
+                format!(
+                    "min_port and max_port are both 0 (any port) or a range with min_port <= max_port (got {}..{})",
+                    webrtc.min_port, webrtc.max_port
+                ),
+            ));
+        }
+        if webrtc.min_bitrate_kbps == 0 || webrtc.min_bitrate_kbps > webrtc.max_bitrate_kbps {
+            return Err(fail(
+                "webrtc.min_bitrate_kbps".into(),
+                format!(
+                    "must be between 1 and max_bitrate_kbps ({})",
+                    webrtc.max_bitrate_kbps
+                ),
+            ));
+        }
         if self.debug.drop_video_packets_percent > 100 {
             return Err(fail(
                 "debug.drop_video_packets_percent".into(),
@@ -766,6 +791,19 @@ mod tests {
             (
                 "[debug]\ndrop_video_packets_percent = 101\n",
                 "debug.drop_video_packets_percent",
+            ),
+            ("[webrtc]\nmin_port = 49000\n", "webrtc.min_port"),
+            (
+                "[webrtc]\nmin_port = 49100\nmax_port = 49000\n",
+                "webrtc.min_port",
+            ),
+            (
+                "[webrtc]\nmin_bitrate_kbps = 0\n",
+                "webrtc.min_bitrate_kbps",
+            ),
+            (
+                "[webrtc]\nmin_bitrate_kbps = 50000\n",
+                "webrtc.min_bitrate_kbps",
             ),
         ];
         for (text, key) in cases {

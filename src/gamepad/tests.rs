@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use evdev::{AbsoluteAxisCode, EventType, KeyCode};
 
-use super::translate::button;
 use super::*;
+use hati_protocol::input::button;
 
 type Log = Arc<Mutex<Vec<String>>>;
 type Writes = Arc<Mutex<Vec<(u8, Vec<(u16, u16, i32)>)>>>;

@@ -23,53 +23,7 @@
 //! directions pressed together cancel out).
 
 use evdev::{AbsoluteAxisCode, EventType, InputEvent, KeyCode};
-use hati_protocol::input::ControllerState;
-
-/// Moonlight button flags (`buttonFlags`, and `buttonFlags2` shifted left by 16).
-pub mod button {
-    /// D-pad up.
-    pub const UP: u32 = 0x0001;
-    /// D-pad down.
-    pub const DOWN: u32 = 0x0002;
-    /// D-pad left.
-    pub const LEFT: u32 = 0x0004;
-    /// D-pad right.
-    pub const RIGHT: u32 = 0x0008;
-    /// Start / Menu / Options / Plus.
-    pub const PLAY: u32 = 0x0010;
-    /// Back / View / Create / Minus.
-    pub const BACK: u32 = 0x0020;
-    /// Left stick click.
-    pub const LS_CLICK: u32 = 0x0040;
-    /// Right stick click.
-    pub const RS_CLICK: u32 = 0x0080;
-    /// Left shoulder.
-    pub const LB: u32 = 0x0100;
-    /// Right shoulder.
-    pub const RB: u32 = 0x0200;
-    /// Guide / PS / Home.
-    pub const SPECIAL: u32 = 0x0400;
-    /// South face button (A on Xbox).
-    pub const A: u32 = 0x1000;
-    /// East face button (B on Xbox).
-    pub const B: u32 = 0x2000;
-    /// West face button (X on Xbox).
-    pub const X: u32 = 0x4000;
-    /// North face button (Y on Xbox).
-    pub const Y: u32 = 0x8000;
-    /// Paddle 1 (upper right, SDL numbering).
-    pub const PADDLE1: u32 = 0x01_0000;
-    /// Paddle 2 (upper left).
-    pub const PADDLE2: u32 = 0x02_0000;
-    /// Paddle 3 (lower right).
-    pub const PADDLE3: u32 = 0x04_0000;
-    /// Paddle 4 (lower left).
-    pub const PADDLE4: u32 = 0x08_0000;
-    /// Touchpad click.
-    pub const TOUCHPAD: u32 = 0x10_0000;
-    /// Share / Mic / Capture.
-    pub const MISC: u32 = 0x20_0000;
-}
+use hati_protocol::input::{ControllerState, button};
 
 /// Trigger value from which a digital trigger button counts as pressed (XInput's
 /// `XINPUT_GAMEPAD_TRIGGER_THRESHOLD`).

@@ -213,7 +213,7 @@ impl Session {
         let stream = WebRtcStream::start(
             &description,
             self.desktop(),
-            &self.config.webrtc.ice_servers,
+            &self.config.webrtc,
             signals,
             on_input,
             self.end_on_pipeline_error(),

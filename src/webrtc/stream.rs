@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 use gst_webrtc::{WebRTCDataChannel, WebRTCRTPTransceiverDirection, WebRTCSDPType};
-use hati_protocol::browser::{HostSignal, IceServer};
+use hati_protocol::browser::HostSignal;
 use tokio::sync::mpsc;
 
+use crate::config::WebRtcConfig;
 use crate::pipeline::{AUDIO_RTP, VIDEO_RTP, WEBRTC_BIN};
 use crate::stream::StreamError;
 use crate::stream::media::{BitrateKnob, StreamCounters, forward_errors, request_key_frame};
@@ -52,7 +53,7 @@ impl WebRtcStream {
     pub fn start(
         description: &str,
         desktop: Option<&hati_compositor::CompositorHandle>,
-        ice_servers: &[IceServer],
+        network: &WebRtcConfig,
         signals: mpsc::UnboundedSender<HostSignal>,
         on_input: InputHandler,
         on_error: impl Fn(String) + Send + Sync + 'static,
@@ -75,7 +76,7 @@ impl WebRtcStream {
             .by_name(AUDIO_RTP)
             .ok_or_else(|| parse_error(format!("no element named {AUDIO_RTP}")))?;
         forward_errors(&pipeline, "webrtc", on_error);
-        configure_ice(&webrtc, ice_servers);
+        configure_ice(&webrtc, network);
         // The host only sends. Video retransmits what the browser NACKs: without FEC, one
         // lost packet would otherwise cost a key frame.
         for pad in webrtc.sink_pads() {
@@ -245,9 +246,16 @@ fn is_video_pad(pad: &gst::Pad) -> bool {
 }
 
 /// Sets webrtcbin's STUN server and adds its TURN servers from the config's `ice_servers`
-/// (browser-style URLs: `stun:host:port`, `turn:host:port?transport=udp`).
-fn configure_ice(webrtc: &gst::Element, servers: &[IceServer]) {
-    for server in servers {
+/// (browser-style URLs: `stun:host:port`, `turn:host:port?transport=udp`), and confines its
+/// sockets to `min_port..=max_port` when set.
+fn configure_ice(webrtc: &gst::Element, network: &WebRtcConfig) {
+    if network.min_port != 0 {
+        let agent = webrtc.property::<gst::glib::Object>("ice-agent");
+        // The maximum first: the agent refuses a minimum above its current maximum.
+        agent.set_property("max-rtp-port", u32::from(network.max_port));
+        agent.set_property("min-rtp-port", u32::from(network.min_port));
+    }
+    for server in &network.ice_servers {
         for url in &server.urls {
             match gst_ice_url(
                 url,

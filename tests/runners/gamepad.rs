@@ -7,8 +7,8 @@ use std::fs::OpenOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hati::gamepad::translate::button;
 use hati::gamepad::{GamepadError, GamepadManager, JoypadType, PadKind, UinputPad};
+use hati_protocol::input::button;
 use hati_protocol::input::{ControllerArrival, ControllerState, InputEvent};
 
 use crate::logs;

@@ -9,28 +9,8 @@ use super::{
 };
 use crate::input::{
     ButtonAction, ControllerArrival, ControllerState, InputEvent, KeyEvent, MAX_UTF8_TEXT_LEN,
-    MouseButton, ROTATION_UNKNOWN, TouchEvent, TouchEventType,
+    MouseButton, ROTATION_UNKNOWN, TouchEvent, TouchEventType, button as flag,
 };
-
-/// Moonlight's gamepad button flags (moonlight-common-c `Limelight.h`, `*_FLAG`); the host's
-/// `src/gamepad/translate.rs` reads the same values.
-mod flag {
-    pub const UP: u32 = 0x0001;
-    pub const DOWN: u32 = 0x0002;
-    pub const LEFT: u32 = 0x0004;
-    pub const RIGHT: u32 = 0x0008;
-    pub const PLAY: u32 = 0x0010;
-    pub const BACK: u32 = 0x0020;
-    pub const LS_CLK: u32 = 0x0040;
-    pub const RS_CLK: u32 = 0x0080;
-    pub const LB: u32 = 0x0100;
-    pub const RB: u32 = 0x0200;
-    pub const SPECIAL: u32 = 0x0400;
-    pub const A: u32 = 0x1000;
-    pub const B: u32 = 0x2000;
-    pub const X: u32 = 0x4000;
-    pub const Y: u32 = 0x8000;
-}
 
 /// Flags of the W3C "standard" gamepad buttons 0–16, in order. The triggers (6 and 7) have no
 /// flag: their analog values arrive in `lt` and `rt`.
@@ -45,8 +25,8 @@ const STANDARD_BUTTONS: [u32; 17] = [
     0,
     flag::BACK,
     flag::PLAY,
-    flag::LS_CLK,
-    flag::RS_CLK,
+    flag::LS_CLICK,
+    flag::RS_CLICK,
     flag::UP,
     flag::DOWN,
     flag::LEFT,
@@ -63,8 +43,8 @@ const SUPPORTED_BUTTONS: u32 = flag::A
     | flag::RB
     | flag::BACK
     | flag::PLAY
-    | flag::LS_CLK
-    | flag::RS_CLK
+    | flag::LS_CLICK
+    | flag::RS_CLICK
     | flag::UP
     | flag::DOWN
     | flag::LEFT

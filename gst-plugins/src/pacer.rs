@@ -1,0 +1,95 @@
+//! Frame pacing for live sources: wait on the pipeline clock for each frame's running time,
+//! skip ahead instead of bursting when the source falls behind, and wake up on flush.
+//!
+//! `hatitestsrc` and the compositor's `waylanddisplaysrc` both use it from their
+//! `create()`, `unlock()` and `unlock_stop()`.
+
+use std::sync::Mutex;
+
+use gst::prelude::*;
+
+/// The clock wait of one live source (`unlock` interrupts it).
+#[derive(Debug, Default)]
+pub struct FramePacer {
+    wait: Mutex<ClockWait>,
+}
+
+#[derive(Debug, Default)]
+struct ClockWait {
+    flushing: bool,
+    clock_id: Option<gst::SingleShotClockId>,
+}
+
+impl FramePacer {
+    /// The index of the next frame to produce: `next`, or, when the clock is already more than
+    /// one frame past it (a late start or a stall), the frame due now.
+    pub fn next_frame(
+        element: &impl IsA<gst::Element>,
+        next: u64,
+        duration: gst::ClockTime,
+    ) -> u64 {
+        let Some(now) = running_time_now(element) else {
+            return next;
+        };
+        if now > duration * next + duration {
+            now.nseconds() / duration.nseconds().max(1)
+        } else {
+            next
+        }
+    }
+
+    /// Waits until the pipeline clock reaches `running_time`; `Err(Flushing)` when unlocked.
+    /// Without a clock (not yet playing) it returns at once.
+    pub fn wait_until(
+        &self,
+        element: &impl IsA<gst::Element>,
+        running_time: gst::ClockTime,
+    ) -> Result<(), gst::FlowError> {
+        let (Some(clock), Some(base_time)) = (element.clock(), element.base_time()) else {
+            return Ok(());
+        };
+        let id = {
+            let mut wait = self.lock();
+            if wait.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            let id = clock.new_single_shot_id(base_time + running_time);
+            wait.clock_id = Some(id.clone());
+            id
+        };
+        let (result, _jitter) = id.wait();
+        let mut wait = self.lock();
+        wait.clock_id = None;
+        if result == Err(gst::ClockError::Unscheduled) || wait.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        Ok(())
+    }
+
+    /// Interrupts a wait and refuses new ones (`BaseSrc::unlock`).
+    pub fn unlock(&self) {
+        let mut wait = self.lock();
+        wait.flushing = true;
+        if let Some(id) = wait.clock_id.take() {
+            id.unschedule();
+        }
+    }
+
+    /// Allows waits again (`BaseSrc::unlock_stop`).
+    pub fn unlock_stop(&self) {
+        self.lock().flushing = false;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClockWait> {
+        self.wait
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The element's current running time, if it has a clock.
+pub fn running_time_now(element: &impl IsA<gst::Element>) -> Option<gst::ClockTime> {
+    let clock = element.clock()?;
+    let base_time = element.base_time()?;
+    clock.time().checked_sub(base_time)
+}
