@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from moonlight_python import MoonlightClient
-from moonlight_python.exceptions import MoonlightError
 
-from hostrun import ROOT, RunningHost
+from hostrun import ROOT, FrameCounter, RunningHost
+from test_dashboard import start_chromium  # the e2e tests' Chromium (tests/e2e is on the path)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -65,22 +63,6 @@ def descendants(pid: int) -> list[int]:
         found.append(current)
         todo.extend(children.get(current, []))
     return found
-
-
-def chromium():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver:
-        sys.exit("chromium and chromium-driver are not installed (make test installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(argument)
-    service = Service(driver)
-    return webdriver.Chrome(service=service, options=options), service
 
 
 def pair_browser(host: RunningHost, driver) -> None:
@@ -135,10 +117,10 @@ def browser_stats(driver) -> dict:
         "const done = arguments[arguments.length - 1]; window.hati.stats().then(done, e => done({error: String(e)}));")
 
 
-def measure_browser(host: RunningHost, driver, service, args) -> dict:
+def measure_browser(host: RunningHost, driver, args) -> dict:
     browser_play(driver, "Test pattern")
     time.sleep(2)  # past the first key frame and the jitter buffer's start
-    chrome = descendants(service.process.pid)
+    chrome = descendants(driver.service.process.pid)
     before, host_cpu, client_cpu, started = browser_stats(driver), cpu_seconds([host.pid]), cpu_seconds(chrome), time.monotonic()
     time.sleep(args.seconds)
     after, host_used, client_used = browser_stats(driver), cpu_seconds([host.pid]) - host_cpu, cpu_seconds(chrome) - client_cpu
@@ -158,28 +140,15 @@ def measure_browser(host: RunningHost, driver, service, args) -> dict:
 def measure_moonlight(host: RunningHost, client: MoonlightClient, args) -> dict:
     client.start_stream(app="Test pattern", width=args.width, height=args.height, fps=args.fps,
                         bitrate_kbps=args.bitrate, ready_timeout=30)
-    frames = [0]
-    stop = threading.Event()
-
-    def count() -> None:
-        try:
-            for _ in client.frames():
-                frames[0] += 1
-                if stop.is_set():
-                    break
-        except MoonlightError as error:
-            print("moonlight stream ended:", error, flush=True)
-
-    counter = threading.Thread(target=count, daemon=True)
-    counter.start()
+    counter = FrameCounter(client)
     time.sleep(2)
-    first, host_cpu, client_cpu, started = frames[0], cpu_seconds([host.pid]), time.process_time(), time.monotonic()
+    first, host_cpu, client_cpu, started = counter.frames, cpu_seconds([host.pid]), time.process_time(), time.monotonic()
     time.sleep(args.seconds)
-    got, host_used, client_used = frames[0] - first, cpu_seconds([host.pid]) - host_cpu, time.process_time() - client_cpu
+    got, host_used, client_used = counter.frames - first, cpu_seconds([host.pid]) - host_cpu, time.process_time() - client_cpu
     wall = time.monotonic() - started
-    stop.set()
+    counter.stop()
     client.stop_stream()
-    counter.join(timeout=5)
+    counter.join()
     return {"frames": got, "expected": round(wall * args.fps), "host_cpu": host_used / wall,
             "client_cpu": client_used / wall, "dropped": None, "jitter_ms": None}
 
@@ -199,7 +168,10 @@ def main() -> int:
     host = RunningHost(args.hati, work)
     driver = None
     try:
-        driver, service = chromium()
+        try:
+            driver = start_chromium()
+        except RuntimeError as error:
+            sys.exit(str(error))
         # The page's Settings are kept in local storage; set the mode before pairing loads them.
         driver.get(f"http://127.0.0.1:{host.port}/play")
         driver.execute_script(
@@ -220,7 +192,7 @@ def main() -> int:
         results: dict[str, list[dict]] = {"browser": [], "moonlight": []}
         for round_number in range(1, args.rounds + 1):
             for kind in ("browser", "moonlight"):
-                row = (measure_browser(host, driver, service, args) if kind == "browser"
+                row = (measure_browser(host, driver, args) if kind == "browser"
                        else measure_moonlight(host, client, args))
                 results[kind].append(row)
                 dropped = "-" if row["dropped"] is None else str(row["dropped"])

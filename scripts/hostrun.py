@@ -12,6 +12,7 @@ from pathlib import Path
 
 from moonlight_python import MoonlightClient
 from moonlight_python.discovery import connect_to_server
+from moonlight_python.exceptions import MoonlightError
 
 ROOT = Path(__file__).resolve().parents[1]
 # The e2e harness's free-port helper: one definition of which ports a host needs.
@@ -76,3 +77,29 @@ class RunningHost:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+class FrameCounter:
+    """Counts, on a thread, the frames a streaming `client` decodes (read `frames`)."""
+
+    def __init__(self, client: MoonlightClient):
+        self.frames = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._count, args=(client,), daemon=True)
+        self._thread.start()
+
+    def _count(self, client: MoonlightClient) -> None:
+        try:
+            for _ in client.frames():
+                self.frames += 1
+                if self._stop.is_set():
+                    break
+        except MoonlightError as error:
+            print("stream ended:", error, flush=True)
+
+    def stop(self) -> None:
+        """Stops counting (call before the client stops its stream)."""
+        self._stop.set()
+
+    def join(self) -> None:
+        self._thread.join(timeout=5)

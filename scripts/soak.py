@@ -15,14 +15,12 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from moonlight_python import MoonlightClient
-from moonlight_python.exceptions import MoonlightError
 
-from hostrun import ROOT, RunningHost
+from hostrun import ROOT, FrameCounter, RunningHost
 
 
 def proc_figures(pid: int) -> tuple[int, int, int]:
@@ -56,19 +54,7 @@ def main() -> int:
 
         client.start_stream(app="Test pattern", width=args.width, height=args.height, fps=args.fps,
                             bitrate_kbps=args.bitrate, ready_timeout=30)
-        frames = [0]
-        stop = threading.Event()
-
-        def count() -> None:
-            try:
-                for _ in client.frames():
-                    frames[0] += 1
-                    if stop.is_set():
-                        break
-            except MoonlightError as error:
-                print("stream ended:", error, flush=True)
-
-        threading.Thread(target=count, daemon=True).start()
+        counter = FrameCounter(client)
         minutes = int(args.minutes) if args.minutes >= 1 else 1
         period = 60.0 if args.minutes >= 1 else args.minutes * 60
         rows = []
@@ -77,14 +63,14 @@ def main() -> int:
         last_frames = 0
         for minute in range(1, minutes + 1):
             time.sleep(max(0.0, started + minute * period - time.monotonic()))
-            now_frames = frames[0]
+            now_frames = counter.frames
             rss, fds, threads = proc_figures(host.pid)
             got = now_frames - last_frames
             last_frames = now_frames
             expected = int(period * args.fps)
             rows.append((minute, got, expected, rss, fds, threads))
             print(f"{minute:>4} {got:>7} {expected:>8} {got / expected:>6.1%} {rss / 1024:>8.1f} {fds:>5} {threads:>7}", flush=True)
-        stop.set()
+        counter.stop()
         client.stop_stream()
 
         total = sum(r[1] for r in rows)

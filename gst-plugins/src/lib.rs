@@ -5,7 +5,7 @@
 //! * `moonlightaudiopay` ([`audiopay`]): Opus packets → audio packets with 4+2 FEC and
 //!   optional AES-CBC (`docs/PROTOCOL.md` §5).
 //! * `hatitestsrc` ([`testsrc`]): the Test pattern app's live picture, cheap per frame.
-//! * [`pacer`]: clock pacing shared by Hati's live sources.
+//! * [`live`]: clock pacing, buffer pool and latency shared by Hati's live video sources.
 //! * [`fec`]: the nanors-compatible GF(2^8) Reed–Solomon codes both use.
 //!
 //! The host registers the elements without installing the plugin by calling
@@ -38,7 +38,7 @@ use gst::glib;
 
 pub mod audiopay;
 pub mod fec;
-pub mod pacer;
+pub mod live;
 pub mod testsrc;
 pub mod videopay;
 

@@ -252,4 +252,4 @@ pub mod fuzzing {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

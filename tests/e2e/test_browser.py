@@ -95,6 +95,29 @@ def press_toolbar(driver, button: str) -> None:
     WebDriverWait(driver, 10).until(seen.element_to_be_clickable((By.ID, button))).click()
 
 
+def choose_mode(driver, mode: str) -> None:
+    """Picks a resolution in the page's Settings, as a player does before pressing Play."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, "mode")).select_by_value(mode)
+
+
+def wait_until_steady(driver, fps: int, limit: float = 10.0) -> float:
+    """Waits (at most `limit` s) until the browser decoded at least 90% of `fps` frames in the
+    last second: past the first key frame, the decoder's start and the jitter buffer's first
+    adaptation, which the steady-state figures must not include. Returns the seconds waited."""
+    started = time.monotonic()
+    last = browser_stats(driver)["framesDecoded"]
+    while time.monotonic() - started < limit:
+        time.sleep(1)
+        now = browser_stats(driver)["framesDecoded"]
+        if now - last >= 0.9 * fps:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 def browser_stats(driver) -> dict:
     return driver.execute_async_script(
         "const done = arguments[arguments.length - 1]; window.hati.stats().then(done, e => done({error: String(e)}));"
@@ -135,6 +158,7 @@ def test_browser_pairs_plays_the_test_pattern_and_quits(host, browser):  # noqa:
     session = events.wait_for("session_streaming")
     assert session["width"] == 1280 and session["height"] == 720 and session["fps"] == 60, session
 
+    warm_up = wait_until_steady(browser, 60)
     before = browser_stats(browser)
     time.sleep(10)
     after = browser_stats(browser)
@@ -144,7 +168,7 @@ def test_browser_pairs_plays_the_test_pattern_and_quits(host, browser):  # noqa:
         1, after["jitterBufferEmittedCount"] - before["jitterBufferEmittedCount"])
     report(f"browser, Test pattern 1280x720@60 for 10 s: {frames} frames decoded (of 600), "
            f"{after['framesDropped'] - before['framesDropped']} dropped, {audio} audio packets, "
-           f"jitter buffer {jitter_ms:.1f} ms per frame")
+           f"jitter buffer {jitter_ms:.1f} ms per frame (measured after a {warm_up:.0f} s start)")
     assert frames >= 540, f"only {frames} of 600 frames decoded"
     assert audio > 0, "no audio packets received"
 
@@ -195,8 +219,11 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
     host, log = desktop_host
     events = host.event_reader()
     pair_page(host, browser)
+    # 854x480: the desktop, its conversion, the encoder, Chromium and a Moonlight client share
+    # the 2 cores of CI at once; the 720p60 figures come from the Test pattern test above.
+    choose_mode(browser, "854x480")
     start_playing(browser, app_id(host, "Wayland test"), "7-desktop")
-    wait_for_line(log, r"drawn width=1280 height=720", timeout=20)
+    wait_for_line(log, r"drawn width=854 height=480", timeout=20)
 
     video = browser.find_element(By.ID, "video")
     start = line_count(log)
@@ -204,7 +231,7 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
     match = wait_for_line(log, r"pointer (?:enter|motion) x=([\d.]+) y=([\d.]+)", start)
     x, y = float(match.group(1)), float(match.group(2))
     report(f"browser pointer at the video's centre reached the app at ({x:.0f}, {y:.0f})")
-    assert abs(x - 640) < 8 and abs(y - 360) < 8, match.group(0)
+    assert abs(x - 427) < 8 and abs(y - 240) < 8, match.group(0)
 
     start = line_count(log)
     ActionChains(browser).move_to_element(video).click().perform()
@@ -239,7 +266,7 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
         after = browser_stats(browser)
         moonlight.join()
         frames = after["framesDecoded"] - before["framesDecoded"]
-        report(f"at once: browser (Wayland test 1280x720@60) decoded {frames} of 600 frames in 10 s; "
+        report(f"at once: browser (Wayland test 854x480@60) decoded {frames} of 600 frames in 10 s; "
                f"Moonlight (Test pattern 640x360@60): {result['m'].summary('')}")
         assert frames >= 540, f"browser: only {frames} of 600 frames"
         assert result["m"].frames >= 0.9 * result["m"].expected, result["m"].summary("Moonlight client")
@@ -300,8 +327,8 @@ def test_browser_stream_survives_loss_and_lowers_its_bitrate(make_host, browser)
     per_second = [b - a for a, b in zip(decoded, decoded[1:])]
     report(f"browser under 5% random loss of the host's UDP (nftables on ports {ICE_PORTS[0]}-{ICE_PORTS[1]}) "
            f"for 20 s, Test pattern 1280x720@60: frames decoded per second {per_second} "
-           f"({sum(per_second)} of 1200); video packets lost as the browser counts them (after retransmission) {lost[-1] - lost[0]}, "
-           f"NACKs sent {nacks[-1] - nacks[0]}; "
+           f"({sum(per_second)} of 1200); video packetsLost {lost[-1] - lost[0]}, "
+           f"nackCount {nacks[-1] - nacks[0]}; "
            f"bitrate from 10000 kbit/s (times from the loss's start): {timeline or 'no change'}; "
            f"measured over {time.monotonic() - started:.0f} s")
     assert nacks[-1] > nacks[0], "the browser asked for nothing again: the rule dropped nothing"

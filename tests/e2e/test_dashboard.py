@@ -23,11 +23,11 @@ from test_streaming import FPS, HEIGHT, WIDTH, measure
 OUTPUT = Path(os.environ.get("HATI_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "target/e2e-output")) / "dashboard"
 
 
-@pytest.fixture
-def browser():
+def start_chromium():
+    """Debian's headless Chromium under Selenium (the e2e tests' and scripts/browser_bench.py's)."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
-        pytest.fail("chromium and chromium-driver are not installed (make test installs them)")
+        raise RuntimeError("chromium and chromium-driver are not installed (make test installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -35,7 +35,15 @@ def browser():
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(argument)
-    session = webdriver.Chrome(service=Service(driver), options=options)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture
+def browser():
+    try:
+        session = start_chromium()
+    except RuntimeError as error:
+        pytest.fail(str(error))
     yield session
     session.quit()
 

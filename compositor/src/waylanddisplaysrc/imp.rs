@@ -18,6 +18,8 @@ use std::{
 use gst::{glib, prelude::*, subclass::prelude::*};
 use gst_base::{prelude::*, subclass::base_src::CreateSuccess, subclass::prelude::*};
 
+use gsthati::live::{FramePacer, answer_latency, frame_pool};
+
 use crate::{Compositor, CompositorConfig, CompositorHandle, FrameOutcome};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -69,17 +71,11 @@ struct State {
 }
 
 #[derive(Default)]
-struct ClockWait {
-    clock_id: Option<gst::SingleShotClockId>,
-    flushing: bool,
-}
-
-#[derive(Default)]
 pub struct WaylandDisplaySrc {
     settings: Mutex<Settings>,
     attached: Mutex<Option<CompositorHandle>>,
     state: Mutex<Option<State>>,
-    clock_wait: Mutex<ClockWait>,
+    pacer: FramePacer,
 }
 
 impl WaylandDisplaySrc {
@@ -136,38 +132,6 @@ impl WaylandDisplaySrc {
                 ["cannot start the compositor: {err}"]
             )
         })
-    }
-
-    /// Waits until `running_time`; `Err(Flushing)` when unlocked.
-    fn wait_until(&self, running_time: gst::ClockTime) -> Result<(), gst::FlowError> {
-        let obj = self.obj();
-        let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
-            return Ok(());
-        };
-        let id = {
-            let mut wait = self.clock_wait.lock().unwrap();
-            if wait.flushing {
-                return Err(gst::FlowError::Flushing);
-            }
-            let id = clock.new_single_shot_id(base_time + running_time);
-            wait.clock_id = Some(id.clone());
-            id
-        };
-        let (result, _jitter) = id.wait();
-        let mut wait = self.clock_wait.lock().unwrap();
-        wait.clock_id = None;
-        if result == Err(gst::ClockError::Unscheduled) || wait.flushing {
-            return Err(gst::FlowError::Flushing);
-        }
-        Ok(())
-    }
-
-    /// Current running time, if the element has a clock.
-    fn running_time_now(&self) -> Option<gst::ClockTime> {
-        let obj = self.obj();
-        let clock = obj.clock()?;
-        let base_time = obj.base_time()?;
-        clock.time().checked_sub(base_time)
     }
 }
 
@@ -372,15 +336,8 @@ impl BaseSrcImpl for WaylandDisplaySrc {
                 config.height
             ));
         }
-        let size =
-            u32::try_from(info.size()).map_err(|_| gst::loggable_error!(CAT, "frame too large"))?;
-        let pool = gst::BufferPool::new();
-        let mut pool_config = pool.config();
-        pool_config.set_params(Some(caps), size, POOL_MIN_BUFFERS, 0);
-        pool.set_config(pool_config)
-            .map_err(|_| gst::loggable_error!(CAT, "cannot configure the buffer pool"))?;
-        pool.set_active(true)
-            .map_err(|_| gst::loggable_error!(CAT, "cannot activate the buffer pool"))?;
+        let pool =
+            frame_pool(caps, POOL_MIN_BUFFERS).map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
         if let Some(old) = state.pool.replace(pool) {
             let _ = old.set_active(false);
         }
@@ -397,26 +354,18 @@ impl BaseSrcImpl for WaylandDisplaySrc {
                 .unwrap()
                 .as_ref()
                 .map(|s| s.frame_duration);
-            if let Some(duration) = duration {
-                q.set(true, duration, gst::ClockTime::NONE);
-                return true;
-            }
-            return false;
+            return answer_latency(q, duration);
         }
         BaseSrcImplExt::parent_query(self, query)
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        let mut wait = self.clock_wait.lock().unwrap();
-        wait.flushing = true;
-        if let Some(id) = wait.clock_id.take() {
-            id.unschedule();
-        }
+        self.pacer.unlock();
         Ok(())
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.clock_wait.lock().unwrap().flushing = false;
+        self.pacer.unlock_stop();
         Ok(())
     }
 }
@@ -432,21 +381,17 @@ impl PushSrcImpl for WaylandDisplaySrc {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ["not started"]);
                 return Err(gst::FlowError::NotNegotiated);
             };
-            // When we fall more than a frame behind (or just started late), skip ahead instead of
-            // producing a burst of stale frames.
-            if let Some(now) = self.running_time_now() {
-                let next = state.frame_duration * state.frame_index;
-                if now > next + state.frame_duration {
-                    state.frame_index = now.nseconds() / state.frame_duration.nseconds().max(1);
-                }
-            }
+            // Behind by more than a frame (or started late): skip ahead instead of producing a
+            // burst of stale frames.
+            state.frame_index =
+                FramePacer::next_frame(&*self.obj(), state.frame_index, state.frame_duration);
             (
                 state.frame_duration * state.frame_index,
                 state.frame_duration,
                 state.frame_index,
             )
         };
-        self.wait_until(running_time)?;
+        self.pacer.wait_until(&*self.obj(), running_time)?;
 
         let mut state = self.state.lock().unwrap();
         let Some(state) = state.as_mut() else {

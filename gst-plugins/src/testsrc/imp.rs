@@ -11,7 +11,7 @@ use gst_base::{prelude::*, subclass::base_src::CreateSuccess, subclass::prelude:
 use gst_video::prelude::*;
 
 use super::paint::{Yuv, paint_plane};
-use crate::pacer::FramePacer;
+use crate::live::{FramePacer, answer_latency, frame_pool};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -195,15 +195,8 @@ impl BaseSrcImpl for HatiTestSrc {
                 "a live source needs a frame rate"
             ));
         }
-        let size =
-            u32::try_from(info.size()).map_err(|_| gst::loggable_error!(CAT, "frame too large"))?;
-        let pool = gst::BufferPool::new();
-        let mut pool_config = pool.config();
-        pool_config.set_params(Some(caps), size, POOL_MIN_BUFFERS, 0);
-        pool.set_config(pool_config)
-            .map_err(|_| gst::loggable_error!(CAT, "cannot configure the buffer pool"))?;
-        pool.set_active(true)
-            .map_err(|_| gst::loggable_error!(CAT, "cannot activate the buffer pool"))?;
+        let pool =
+            frame_pool(caps, POOL_MIN_BUFFERS).map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
         let frame_duration = gst::ClockTime::SECOND
             .mul_div_floor(denom, numer)
             .unwrap_or(gst::ClockTime::SECOND);
@@ -221,12 +214,7 @@ impl BaseSrcImpl for HatiTestSrc {
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
-            let duration = self.state().as_ref().map(|s| s.frame_duration);
-            if let Some(duration) = duration {
-                q.set(true, duration, gst::ClockTime::NONE);
-                return true;
-            }
-            return false;
+            return answer_latency(q, self.state().as_ref().map(|s| s.frame_duration));
         }
         BaseSrcImplExt::parent_query(self, query)
     }

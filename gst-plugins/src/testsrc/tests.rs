@@ -15,6 +15,22 @@ fn init() {
     });
 }
 
+/// `description` (ending in `appsink name=out`) set playing, and its sink.
+fn play(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, sink)
+}
+
 #[test]
 fn colours_convert_as_bt601_limited_range() {
     assert_eq!(
@@ -112,19 +128,9 @@ fn planes_hold_background_and_square_and_respect_stride() {
 
 #[test]
 fn element_streams_live_frames_at_the_negotiated_mode() {
-    init();
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = play(
         "hatitestsrc ! video/x-raw,width=320,height=180,framerate=50/1 ! appsink name=out sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    );
     let started = Instant::now();
     let mut last_pts = None;
     for index in 0..25u64 {
@@ -153,17 +159,7 @@ fn element_streams_live_frames_at_the_negotiated_mode() {
 
 #[test]
 fn unconstrained_it_picks_720p60() {
-    init();
-    let pipeline = gst::parse::launch("hatitestsrc ! appsink name=out sync=false")
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, sink) = play("hatitestsrc ! appsink name=out sync=false");
     let sample = sink
         .try_pull_sample(gst::ClockTime::from_seconds(5))
         .unwrap();

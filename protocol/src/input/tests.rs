@@ -518,6 +518,7 @@ fn write_fuzz_seeds() {
         ("sdp_announce", crate::sdp::tests::seeds()),
         ("control_envelope", crate::control::tests::seeds()),
         ("input_packet", seeds()),
+        ("browser_message", crate::browser::tests::seeds()),
     ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();

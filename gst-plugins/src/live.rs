@@ -1,8 +1,6 @@
-//! Frame pacing for live sources: wait on the pipeline clock for each frame's running time,
-//! skip ahead instead of bursting when the source falls behind, and wake up on flush.
-//!
-//! `hatitestsrc` and the compositor's `waylanddisplaysrc` both use it from their
-//! `create()`, `unlock()` and `unlock_stop()`.
+//! What Hati's live raw-video sources (`hatitestsrc`, the compositor's `waylanddisplaysrc`)
+//! share: pacing by the pipeline clock (wait for each frame's running time, skip ahead instead
+//! of bursting after a stall, wake up on flush), their buffer pool, and their latency answer.
 
 use std::sync::Mutex;
 
@@ -92,4 +90,33 @@ pub fn running_time_now(element: &impl IsA<gst::Element>) -> Option<gst::ClockTi
     let clock = element.clock()?;
     let base_time = element.base_time()?;
     clock.time().checked_sub(base_time)
+}
+
+/// An active pool of `min_buffers` or more frames for `caps` (raw video).
+pub fn frame_pool(caps: &gst::Caps, min_buffers: u32) -> Result<gst::BufferPool, String> {
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| format!("invalid caps {caps}"))?;
+    let size = u32::try_from(info.size()).map_err(|_| "frame too large".to_owned())?;
+    let pool = gst::BufferPool::new();
+    let mut config = pool.config();
+    config.set_params(Some(caps), size, min_buffers, 0);
+    pool.set_config(config)
+        .map_err(|_| "cannot configure the buffer pool".to_owned())?;
+    pool.set_active(true)
+        .map_err(|_| "cannot activate the buffer pool".to_owned())?;
+    Ok(pool)
+}
+
+/// Answers a latency query for a live source whose frames last `frame_duration` (none yet:
+/// not answered).
+pub fn answer_latency(
+    query: &mut gst::query::Latency,
+    frame_duration: Option<gst::ClockTime>,
+) -> bool {
+    match frame_duration {
+        Some(duration) => {
+            query.set(true, duration, gst::ClockTime::NONE);
+            true
+        }
+        None => false,
+    }
 }
