@@ -42,6 +42,7 @@ class RunningHost:
         deadline = time.monotonic() + 30
         while "hati is running" not in self.log_path.read_text():
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()  # a host that never said it runs must not outlive the script
                 raise RuntimeError(f"hati did not start; see {self.log_path}")
             time.sleep(0.1)
 

@@ -25,6 +25,7 @@ from conftest import report
 from test_dashboard import browser  # noqa: F401  (the Chromium fixture)
 from test_desktop import TEST_CLIENT, line_count, wait_for_line
 from test_pairing import pair
+from test_runners import app_processes, session_dirs
 from test_streaming import measure
 
 OUTPUT = Path(os.environ.get("HATI_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "target/e2e-output")) / "browser"
@@ -176,6 +177,21 @@ def test_browser_pairs_plays_the_test_pattern_and_quits(host, browser):  # noqa:
     report(f"browser canvas, most common colour {colour}; the pattern's background is {TEST_PATTERN_RGB}")
     assert all(abs(c - e) <= 24 for c, e in zip(colour, TEST_PATTERN_RGB)), colour
 
+    # A gamepad: headless Chromium has none, so the page's Gamepad API returns a standard-mapping
+    # pad made here; the page's own polling sends it over the data channel into the session's
+    # virtual pads. Without /dev/uinput (these machines) that layer says once that pads are
+    # unavailable: the device boundary; with it, a pad is created.
+    browser.execute_script("""
+        const button = (pressed) => ({pressed, touched: pressed, value: pressed ? 1 : 0});
+        const pad = {index: 0, id: 'Test pad (STANDARD GAMEPAD)', connected: true, mapping: 'standard',
+          timestamp: performance.now(), buttons: Array.from({length: 17}, (_, i) => button(i === 0)),
+          axes: [0.5, -0.5, 0, 0]};
+        Object.defineProperty(navigator, 'getGamepads', {configurable: true, value: () => [pad]});
+        setTimeout(() => { pad.buttons[0] = button(false); pad.axes[0] = 0; }, 500);
+    """)
+    pad = host.wait_for_log(r"gamepad created|virtual gamepads are unavailable", timeout=15)
+    report(f"browser gamepad reached the session's virtual pads: {pad.group(0)}")
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -272,8 +288,22 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
         assert result["m"].frames >= 0.9 * result["m"].expected, result["m"].summary("Moonlight client")
     finally:
         client.stop_stream()
+    # Quit from the page ends the session and releases what it owned: the app's process, the
+    # desktop's runtime directory, the pipelines (no statistics after the end).
+    session = events.of_type("session_launched", app="Wayland test")[0]["session"]
+    assert session_dirs(session), "the desktop session has a runtime directory while it runs"
     press_toolbar(browser, "quit")
-    events.wait_for("session_ended", reason="cancelled")
+    ended = events.wait_for("session_ended", session=session)
+    assert ended["reason"] == "cancelled", ended
+    time.sleep(2)
+    late = [e for e in events.of_type("stream_stats", session=session) if e["time_ms"] > ended["time_ms"] + 1500]
+    report(f"after quit from the page: sessions {host.sessions()}, app processes {app_processes()}, "
+           f"runtime dirs {session_dirs(session)}, statistics after the end {len(late)}")
+    assert len(events.of_type("session_ended", session=session)) == 1
+    assert [s for s in host.sessions() if s["id"] == session] == []
+    assert app_processes() == []
+    assert session_dirs(session) == []
+    assert late == [], "the pipelines kept running after the session ended"
     events.close()
 
 
