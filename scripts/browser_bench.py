@@ -65,6 +65,17 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def set_mode(driver, host: RunningHost, width: int, height: int, fps: int, bitrate: int) -> None:
+    """Stores the page's Settings (local storage) before it loads them; values the page does
+    not offer are ignored by it."""
+    driver.get(f"http://127.0.0.1:{host.port}/play")
+    driver.execute_script(
+        "localStorage.setItem('hati-play-mode', arguments[0]);"
+        "localStorage.setItem('hati-play-fps', arguments[1]);"
+        "localStorage.setItem('hati-play-bitrate', arguments[2]);",
+        f"{width}x{height}", str(fps), str(bitrate))
+
+
 def pair_browser(host: RunningHost, driver) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -172,13 +183,7 @@ def main() -> int:
             driver = start_chromium()
         except RuntimeError as error:
             sys.exit(str(error))
-        # The page's Settings are kept in local storage; set the mode before pairing loads them.
-        driver.get(f"http://127.0.0.1:{host.port}/play")
-        driver.execute_script(
-            "localStorage.setItem('hati-play-mode', arguments[0]);"
-            "localStorage.setItem('hati-play-fps', arguments[1]);"
-            "localStorage.setItem('hati-play-bitrate', arguments[2]);",
-            f"{args.width}x{args.height}", str(args.fps), str(args.bitrate))
+        set_mode(driver, host, args.width, args.height, args.fps, args.bitrate)
         pair_browser(host, driver)
         client = MoonlightClient(config_dir=work / "client")
         host.pair(client)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Soak test: streams the Test pattern from a real `hati serve` to the real client library for a
-long time and prints, every minute, the frames decoded, the host's RSS, open fds and threads.
+"""Soak test: streams the Test pattern from a real `hati serve` to the real client library (or,
+with --browser, to the /play page in headless Chromium over WebRTC) for a long time and prints,
+every minute, the frames decoded, the host's RSS, open fds and threads.
 
-    .venv/bin/python scripts/soak.py [--minutes 60] [--width 1280 --height 720 --fps 60]
+    .venv/bin/python scripts/soak.py [--minutes 60] [--width 1280 --height 720 --fps 60] [--browser]
 
 Not part of `make test` (it takes an hour by default). Exits non-zero when frames fall below
 99% of expected, RSS drifts more than 5% after the first minute, or fds/threads grow.
@@ -32,6 +33,21 @@ def proc_figures(pid: int) -> tuple[int, int, int]:
     return rss, fds, threads
 
 
+class BrowserFrames:
+    """The frames the play page's video decoded (`framesDecoded` from its getStats)."""
+
+    def __init__(self, driver, stats):
+        self._driver, self._stats = driver, stats
+        self._start = stats(driver)["framesDecoded"]
+
+    @property
+    def frames(self) -> int:
+        return self._stats(self._driver)["framesDecoded"] - self._start
+
+    def stop(self) -> None:
+        self._driver.quit()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60)
@@ -39,6 +55,7 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fps", type=int, default=60)
     parser.add_argument("--bitrate", type=int, default=10000, help="kbps")
+    parser.add_argument("--browser", action="store_true", help="stream to Chromium's /play page instead")
     parser.add_argument("--hati", default=os.environ.get("HATI_BIN", str(ROOT / "target/debug/hati")))
     args = parser.parse_args()
 
@@ -49,12 +66,21 @@ def main() -> int:
         print(error)
         return 2
     try:
-        client = MoonlightClient(config_dir=work / "client")
-        host.pair(client)
+        if args.browser:
+            from browser_bench import browser_play, browser_stats, pair_browser, set_mode
+            from test_dashboard import start_chromium
 
-        client.start_stream(app="Test pattern", width=args.width, height=args.height, fps=args.fps,
-                            bitrate_kbps=args.bitrate, ready_timeout=30)
-        counter = FrameCounter(client)
+            driver = start_chromium()
+            set_mode(driver, host, args.width, args.height, args.fps, args.bitrate)
+            pair_browser(host, driver)
+            browser_play(driver, "Test pattern")
+            stream = BrowserFrames(driver, browser_stats)
+        else:
+            client = MoonlightClient(config_dir=work / "client")
+            host.pair(client)
+            client.start_stream(app="Test pattern", width=args.width, height=args.height, fps=args.fps,
+                                bitrate_kbps=args.bitrate, ready_timeout=30)
+            stream = FrameCounter(client)
         minutes = int(args.minutes) if args.minutes >= 1 else 1
         period = 60.0 if args.minutes >= 1 else args.minutes * 60
         rows = []
@@ -63,15 +89,16 @@ def main() -> int:
         last_frames = 0
         for minute in range(1, minutes + 1):
             time.sleep(max(0.0, started + minute * period - time.monotonic()))
-            now_frames = counter.frames
+            now_frames = stream.frames
             rss, fds, threads = proc_figures(host.pid)
             got = now_frames - last_frames
             last_frames = now_frames
             expected = int(period * args.fps)
             rows.append((minute, got, expected, rss, fds, threads))
             print(f"{minute:>4} {got:>7} {expected:>8} {got / expected:>6.1%} {rss / 1024:>8.1f} {fds:>5} {threads:>7}", flush=True)
-        counter.stop()
-        client.stop_stream()
+        stream.stop()
+        if not args.browser:
+            client.stop_stream()
 
         total = sum(r[1] for r in rows)
         expected_total = sum(r[2] for r in rows)

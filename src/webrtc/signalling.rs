@@ -201,7 +201,13 @@ async fn session_for(
         if session.state() == SessionState::Launching {
             return Err(format!("{} is still starting", session.app.title));
         }
-        return Ok((session, true));
+        // The same resume as Moonlight's `/resume` (it publishes `session_resumed`); the
+        // Moonlight keys it sets are unused by a browser's DTLS-SRTP stream.
+        return host
+            .sessions
+            .resume(&client.id, crate::crypto::random::<16>(), 0, 0)
+            .map(|session| (session, true))
+            .map_err(|failure| failure.to_string());
     }
     let request = LaunchRequest {
         client_id: client.id.clone(),

@@ -195,6 +195,21 @@ def test_browser_pairs_plays_the_test_pattern_and_quits(host, browser):  # noqa:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # Back to the app list keeps the app running (paused, as when Moonlight disconnects); the
+    # list offers Resume, which streams the same session again.
+    press_toolbar(browser, "back")
+    events.wait_for("session_paused", session=session["session"])
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, f"resume-{test_pattern}"))
+    shot(browser, "4b-running-in-the-list")
+    browser.find_element(By.ID, f"resume-{test_pattern}").click()
+    events.wait_for("session_resumed", session=session["session"])
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.hati.state") == "playing")
+    waited = wait_until_steady(browser, 60)
+    resumed_frames = browser_stats(browser)["framesDecoded"]
+    report(f"browser resumed the paused session: {resumed_frames} frames decoded in its first {waited:.0f} s")
+    assert resumed_frames >= 54, f"the resumed stream shows only {resumed_frames} frames"
+    assert [s["id"] for s in host.sessions()] == [session["session"]], host.sessions()
+
     press_toolbar(browser, "quit")
     ended = events.wait_for("session_ended", session=session["session"])
     assert ended["reason"] == "cancelled", ended
