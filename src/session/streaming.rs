@@ -109,6 +109,8 @@ impl Session {
                 | HostFeatureFlags::CONTROLLER_TOUCH_EVENTS,
             encryption_supported: supported,
             encryption_requested: EncryptionFlags::CONTROL_V2,
+            // No encoder Hati drives can invalidate reference frames, and Moonlight waits for
+            // a real IDR otherwise (docs/performance.md, "Recovering from loss").
             ref_pic_invalidation: false,
             hevc: self.services.codecs.hevc.is_some(),
             av1: self.services.codecs.av1.is_some(),
