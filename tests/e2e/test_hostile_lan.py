@@ -319,3 +319,70 @@ def test_plain_http_unpair_is_refused_and_the_client_stays_paired(paired):
     assert refused.value.code == 403
     assert 'status_code="403"' in body and "hati unpair" in body
     assert client.apps(), "the client lost its pairing"
+
+
+def play_request(host, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, str]:
+    """One plain-HTTP request to the play page's API; (status, body)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", host.http_port, timeout=15)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        reply = connection.getresponse()
+        return reply.status, reply.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def test_play_endpoints_refuse_strangers_and_bound_what_they_hold(host):
+    """What a LAN neighbour or another site's page can do to browser play: nothing that pairs,
+    launches, or holds a connection past the hello timeout."""
+    import websocket
+
+    events = host.event_reader()
+    origin = f"http://127.0.0.1:{host.http_port}"
+    # Another site's page can post a form (text/plain, no preflight) at the pairing API.
+    status, body = play_request(host, "POST", "/play/api/pair", b'{"name":"evil","pin":"1234"}',
+                                {"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    report(f"cross-site form post to /play/api/pair: HTTP {status} {body.strip()}")
+    assert status == 415, body
+    # No credential, a made-up one: no app list, no quit.
+    for headers in ({}, {"Authorization": "Bearer " + "ab" * 32}):
+        status, body = play_request(host, "GET", "/play/api/apps", headers=headers)
+        assert status == 401, (headers, status, body)
+        status, body = play_request(host, "POST", "/play/api/quit", headers=headers)
+        assert status == 401, (headers, status, body)
+    # Another origin's WebSocket is refused before the upgrade.
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"ws://127.0.0.1:{host.http_port}/play/ws", origin="http://evil.example", timeout=10)
+    report(f"WebSocket from another origin: HTTP {refused.value.status_code}")
+    assert refused.value.status_code == 403
+    # Same origin but a forged credential: an error names the problem, nothing launches.
+    ws = websocket.create_connection(f"ws://127.0.0.1:{host.http_port}/play/ws", origin=origin, timeout=10)
+    ws.send('{"type":"hello","token":"' + "cd" * 32 + '","app_id":1,"width":1280,"height":720,"fps":60}')
+    replies = []
+    try:
+        while True:
+            replies.append(ws.recv())
+    except (websocket.WebSocketConnectionClosedException, websocket.WebSocketTimeoutException):
+        pass
+    report(f"forged credential over the WebSocket: {replies}")
+    assert any('"error"' in r for r in replies), replies
+    # Idle WebSockets (no hello) are closed after the hello timeout, so 40 of them hold nothing.
+    idle = [websocket.create_connection(f"ws://127.0.0.1:{host.http_port}/play/ws", origin=origin, timeout=15)
+            for _ in range(40)]
+    started = time.monotonic()
+    closed = 0
+    for ws in idle:
+        try:
+            while True:
+                ws.recv()
+        except (websocket.WebSocketConnectionClosedException, websocket.WebSocketTimeoutException, ConnectionError):
+            closed += 1
+    took = time.monotonic() - started
+    report(f"40 idle WebSockets: {closed} closed by the host within {took:.1f} s")
+    assert closed == 40 and took < 14, (closed, took)
+    time.sleep(0.5)
+    kinds = {e["type"] for e in events.events}
+    assert not kinds & {"pairing_waiting", "paired", "session_launched"}, kinds
+    events.close()
