@@ -282,6 +282,42 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
     ActionChains(browser).key_down("\ue008").send_keys("1").key_up("\ue008").perform()  # Shift+1
     wait_for_line(log, r"keyboard key code=42 state=pressed", start)  # left shift
     wait_for_line(log, r"keyboard key code=2 state=pressed", start)  # 1
+
+    # Text from an input method (a composition, as an IME or a phone's keyboard commits it): the
+    # page sends it as text; the desktop types a character the US layout lacks through a
+    # temporary keymap's spare key (evdev 240).
+    browser.execute_script("document.getElementById('ime').focus()")
+    start = line_count(log)
+    browser.execute_cdp_cmd("Input.imeSetComposition", {"text": "é", "selectionStart": 1, "selectionEnd": 1})
+    browser.execute_cdp_cmd("Input.insertText", {"text": "é"})
+    wait_for_line(log, r"keyboard key code=240 state=pressed", start)
+
+    # Touch on the video's centre (Chromium's own touch events, through CDP).
+    centre = browser.execute_script(
+        "const r = document.getElementById('video').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];")
+    start = line_count(log)
+    browser.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": centre[0], "y": centre[1]}]})
+    browser.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    match = wait_for_line(log, r"touch down id=\d+ x=([\d.]+) y=([\d.]+)", start)
+    report(f"browser touch at the video's centre reached the app at ({float(match.group(1)):.0f}, {float(match.group(2)):.0f})")
+    assert abs(float(match.group(1)) - 427) < 8 and abs(float(match.group(2)) - 240) < 8, match.group(0)
+    wait_for_line(log, r"touch up", start)
+
+    # Relative motion under pointer lock (the toolbar's Lock mouse).
+    press_toolbar(browser, "lock")
+    locked = browser.execute_script("return document.pointerLockElement === document.getElementById('video')")
+    for _ in range(20):
+        if locked:
+            break
+        time.sleep(0.25)
+        locked = browser.execute_script("return document.pointerLockElement === document.getElementById('video')")
+    assert locked, "Lock mouse did not lock the pointer to the video"
+    start = line_count(log)
+    ActionChains(browser).move_by_offset(30, 20).perform()
+    match = wait_for_line(log, r"relative motion dx=(-?[\d.]+) dy=(-?[\d.]+)", start)
+    report(f"browser relative motion under pointer lock reached the app: {match.group(0)}")
+    assert float(match.group(1)) > 0 and float(match.group(2)) > 0, match.group(0)
+    browser.execute_script("document.exitPointerLock()")
     shot(browser, "8-input")
 
     # A Moonlight client streams the Test pattern at the same time.
