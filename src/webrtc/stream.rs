@@ -80,11 +80,18 @@ impl WebRtcStream {
         // The host only sends. Video retransmits what the browser NACKs: without FEC, one
         // lost packet would otherwise cost a key frame.
         for pad in webrtc.sink_pads() {
+            let video = is_video_pad(&pad);
+            // Video and audio in media streams of their own: a browser lip-syncs the tracks of
+            // one stream by holding video back to the audio's jitter buffer (measured in
+            // Chromium: 58 ms per frame instead of a few), and a game wants the picture now.
+            if pad.has_property("msid") {
+                pad.set_property("msid", if video { "hati-video" } else { "hati-audio" });
+            }
             if pad.has_property("transceiver") {
                 let transceiver = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
                 transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
                 // Not for audio: Chromium refuses an audio section with a retransmission SSRC.
-                if is_video_pad(&pad) && transceiver.has_property("do-nack") {
+                if video && transceiver.has_property("do-nack") {
                     transceiver.set_property("do-nack", true);
                 }
             }
