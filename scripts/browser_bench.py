@@ -117,10 +117,16 @@ def browser_play(driver, title: str) -> None:
 
 def browser_leave(driver) -> None:
     """Back to the app list: the host pauses the session (its stream stops)."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.execute_script("document.getElementById('back').click()")
-    WebDriverWait(driver, 20).until(lambda d: d.find_elements("css selector", "[id^=resume-]"))
+    try:
+        WebDriverWait(driver, 10).until(lambda d: d.find_elements("css selector", "[id^=resume-]"))
+    except TimeoutException:
+        # The list was read before the host saw the stream end; read it again.
+        driver.refresh()
+        WebDriverWait(driver, 20).until(lambda d: d.find_elements("css selector", "[id^=resume-]"))
 
 
 def browser_stats(driver) -> dict:

@@ -97,6 +97,11 @@ class FrameCounter:
                     break
         except MoonlightError as error:
             print("stream ended:", error, flush=True)
+        except AttributeError:
+            # moonlight-python's frame iterator fails this way once stop_stream() tore the
+            # stream down under it; after stop() that is the expected end.
+            if not self._stop.is_set():
+                raise
 
     def stop(self) -> None:
         """Stops counting (call before the client stops its stream)."""

@@ -210,10 +210,11 @@ impl MediaStream {
 impl Drop for MediaStream {
     fn drop(&mut self) {
         for pipeline in [&self.video, &self.audio] {
-            let _ = pipeline.set_state(gst::State::Null);
+            // Errors that elements post while being torn down are not the stream's failure.
             if let Some(bus) = pipeline.bus() {
                 bus.unset_sync_handler();
             }
+            let _ = pipeline.set_state(gst::State::Null);
         }
     }
 }

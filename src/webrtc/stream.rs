@@ -75,7 +75,16 @@ impl WebRtcStream {
         let audio_payloader = pipeline
             .by_name(AUDIO_RTP)
             .ok_or_else(|| parse_error(format!("no element named {AUDIO_RTP}")))?;
-        forward_errors(&pipeline, "webrtc", on_error);
+        forward_errors(&pipeline, "webrtc", move |message: String| {
+            // The browser closing its peer connection (a tab closed, Back) fails the data
+            // channel's SCTP association before the WebSocket's close arrives: that is the
+            // player leaving, which the WebSocket's end turns into a pause, not a broken stream.
+            if is_peer_gone(&message) {
+                tracing::debug!(%message, "the browser closed its peer connection");
+            } else {
+                on_error(message);
+            }
+        });
         configure_ice(&webrtc, network);
         // The host only sends. Video retransmits what the browser NACKs: without FEC, one
         // lost packet would otherwise cost a key frame.
@@ -234,11 +243,19 @@ impl WebRtcStream {
 
 impl Drop for WebRtcStream {
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        // Errors that elements post while being torn down (the data channel's SCTP encoder
+        // once the browser closed its end) are not the stream's failure.
         if let Some(bus) = self.pipeline.bus() {
             bus.unset_sync_handler();
         }
+        let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// Whether a pipeline error (`forward_errors`' text, which names the element's path) comes from
+/// the data channel's SCTP transport, which fails when the browser closes its end.
+fn is_peer_gone(message: &str) -> bool {
+    message.contains("/GstSctpEnc:") || message.contains("/GstSctpDec:")
 }
 
 /// Whether the RTP linked to this webrtcbin sink pad is video (from the caps upstream).
@@ -453,6 +470,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_data_channel_transport_counts_as_the_browser_leaving() {
+        let sctp = "webrtc pipeline error from /GstPipeline:pipeline0/GstWebRTCBin:hati_webrtc/GstSctpEnc:sctpenc0: Could not write to resource.";
+        assert!(is_peer_gone(sctp));
+        let encoder =
+            "webrtc pipeline error from /GstPipeline:pipeline0/GstX264Enc:x264enc0: failed";
+        assert!(!is_peer_gone(encoder));
+    }
 
     #[test]
     fn ice_urls_take_webrtcbin_form() {
