@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hati_protocol::browser::{Hello, HostSignal, SignalMessage};
@@ -26,6 +26,10 @@ use crate::state::clients::PairedClient;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest signalling message taken (an SDP answer is a few KiB).
 const MAX_MESSAGE: usize = 64 * 1024;
+/// How often the host pings a playing browser (browsers answer pings by themselves).
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A playing browser that sent nothing, not even a pong, for this long is gone.
+const PEER_SILENCE: Duration = Duration::from_secs(20);
 /// `surroundAudioInfo` for stereo.
 const STEREO: u32 = 0x0003_0002;
 
@@ -129,6 +133,8 @@ async fn play(
         }
     };
     let mut replaced = tokio::time::interval(Duration::from_secs(1));
+    let mut last_heard = Instant::now();
+    let mut last_ping = Instant::now();
     loop {
         tokio::select! {
             signal = outgoing.recv() => {
@@ -137,8 +143,10 @@ async fn play(
                     break;
                 }
             }
-            text = next_text(incoming) => {
-                let Some(text) = text else { break };
+            message = next_message(incoming) => {
+                let Some(message) = message else { break };
+                last_heard = Instant::now();
+                let Some(text) = message else { continue };
                 match SignalMessage::parse(&text) {
                     Ok(SignalMessage::Answer { sdp }) => {
                         if let Err(message) = session.browser_answer(&sdp) {
@@ -169,6 +177,18 @@ async fn play(
                 }
             }
             _ = replaced.tick() => {
+                // A browser that vanished without closing (its network went away) stops
+                // answering pings: the session then waits to be resumed, as after a close.
+                if last_heard.elapsed() > PEER_SILENCE {
+                    tracing::info!(silent_s = PEER_SILENCE.as_secs(), "the browser stopped answering");
+                    break;
+                }
+                if last_ping.elapsed() >= PING_INTERVAL {
+                    last_ping = Instant::now();
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
                 if session.stream_generation() != generation {
                     let reason = "the session was resumed in another tab or browser".to_owned();
                     let _ = send(socket, &HostSignal::Ended { reason }).await;
@@ -267,11 +287,19 @@ impl<T> Outgoing for T where
 /// pings are skipped: tungstenite answers pings itself).
 async fn next_text(incoming: &mut impl Incoming) -> Option<String> {
     loop {
-        match incoming.next().await? {
-            Ok(Message::Text(text)) => return Some(text.as_str().to_owned()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
+        if let Some(text) = next_message(incoming).await? {
+            return Some(text);
         }
+    }
+}
+
+/// The next message: `Some(Some(text))`, `Some(None)` for anything else the browser sent (a
+/// pong, a ping), `None` when the connection closed or failed.
+async fn next_message(incoming: &mut impl Incoming) -> Option<Option<String>> {
+    match incoming.next().await? {
+        Ok(Message::Text(text)) => Some(Some(text.as_str().to_owned())),
+        Ok(Message::Close(_)) | Err(_) => None,
+        Ok(_) => Some(None),
     }
 }
 

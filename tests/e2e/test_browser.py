@@ -422,3 +422,47 @@ def test_browser_stream_survives_loss_and_lowers_its_bitrate(make_host, browser)
     assert any(c["reason"] == "congestion" for c in changes), "the bitrate never dropped"
     assert sum(per_second[-10:]) >= 300, f"the stream did not keep going: {per_second}"
     events.close()
+
+
+def test_a_browser_that_vanishes_leaves_its_session_paused(host):
+    """A player whose network goes away closes nothing: the host's pings go unanswered and the
+    session waits to be resumed, as after a close. The player is a bare WebSocket client with a
+    credential from the pairing API that stops reading (so it answers no ping) once streaming."""
+    import json
+    import urllib.request
+
+    import websocket
+
+    events = host.event_reader()
+    pin = "4321"
+    reply: dict = {}
+
+    def pair_api() -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{host.http_port}/play/api/pair", method="POST",
+            data=json.dumps({"name": "Vanishing", "pin": pin}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            reply.update(json.load(answer))
+
+    pairing = threading.Thread(target=pair_api)
+    pairing.start()
+    host.wait_for_log(r"a browser is waiting to pair")
+    assert host.cli("pair", pin).returncode == 0
+    pairing.join(timeout=60)
+    ws = websocket.create_connection(f"ws://127.0.0.1:{host.http_port}/play/ws",
+                                     origin=f"http://127.0.0.1:{host.http_port}", timeout=20)
+    ws.send(json.dumps({"type": "hello", "token": reply["token"], "app_id": app_id(host, "Test pattern"),
+                        "width": 640, "height": 360, "fps": 30}))
+    while '"offer"' not in ws.recv():
+        pass
+    session = events.wait_for("session_streaming")["session"]
+    vanished = time.monotonic()
+    # Nothing more is read or sent: the socket stays open, pings pile up unanswered.
+    events.wait_for("session_paused", session=session, timeout=40)
+    took = time.monotonic() - vanished
+    report(f"a browser that stopped answering was paused after {took:.0f} s; sessions {[s['state'] for s in host.sessions()]}")
+    assert [s["state"] for s in host.sessions() if s["id"] == session] == ["paused"]
+    assert not events.of_type("session_ended", session=session)
+    ws.close()
+    events.close()
