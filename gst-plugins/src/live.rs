@@ -120,3 +120,29 @@ pub fn answer_latency(
         None => false,
     }
 }
+
+/// The always-present `src` pad template of a live raw-video source producing `format`, any
+/// size from `min_size` to 8192 and 1–480 frames per second.
+pub fn src_template(format: gst_video::VideoFormat, min_size: i32) -> gst::PadTemplate {
+    let caps = gst_video::VideoCapsBuilder::new()
+        .format(format)
+        .width_range(min_size..=8192)
+        .height_range(min_size..=8192)
+        .framerate_range(gst::Fraction::new(1, 1)..=gst::Fraction::new(480, 1))
+        .build();
+    // The caps above are well-formed, so the template always builds.
+    gst::PadTemplate::new(
+        "src",
+        gst::PadDirection::Src,
+        gst::PadPresence::Always,
+        &caps,
+    )
+    .expect("valid pad template")
+}
+
+/// Marks a source live and timed (call from `constructed`).
+pub fn make_live(source: &impl IsA<gst_base::BaseSrc>) {
+    use gst_base::prelude::BaseSrcExt;
+    source.set_live(true);
+    source.set_format(gst::Format::Time);
+}

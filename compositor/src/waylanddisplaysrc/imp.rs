@@ -18,7 +18,7 @@ use std::{
 use gst::{glib, prelude::*, subclass::prelude::*};
 use gst_base::{prelude::*, subclass::base_src::CreateSuccess, subclass::prelude::*};
 
-use gsthati::live::{FramePacer, answer_latency, frame_pool};
+use gsthati::live::{FramePacer, answer_latency, frame_pool, make_live, src_template};
 
 use crate::{Compositor, CompositorConfig, CompositorHandle, FrameOutcome};
 
@@ -227,9 +227,7 @@ impl ObjectImpl for WaylandDisplaySrc {
 
     fn constructed(&self) {
         self.parent_constructed();
-        let obj = self.obj();
-        obj.set_live(true);
-        obj.set_format(gst::Format::Time);
+        make_live(&*self.obj());
     }
 }
 
@@ -249,23 +247,8 @@ impl ElementImpl for WaylandDisplaySrc {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format(gst_video::VideoFormat::Bgrx)
-                .width_range(1..=8192)
-                .height_range(1..=8192)
-                .framerate_range(gst::Fraction::new(1, 1)..=gst::Fraction::new(480, 1))
-                .build();
-            // Static template: the caps above are well-formed.
-            let src = gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &caps,
-            )
-            .expect("valid pad template");
-            vec![src]
-        });
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| vec![src_template(gst_video::VideoFormat::Bgrx, 1)]);
         PAD_TEMPLATES.as_ref()
     }
 }

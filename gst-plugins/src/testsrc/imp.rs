@@ -7,11 +7,11 @@
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use gst::{glib, prelude::*, subclass::prelude::*};
-use gst_base::{prelude::*, subclass::base_src::CreateSuccess, subclass::prelude::*};
+use gst_base::{subclass::base_src::CreateSuccess, subclass::prelude::*};
 use gst_video::prelude::*;
 
 use super::paint::{Yuv, paint_plane};
-use crate::live::{FramePacer, answer_latency, frame_pool};
+use crate::live::{FramePacer, answer_latency, frame_pool, make_live, src_template};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -115,9 +115,7 @@ impl ObjectImpl for HatiTestSrc {
 
     fn constructed(&self) {
         self.parent_constructed();
-        let obj = self.obj();
-        obj.set_live(true);
-        obj.set_format(gst::Format::Time);
+        make_live(&*self.obj());
     }
 }
 
@@ -137,23 +135,8 @@ impl ElementImpl for HatiTestSrc {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format(gst_video::VideoFormat::I420)
-                .width_range(16..=8192)
-                .height_range(16..=8192)
-                .framerate_range(gst::Fraction::new(1, 1)..=gst::Fraction::new(480, 1))
-                .build();
-            // Static template: the caps above are well-formed.
-            let src = gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &caps,
-            )
-            .expect("valid pad template");
-            vec![src]
-        });
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| vec![src_template(gst_video::VideoFormat::I420, 16)]);
         PAD_TEMPLATES.as_ref()
     }
 }
