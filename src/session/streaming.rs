@@ -219,6 +219,7 @@ impl Session {
             signals,
             on_input,
             self.end_on_pipeline_error(),
+            self.pause_when_browser_leaves(self.stream_generation() + 1),
         )
         .map_err(|source| StartError::Stream {
             source,
@@ -271,6 +272,33 @@ impl Session {
             session: self.id,
             message: error.to_string(),
         });
+    }
+
+    /// What a browser stream calls (on a GStreamer thread) when the browser closed its peer
+    /// connection: the session of that stream (`generation`) pauses, as when its WebSocket
+    /// closes. A page kept in the browser's back-forward cache holds its WebSocket open and
+    /// answers pings, so this is the only sign that its player left.
+    fn pause_when_browser_leaves(
+        self: &Arc<Self>,
+        generation: u64,
+    ) -> impl Fn() + Send + Sync + 'static {
+        let session = Arc::downgrade(self);
+        let runtime = self.runtime.clone();
+        move || {
+            let session = session.clone();
+            // Off the streaming thread: pausing tears the pipeline down.
+            runtime.spawn(async move {
+                let Some(session) = session.upgrade() else {
+                    return;
+                };
+                if session.stream_generation() == generation
+                    && session.state() == SessionState::Streaming
+                {
+                    tracing::info!(parent: &session.span, "the browser closed its peer connection");
+                    session.pause();
+                }
+            });
+        }
     }
 
     /// What a pipeline calls (on a GStreamer thread) when it fails: the session ends.

@@ -48,8 +48,9 @@ pub struct WebRtcStream {
 
 impl WebRtcStream {
     /// Builds and starts the pipeline of `description` (see `pipeline::webrtc_description`):
-    /// its offer and ICE candidates go to `signals`, data-channel messages to `on_input`, and
-    /// a later pipeline error to `on_error`.
+    /// its offer and ICE candidates go to `signals`, data-channel messages to `on_input`, a
+    /// later pipeline error to `on_error`, and the browser closing its peer connection to
+    /// `on_peer_gone`.
     pub fn start(
         description: &str,
         desktop: Option<&hati_compositor::CompositorHandle>,
@@ -57,6 +58,7 @@ impl WebRtcStream {
         signals: mpsc::UnboundedSender<HostSignal>,
         on_input: InputHandler,
         on_error: impl Fn(String) + Send + Sync + 'static,
+        on_peer_gone: impl Fn() + Send + Sync + 'static,
     ) -> Result<Self, StreamError> {
         let parse_error = |message: String| StreamError::Parse {
             kind: "webrtc",
@@ -76,11 +78,12 @@ impl WebRtcStream {
             .by_name(AUDIO_RTP)
             .ok_or_else(|| parse_error(format!("no element named {AUDIO_RTP}")))?;
         forward_errors(&pipeline, "webrtc", move |message: String| {
-            // The browser closing its peer connection (a tab closed, Back) fails the data
-            // channel's SCTP association before the WebSocket's close arrives: that is the
-            // player leaving, which the WebSocket's end turns into a pause, not a broken stream.
+            // The browser closing its peer connection (a tab closed, Back, a page put in the
+            // back-forward cache) fails the data channel's SCTP association: that is the
+            // player leaving, not a broken stream.
             if is_peer_gone(&message) {
                 tracing::debug!(%message, "the browser closed its peer connection");
+                on_peer_gone();
             } else {
                 on_error(message);
             }

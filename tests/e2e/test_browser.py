@@ -421,6 +421,17 @@ def test_browser_stream_survives_loss_and_lowers_its_bitrate(make_host, browser)
     assert nacks[-1] > nacks[0], "the browser asked for nothing again: the rule dropped nothing"
     assert any(c["reason"] == "congestion" for c in changes), "the bitrate never dropped"
     assert sum(per_second[-10:]) >= 300, f"the stream did not keep going: {per_second}"
+
+    # The player closes the page mid-stream. Its peer connection may go before its WebSocket
+    # does (here on purpose): the data channel's SCTP then fails on the host, which is the
+    # player leaving, not a broken stream; the session waits to be resumed.
+    browser.execute_script("window.hati.pc.close()")
+    time.sleep(1.5)
+    browser.get("about:blank")
+    events.wait_for("session_paused", session=session)
+    time.sleep(2)
+    assert not events.of_type("session_ended", session=session), events.of_type("session_ended")
+    assert [s["state"] for s in host.sessions() if s["id"] == session] == ["paused"], host.sessions()
     events.close()
 
 
