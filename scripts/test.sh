@@ -7,7 +7,7 @@ export CARGO_TERM_COLOR=never
 # The runner tests skip (printing why) without Docker or PulseAudio; here they must not.
 export HATI_REQUIRE_DOCKER=1 HATI_REQUIRE_PULSEAUDIO=1
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -21,4 +21,5 @@ cargo test --workspace
 step "end-to-end tests (real Moonlight client library)"
 cargo build --bin hati
 cargo build -p hati-compositor --bin hati-test-client
-HATI_BIN="$PWD/target/debug/hati" .venv/bin/python -m pytest -v -rs tests/e2e
+HATI_BIN="$PWD/target/debug/hati" .venv/bin/python -m pytest -v -rs --durations=12 tests/e2e
+step "done"
