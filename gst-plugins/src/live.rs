@@ -86,7 +86,7 @@ impl FramePacer {
 }
 
 /// The element's current running time, if it has a clock.
-pub fn running_time_now(element: &impl IsA<gst::Element>) -> Option<gst::ClockTime> {
+fn running_time_now(element: &impl IsA<gst::Element>) -> Option<gst::ClockTime> {
     let clock = element.clock()?;
     let base_time = element.base_time()?;
     clock.time().checked_sub(base_time)

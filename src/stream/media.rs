@@ -285,7 +285,7 @@ fn build(
             })
             .build(),
     );
-    forward_errors(&pipeline, kind, on_error);
+    forward_errors(&pipeline, kind, move |_, message| on_error(message));
     Ok(pipeline)
 }
 
@@ -414,25 +414,33 @@ pub fn request_key_frame(element: &gst::Element) {
     }
 }
 
-/// Calls `on_error` (on a GStreamer thread) with a description of every error the pipeline
-/// posts; other messages are dropped.
+/// Calls `on_error` (on a GStreamer thread) for every error the pipeline posts, with the
+/// erroring element's factory name (when it has one) and a description; other messages are
+/// dropped.
 pub fn forward_errors(
     pipeline: &gst::Pipeline,
     kind: &'static str,
-    on_error: impl Fn(String) + Send + Sync + 'static,
+    on_error: impl Fn(Option<&str>, String) + Send + Sync + 'static,
 ) {
     if let Some(bus) = pipeline.bus() {
         bus.set_sync_handler(move |_, message| {
             if let gst::MessageView::Error(error) = message.view() {
-                let source = error
-                    .src()
+                let source = error.src();
+                let factory = source
+                    .and_then(|s| s.downcast_ref::<gst::Element>())
+                    .and_then(gst::prelude::ElementExt::factory)
+                    .map(|f| f.name());
+                let path = source
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
-                on_error(format!(
-                    "{kind} pipeline error from {source}: {} ({:?})",
-                    error.error(),
-                    error.debug()
-                ));
+                on_error(
+                    factory.as_deref(),
+                    format!(
+                        "{kind} pipeline error from {path}: {} ({:?})",
+                        error.error(),
+                        error.debug()
+                    ),
+                );
             }
             gst::BusSyncReply::Drop
         });

@@ -77,11 +77,11 @@ impl WebRtcStream {
         let audio_payloader = pipeline
             .by_name(AUDIO_RTP)
             .ok_or_else(|| parse_error(format!("no element named {AUDIO_RTP}")))?;
-        forward_errors(&pipeline, "webrtc", move |message: String| {
+        forward_errors(&pipeline, "webrtc", move |factory, message| {
             // The browser closing its peer connection (a tab closed, Back, a page put in the
             // back-forward cache) fails the data channel's SCTP association: that is the
             // player leaving, not a broken stream.
-            if is_peer_gone(&message) {
+            if factory.is_some_and(is_peer_transport) {
                 tracing::debug!(%message, "the browser closed its peer connection");
                 on_peer_gone();
             } else {
@@ -255,10 +255,10 @@ impl Drop for WebRtcStream {
     }
 }
 
-/// Whether a pipeline error (`forward_errors`' text, which names the element's path) comes from
-/// the data channel's SCTP transport, which fails when the browser closes its end.
-fn is_peer_gone(message: &str) -> bool {
-    message.contains("/GstSctpEnc:") || message.contains("/GstSctpDec:")
+/// Whether an element of this factory is the data channel's SCTP transport, which fails when
+/// the browser closes its end.
+fn is_peer_transport(factory: &str) -> bool {
+    matches!(factory, "sctpenc" | "sctpdec")
 }
 
 /// Whether the RTP linked to this webrtcbin sink pad is video (from the caps upstream).
@@ -476,11 +476,10 @@ mod tests {
 
     #[test]
     fn only_the_data_channel_transport_counts_as_the_browser_leaving() {
-        let sctp = "webrtc pipeline error from /GstPipeline:pipeline0/GstWebRTCBin:hati_webrtc/GstSctpEnc:sctpenc0: Could not write to resource.";
-        assert!(is_peer_gone(sctp));
-        let encoder =
-            "webrtc pipeline error from /GstPipeline:pipeline0/GstX264Enc:x264enc0: failed";
-        assert!(!is_peer_gone(encoder));
+        assert!(is_peer_transport("sctpenc"));
+        assert!(is_peer_transport("sctpdec"));
+        assert!(!is_peer_transport("x264enc"));
+        assert!(!is_peer_transport("nicesink"));
     }
 
     #[test]
