@@ -4,10 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-# The runner tests skip (printing why) without Docker or PulseAudio; here they must not.
-export HATI_REQUIRE_DOCKER=1 HATI_REQUIRE_PULSEAUDIO=1
+# The runner tests skip (printing why) without Docker or PulseAudio, and the compositor tests
+# without weston-simple-shm, Xwayland, xev or xmessage (Debian's weston, xwayland, x11-utils);
+# here they must not. Under CI=true every e2e skip fails too (tests/e2e/conftest.py).
+export HATI_REQUIRE_DOCKER=1 HATI_REQUIRE_PULSEAUDIO=1 HATI_REQUIRE_WAYLAND=1
 
 step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
+
+step "module cycles in the server crate (the check proves it can fail first)"
+python3 scripts/check_module_cycles.py --self-test
+python3 scripts/check_module_cycles.py
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

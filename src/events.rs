@@ -115,7 +115,7 @@ pub enum Event {
         /// The new encoder bitrate, kbit/s.
         kbps: u32,
         /// Why: `congestion` (lowered) or `recovery` (raised).
-        reason: crate::session::bitrate::Change,
+        reason: crate::bitrate::Change,
     },
     /// A `/launch` failed: the app, its desktop or its sink did not start (nothing is left
     /// running).

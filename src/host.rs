@@ -14,9 +14,9 @@ use crate::events::{Event, EventBus};
 use crate::pairing::PairingManager;
 use crate::runner::Launcher;
 use crate::session::{ControlCommand, SessionManager, SessionServices};
-use crate::state::StateDir;
-use crate::state::clients::ClientStore;
+use crate::state::clients::{ClientStore, PairedClient};
 use crate::state::identity::HostIdentity;
+use crate::state::{StateDir, StateError};
 use crate::stream::ping::MediaSockets;
 
 /// State shared by the HTTP, HTTPS and admin servers.
@@ -179,6 +179,23 @@ impl Host {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_paired(fingerprint)
+    }
+
+    /// Removes the paired client with this ID (its fingerprint), persists the list and, when it
+    /// was there, announces `ClientUnpaired`. Returns the removed client.
+    pub fn unpair(&self, id: &str) -> Result<Option<PairedClient>, StateError> {
+        let removed = self
+            .clients
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id)?;
+        if let Some(client) = &removed {
+            self.events.publish(Event::ClientUnpaired {
+                client_id: client.id.clone(),
+                name: client.name.clone(),
+            });
+        }
+        Ok(removed)
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audio;
+pub mod bitrate;
 pub mod config;
 pub mod control;
 pub mod crypto;

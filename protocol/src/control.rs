@@ -15,7 +15,8 @@ use aes_gcm::aes::cipher::consts::U16;
 use aes_gcm::{Aes128Gcm, AesGcm, Nonce, Tag};
 use thiserror::Error;
 
-use crate::input::{MotionType, Reader, Writer};
+use crate::codec::{Reader, Writer};
+use crate::input::MotionType;
 
 /// The LE16 type that marks an encrypted control packet.
 pub const ENCRYPTED_PACKET_TYPE: u16 = 0x0001;

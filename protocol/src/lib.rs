@@ -6,6 +6,7 @@
 )]
 
 pub mod browser;
+mod codec;
 pub mod control;
 pub mod enet;
 pub mod input;

@@ -12,8 +12,8 @@ use aes_gcm::aead::{AeadInOut, Key, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce, Tag};
 use thiserror::Error;
 
+use crate::codec::{Reader, Writer};
 use crate::control::crate_iv;
-use crate::input::{Reader, Writer};
 
 /// Longest request or status line, or header line, accepted (bytes, without the line end).
 pub const MAX_LINE_LEN: usize = 2048;

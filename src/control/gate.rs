@@ -7,8 +7,11 @@
 //! client. An address gets a tunnel only with a CONNECT whose connect data names a live
 //! session (or 0, Moonlight's value before session IDs, with a session launched from that IP);
 //! any other datagram from an unknown address is dropped without a reply. Tunnels are bounded
-//! in total and per IP, a tunnel forwards a new connection attempt at most once a second, and
-//! an idle tunnel closes.
+//! in total and per IP: an address may hold one tunnel per live session launched from it (a
+//! family behind one NAT, a gateway relaying many clients) plus a small allowance for
+//! handshakes, so an address with no session holds at most that allowance. A tunnel forwards a
+//! new connection attempt at most once a second, and closes when its ENet peer disconnects,
+//! when its session ends, or when it is idle.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,18 +20,23 @@ use std::time::{Duration, Instant};
 
 use hati_protocol::enet::{ConnectRequest, parse_connect};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::session::SessionManager;
 
-/// Tunnels in total.
-pub const MAX_TUNNELS: usize = 64;
-/// Tunnels from one IP address (several clients behind one NAT, quick reconnects).
-pub const MAX_TUNNELS_PER_IP: usize = 8;
+/// Tunnels in total (the ENet host has twice as many peer slots).
+pub const MAX_TUNNELS: usize = 128;
+/// Tunnels an IP address may hold beyond one per live session launched from it: a
+/// reconnect while the old connection is still closing, a second device behind the same NAT
+/// whose session was launched from another address.
+pub const HANDSHAKE_ALLOWANCE: usize = 2;
 /// A tunnel forwards a CONNECT with a new connect ID at most this often.
 pub const NEW_CONNECT_INTERVAL: Duration = Duration::from_secs(1);
 /// A tunnel nobody sent through for this long closes (clients ping every 100 ms).
 pub const TUNNEL_IDLE: Duration = Duration::from_secs(15);
+/// A tunnel whose ENet peer disconnected stays this long for the last acknowledgements, no
+/// longer counted in its address's share.
+pub const RELEASED_GRACE: Duration = Duration::from_secs(1);
 /// Largest datagram relayed (ENet's maximum MTU).
 const MAX_DATAGRAM: usize = 4096;
 
@@ -52,14 +60,47 @@ pub enum DropReason {
     NoSession,
     /// Every tunnel is taken.
     TooManyTunnels,
-    /// This IP holds its share of tunnels.
+    /// This IP holds a tunnel per session launched from it and its handshake allowance.
     TooManyFromIp,
     /// A new connection attempt too soon after the last one from this address.
     ConnectTooSoon,
 }
 
+/// What the gate asks of the session table.
+pub trait SessionDirectory {
+    /// The live session a CONNECT with connect data `data` from `ip` belongs to (0 is
+    /// Moonlight's value before session IDs: the latest session launched from `ip`).
+    fn session_for(&self, data: u32, ip: IpAddr) -> Option<u32>;
+    /// How many live sessions were launched from `ip`.
+    fn sessions_from(&self, ip: IpAddr) -> usize;
+    /// Whether session `id` is still live.
+    fn is_live(&self, id: u32) -> bool;
+}
+
+impl SessionDirectory for SessionManager {
+    fn session_for(&self, data: u32, ip: IpAddr) -> Option<u32> {
+        match data {
+            0 => self.latest_by_address(ip),
+            id => self.by_id(id),
+        }
+        .map(|session| session.id)
+    }
+
+    fn sessions_from(&self, ip: IpAddr) -> usize {
+        self.count_from_address(ip)
+    }
+
+    fn is_live(&self, id: u32) -> bool {
+        self.by_id(id).is_some()
+    }
+}
+
 #[derive(Debug)]
 struct TunnelState {
+    /// The session its CONNECT named.
+    session: u32,
+    /// When its ENet peer disconnected (it then closes after `RELEASED_GRACE`).
+    released_at: Option<Instant>,
     last_seen: Instant,
     connect_id: Option<u32>,
     connect_at: Instant,
@@ -72,14 +113,13 @@ pub struct GatePolicy {
 }
 
 impl GatePolicy {
-    /// Decides about a datagram from `from`; `session_exists(data, ip)` says whether a CONNECT
-    /// with that connect data from that IP belongs to a live session.
+    /// Decides about a datagram from `from`, asking `sessions` about a CONNECT's session.
     pub fn decide(
         &mut self,
         from: SocketAddr,
         datagram: &[u8],
         now: Instant,
-        session_exists: impl Fn(u32, IpAddr) -> bool,
+        sessions: &impl SessionDirectory,
     ) -> Verdict {
         let connect = parse_connect(datagram).ok();
         if let Some(tunnel) = self.tunnels.get_mut(&from) {
@@ -91,6 +131,7 @@ impl GatePolicy {
                 }
                 tunnel.connect_id = Some(connect_id);
                 tunnel.connect_at = now;
+                tunnel.released_at = None;
             }
             tunnel.last_seen = now;
             return Verdict::Forward;
@@ -98,18 +139,27 @@ impl GatePolicy {
         let Some(connect) = connect else {
             return Verdict::Drop(DropReason::NotConnect);
         };
-        if !session_exists(connect.data, crate::net::canonical_ip(from.ip())) {
+        let ip = crate::net::canonical_ip(from.ip());
+        let Some(session) = sessions.session_for(connect.data, ip) else {
             return Verdict::Drop(DropReason::NoSession);
-        }
+        };
         if self.tunnels.len() >= MAX_TUNNELS {
             return Verdict::Drop(DropReason::TooManyTunnels);
         }
-        if self.tunnels.keys().filter(|a| a.ip() == from.ip()).count() >= MAX_TUNNELS_PER_IP {
+        let share = sessions.sessions_from(ip) + HANDSHAKE_ALLOWANCE;
+        let held = self
+            .tunnels
+            .iter()
+            .filter(|(a, t)| a.ip() == from.ip() && t.released_at.is_none())
+            .count();
+        if held >= share {
             return Verdict::Drop(DropReason::TooManyFromIp);
         }
         self.tunnels.insert(
             from,
             TunnelState {
+                session,
+                released_at: None,
                 last_seen: now,
                 connect_id: Some(connect.connect_id),
                 connect_at: now,
@@ -125,18 +175,32 @@ impl GatePolicy {
         }
     }
 
-    /// Closes tunnels idle since before `now - TUNNEL_IDLE`; returns their addresses.
-    pub fn expire(&mut self, now: Instant) -> Vec<SocketAddr> {
+    /// Closes tunnels idle since before `now - TUNNEL_IDLE` and those whose session ended;
+    /// returns their addresses.
+    pub fn expire(&mut self, now: Instant, sessions: &impl SessionDirectory) -> Vec<SocketAddr> {
         let idle: Vec<SocketAddr> = self
             .tunnels
             .iter()
-            .filter(|(_, t)| now.saturating_duration_since(t.last_seen) >= TUNNEL_IDLE)
+            .filter(|(_, t)| {
+                now.saturating_duration_since(t.last_seen) >= TUNNEL_IDLE
+                    || t.released_at
+                        .is_some_and(|at| now.saturating_duration_since(at) >= RELEASED_GRACE)
+                    || !sessions.is_live(t.session)
+            })
             .map(|(a, _)| *a)
             .collect();
         for address in &idle {
             self.tunnels.remove(address);
         }
         idle
+    }
+
+    /// `client`'s ENet peer disconnected: its tunnel no longer counts in its address's share
+    /// and closes after `RELEASED_GRACE`, unless a new connection attempt comes through it.
+    pub fn release(&mut self, client: SocketAddr, now: Instant) {
+        if let Some(tunnel) = self.tunnels.get_mut(&client) {
+            tunnel.released_at = Some(now);
+        }
     }
 
     /// Forgets the tunnel of `client` (it could not be opened).
@@ -191,12 +255,13 @@ struct Tunnel {
 }
 
 /// Runs the gate on `public` until shutdown, relaying admitted clients to the ENet host at
-/// `enet_host`.
+/// `enet_host`; `released` names clients whose ENet peer disconnected.
 pub async fn run(
     public: UdpSocket,
     enet_host: SocketAddr,
     sessions: Arc<SessionManager>,
     addresses: PeerAddresses,
+    mut released: mpsc::Receiver<SocketAddr>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let public = Arc::new(public);
@@ -217,10 +282,7 @@ pub async fn run(
                     }
                 };
                 let datagram = buffer.get(..length).unwrap_or_default();
-                let verdict = policy.decide(from, datagram, Instant::now(), |data, ip| match data {
-                    0 => sessions.latest_by_address(ip).is_some(),
-                    id => sessions.by_id(id).is_some(),
-                });
+                let verdict = policy.decide(from, datagram, Instant::now(), sessions.as_ref());
                 match verdict {
                     Verdict::Forward => {}
                     Verdict::Open => match open_tunnel(&public, enet_host, from, answered_tx.clone()).await {
@@ -249,12 +311,13 @@ pub async fn run(
                 }
             }
             Some(client) = answered.recv() => policy.touch(client, Instant::now()),
+            Some(client) = released.recv() => policy.release(client, Instant::now()),
             _ = sweep.tick() => {
-                for client in policy.expire(Instant::now()) {
+                for client in policy.expire(Instant::now(), sessions.as_ref()) {
                     if let Some(tunnel) = tunnels.remove(&client) {
                         tunnel.relay.abort();
                         addresses.remove(tunnel.internal);
-                        tracing::debug!(%client, "idle control tunnel closed");
+                        tracing::debug!(%client, tunnels = policy.len(), "control tunnel closed");
                     }
                 }
             }
@@ -308,8 +371,48 @@ mod tests {
 
     const SESSION: u32 = 0x0102_0304;
 
-    fn live(data: u32, ip: IpAddr) -> bool {
-        data == SESSION || (data == 0 && ip == IpAddr::from([10, 0, 0, 2]))
+    /// Live sessions: (ID, the address it was launched from).
+    struct Table(std::cell::RefCell<Vec<(u32, IpAddr)>>);
+
+    impl Table {
+        fn new(sessions: &[(u32, [u8; 4])]) -> Self {
+            Self(std::cell::RefCell::new(
+                sessions
+                    .iter()
+                    .map(|(id, ip)| (*id, IpAddr::from(*ip)))
+                    .collect(),
+            ))
+        }
+
+        fn end(&self, id: u32) {
+            self.0.borrow_mut().retain(|(s, _)| *s != id);
+        }
+    }
+
+    impl SessionDirectory for Table {
+        fn session_for(&self, data: u32, ip: IpAddr) -> Option<u32> {
+            let sessions = self.0.borrow();
+            match data {
+                0 => sessions
+                    .iter()
+                    .rev()
+                    .find(|(_, i)| *i == ip)
+                    .map(|(s, _)| *s),
+                id => sessions.iter().find(|(s, _)| *s == id).map(|(s, _)| *s),
+            }
+        }
+
+        fn sessions_from(&self, ip: IpAddr) -> usize {
+            self.0.borrow().iter().filter(|(_, i)| *i == ip).count()
+        }
+
+        fn is_live(&self, id: u32) -> bool {
+            self.0.borrow().iter().any(|(s, _)| *s == id)
+        }
+    }
+
+    fn live() -> Table {
+        Table::new(&[(SESSION, [10, 0, 0, 2])])
     }
 
     fn addr(s: &str) -> SocketAddr {
@@ -322,15 +425,15 @@ mod tests {
         let now = Instant::now();
         let stranger = addr("10.0.0.66:4000");
         assert_eq!(
-            policy.decide(stranger, b"hello", now, live),
+            policy.decide(stranger, b"hello", now, &live()),
             Verdict::Drop(DropReason::NotConnect)
         );
         assert_eq!(
-            policy.decide(stranger, &connect(1, 99), now, live),
+            policy.decide(stranger, &connect(1, 99), now, &live()),
             Verdict::Drop(DropReason::NoSession)
         );
         assert_eq!(
-            policy.decide(stranger, &connect(1, 0), now, live),
+            policy.decide(stranger, &connect(1, 0), now, &live()),
             Verdict::Drop(DropReason::NoSession)
         );
         assert!(policy.is_empty());
@@ -342,16 +445,16 @@ mod tests {
         let now = Instant::now();
         let client = addr("10.0.0.2:5000");
         assert_eq!(
-            policy.decide(client, &connect(7, SESSION), now, live),
+            policy.decide(client, &connect(7, SESSION), now, &live()),
             Verdict::Open
         );
         // Retransmissions of the same CONNECT and everything else go through.
         assert_eq!(
-            policy.decide(client, &connect(7, SESSION), now, live),
+            policy.decide(client, &connect(7, SESSION), now, &live()),
             Verdict::Forward
         );
         assert_eq!(
-            policy.decide(client, b"any enet traffic", now, live),
+            policy.decide(client, b"any enet traffic", now, &live()),
             Verdict::Forward
         );
         assert_eq!(policy.len(), 1);
@@ -366,7 +469,7 @@ mod tests {
         // 20 CONNECTs a second for 30 s, each a new attempt, with a live session's data.
         for k in 0..600u32 {
             let at = t0 + Duration::from_millis(50 * u64::from(k));
-            match policy.decide(flooder, &connect(k, SESSION), at, live) {
+            match policy.decide(flooder, &connect(k, SESSION), at, &live()) {
                 Verdict::Open | Verdict::Forward => forwarded += 1,
                 Verdict::Drop(reason) => assert_eq!(reason, DropReason::ConnectTooSoon),
             }
@@ -378,55 +481,146 @@ mod tests {
         assert_eq!(policy.len(), 1);
         // The real client still gets in.
         assert_eq!(
-            policy.decide(addr("10.0.0.2:5000"), &connect(1, SESSION), t0, live),
+            policy.decide(addr("10.0.0.2:5000"), &connect(1, SESSION), t0, &live()),
             Verdict::Open
         );
     }
 
     #[test]
-    fn tunnels_are_bounded_per_ip_and_in_total() {
+    fn an_address_without_sessions_holds_only_the_handshake_allowance() {
         let mut policy = GatePolicy::default();
         let now = Instant::now();
-        for port in 0..MAX_TUNNELS_PER_IP as u16 {
+        // A LAN peer that sniffed a live session's connect data, from many source ports.
+        let mut opened = 0;
+        for port in 0..100u16 {
             let from = SocketAddr::new(IpAddr::from([10, 0, 0, 66]), 4000 + port);
-            assert_eq!(
-                policy.decide(from, &connect(1, SESSION), now, live),
-                Verdict::Open
-            );
+            if policy.decide(from, &connect(1, SESSION), now, &live()) == Verdict::Open {
+                opened += 1;
+            }
         }
-        let one_more = addr("10.0.0.66:5999");
+        assert_eq!(opened, HANDSHAKE_ALLOWANCE);
         assert_eq!(
-            policy.decide(one_more, &connect(1, SESSION), now, live),
+            policy.decide(addr("10.0.0.66:5999"), &connect(1, SESSION), now, &live()),
             Verdict::Drop(DropReason::TooManyFromIp)
         );
-        for k in 0..(MAX_TUNNELS - MAX_TUNNELS_PER_IP) as u8 {
-            let from = SocketAddr::new(IpAddr::from([10, 0, 1, k]), 4000);
+    }
+
+    #[test]
+    fn one_address_gets_a_tunnel_per_live_session_and_churn_frees_them() {
+        // Sixteen clients behind one NAT, each with its own session.
+        let nat = [192, 0, 2, 1];
+        let ids: Vec<u32> = (1..=16).collect();
+        let table = Table::new(&ids.iter().map(|id| (*id, nat)).collect::<Vec<_>>());
+        let mut policy = GatePolicy::default();
+        let t0 = Instant::now();
+        for (k, id) in ids.iter().enumerate() {
+            let from = SocketAddr::new(IpAddr::from(nat), 6000 + k as u16);
             assert_eq!(
-                policy.decide(from, &connect(1, SESSION), now, live),
+                policy.decide(from, &connect(1, *id), t0, &table),
+                Verdict::Open,
+                "client {k} behind the NAT"
+            );
+        }
+        // Their allowance is still there for a reconnect.
+        for k in 0..HANDSHAKE_ALLOWANCE as u16 {
+            let from = SocketAddr::new(IpAddr::from(nat), 7000 + k);
+            assert_eq!(
+                policy.decide(from, &connect(2, 1), t0, &table),
                 Verdict::Open
             );
         }
-        let late = addr("10.0.2.1:4000");
+        let over = SocketAddr::new(IpAddr::from(nat), 7999);
         assert_eq!(
-            policy.decide(late, &connect(1, SESSION), now, live),
+            policy.decide(over, &connect(2, 1), t0, &table),
+            Verdict::Drop(DropReason::TooManyFromIp)
+        );
+
+        // A round ends: every session ends and every ENet peer disconnects. The next round's
+        // clients (new sessions, new source ports) get in at once, not after TUNNEL_IDLE.
+        let t1 = t0 + Duration::from_secs(2);
+        for (k, id) in ids.iter().enumerate() {
+            policy.release(SocketAddr::new(IpAddr::from(nat), 6000 + k as u16), t1);
+            table.end(*id);
+        }
+        let closed = policy.expire(t1, &table);
+        assert_eq!(closed.len(), ids.len() + HANDSHAKE_ALLOWANCE, "{closed:?}");
+        assert!(policy.is_empty());
+        let next: Vec<u32> = (101..=116).collect();
+        *table.0.borrow_mut() = next.iter().map(|id| (*id, IpAddr::from(nat))).collect();
+        for (k, id) in next.iter().enumerate() {
+            let from = SocketAddr::new(IpAddr::from(nat), 8000 + k as u16);
+            assert_eq!(
+                policy.decide(from, &connect(1, *id), t1, &table),
+                Verdict::Open
+            );
+        }
+    }
+
+    #[test]
+    fn a_released_tunnel_stops_counting_at_once_and_closes_after_the_grace() {
+        let table = live();
+        let mut policy = GatePolicy::default();
+        let t0 = Instant::now();
+        let first = addr("10.0.0.2:5000");
+        assert_eq!(
+            policy.decide(first, &connect(1, SESSION), t0, &table),
+            Verdict::Open
+        );
+        policy.release(first, t0);
+        // Its reconnect from a new port gets in although the old tunnel is still open.
+        for port in 5001..5001 + 1 + HANDSHAKE_ALLOWANCE as u16 {
+            let from = SocketAddr::new(IpAddr::from([10, 0, 0, 2]), port);
+            assert_eq!(
+                policy.decide(from, &connect(2, SESSION), t0, &table),
+                Verdict::Open
+            );
+        }
+        assert!(policy.expire(t0 + RELEASED_GRACE / 2, &table).is_empty());
+        assert_eq!(policy.expire(t0 + RELEASED_GRACE, &table), vec![first]);
+    }
+
+    #[test]
+    fn tunnels_are_bounded_in_total() {
+        let mut policy = GatePolicy::default();
+        let now = Instant::now();
+        let sessions: Vec<(u32, [u8; 4])> = (0..MAX_TUNNELS as u32)
+            .map(|k| (k + 1, [10, 1, (k / 250) as u8, (k % 250) as u8]))
+            .collect();
+        let table = Table::new(&sessions);
+        for (id, ip) in &sessions {
+            let from = SocketAddr::new(IpAddr::from(*ip), 4000);
+            assert_eq!(
+                policy.decide(from, &connect(1, *id), now, &table),
+                Verdict::Open
+            );
+        }
+        let late = SocketAddr::new(IpAddr::from(sessions[0].1), 4001);
+        assert_eq!(
+            policy.decide(late, &connect(1, 1), now, &table),
             Verdict::Drop(DropReason::TooManyTunnels)
         );
         // Idle tunnels close and make room.
-        assert_eq!(policy.expire(now + TUNNEL_IDLE).len(), MAX_TUNNELS);
+        assert_eq!(policy.expire(now + TUNNEL_IDLE, &table).len(), MAX_TUNNELS);
         assert_eq!(
-            policy.decide(late, &connect(1, SESSION), now + TUNNEL_IDLE, live),
+            policy.decide(late, &connect(1, 1), now + TUNNEL_IDLE, &table),
             Verdict::Open
         );
     }
 
     #[test]
-    fn answered_tunnels_stay_open() {
+    fn answered_tunnels_stay_open_until_their_session_ends() {
+        let table = live();
         let mut policy = GatePolicy::default();
         let t0 = Instant::now();
         let client = addr("10.0.0.2:5000");
-        policy.decide(client, &connect(1, SESSION), t0, live);
+        policy.decide(client, &connect(1, SESSION), t0, &table);
         policy.touch(client, t0 + TUNNEL_IDLE / 2);
-        assert!(policy.expire(t0 + TUNNEL_IDLE).is_empty());
-        assert_eq!(policy.expire(t0 + TUNNEL_IDLE * 2), vec![client]);
+        assert!(policy.expire(t0 + TUNNEL_IDLE, &table).is_empty());
+        assert_eq!(policy.expire(t0 + TUNNEL_IDLE * 2, &table), vec![client]);
+
+        policy.decide(client, &connect(2, SESSION), t0, &table);
+        assert!(policy.expire(t0, &table).is_empty());
+        table.end(SESSION);
+        assert_eq!(policy.expire(t0, &table), vec![client], "its session ended");
     }
 }

@@ -68,11 +68,14 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| anyhow::anyhow!("cannot start the control stream's ENet host: {e}"))?;
     let addresses = gate::PeerAddresses::default();
+    // Bounded by the ENet peer slots: at most one release per peer in flight.
+    let (released, released_rx) = mpsc::channel(PEERS);
     tokio::spawn(gate::run(
         public,
         enet_address,
         sessions.clone(),
         addresses.clone(),
+        released_rx,
         shutdown.clone(),
     ));
     let mut peers: HashMap<PeerId, Peer> = HashMap::new();
@@ -114,7 +117,7 @@ pub async fn serve(
             let _ = host.flush().await;
             return Ok(());
         }
-        drop_unproven(&mut host, &mut peers);
+        drop_unproven(&mut host, &mut peers, &released);
         let event = match host.service(SERVICE_INTERVAL).await {
             Ok(Some(event)) => event,
             Ok(None) => continue,
@@ -167,19 +170,25 @@ pub async fn serve(
                 };
                 if !receive(peer, packet.data()) {
                     tracing::warn!(parent: &peer.session.span, client = %peer.address, "control connection dropped: its messages do not open with the session key");
+                    let _ = released.try_send(peer.address);
                     peers.remove(&peer_id);
                     host.disconnect_now(peer_id, 0);
                 }
             }
             Event::Disconnect { peer_id, .. } => {
-                if let Some(peer) = peers.remove(&peer_id)
-                    && peer.authenticated
-                {
+                let Some(peer) = peers.remove(&peer_id) else {
+                    continue;
+                };
+                // Its tunnel stops counting in its address's share (a missed release only
+                // delays that until the tunnel is idle).
+                let _ = released.try_send(peer.address);
+                if peer.authenticated {
                     tracing::info!(parent: &peer.session.span, "control stream disconnected; stream paused");
                     let others = peers
                         .values()
                         .any(|p| p.authenticated && p.session.id == peer.session.id);
                     if !others {
+                        // Returns at once: the pipelines stop on the session's media worker.
                         peer.session.pause();
                     }
                 }
@@ -192,7 +201,7 @@ pub async fn serve(
 fn receive(peer: &mut Peer, data: &[u8]) -> bool {
     match peer.cipher.open_client_message(data) {
         Ok((seq, message)) => {
-            if !peer.session.accept_control_seq(seq) {
+            if !peer.session.keys.accept_control_seq(seq) {
                 let replayed = peer
                     .session
                     .metrics
@@ -222,7 +231,11 @@ fn receive(peer: &mut Peer, data: &[u8]) -> bool {
 }
 
 /// Drops pending connections that did not prove themselves in time.
-fn drop_unproven(host: &mut tokio_enet::Host, peers: &mut HashMap<PeerId, Peer>) {
+fn drop_unproven(
+    host: &mut tokio_enet::Host,
+    peers: &mut HashMap<PeerId, Peer>,
+    released: &mpsc::Sender<SocketAddr>,
+) {
     let now = Instant::now();
     let expired: Vec<PeerId> = peers
         .iter()
@@ -232,6 +245,7 @@ fn drop_unproven(host: &mut tokio_enet::Host, peers: &mut HashMap<PeerId, Peer>)
     for peer_id in expired {
         if let Some(peer) = peers.remove(&peer_id) {
             tracing::warn!(parent: &peer.session.span, client = %peer.address, "control connection dropped: no sealed message within {} s", PENDING_TIMEOUT.as_secs());
+            let _ = released.try_send(peer.address);
         }
         host.disconnect_now(peer_id, 0);
     }
@@ -248,7 +262,7 @@ fn send(
         .iter_mut()
         .filter(|(_, p)| p.authenticated && p.session.id == session_id)
     {
-        let Some(seq) = peer.session.next_control_send_seq() else {
+        let Some(seq) = peer.session.keys.next_control_send_seq() else {
             continue;
         };
         match peer.cipher.seal_host_message(seq, message) {
@@ -274,7 +288,7 @@ fn terminate(
         .iter_mut()
         .filter(|(_, p)| p.authenticated && p.session.id == session_id)
     {
-        let Some(seq) = peer.session.next_control_send_seq() else {
+        let Some(seq) = peer.session.keys.next_control_send_seq() else {
             continue;
         };
         match peer

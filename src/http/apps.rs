@@ -32,7 +32,7 @@ pub fn appasset(host: &Host, query: &Query) -> Response<Full<Bytes>> {
         Err(error) => return xml(&XmlReply::error(400, error.to_string())),
     };
     let config = host.config();
-    let Some(app) = config.apps.iter().find(|app| app.id() == id) else {
+    let Some(app) = config.app(id) else {
         return xml(&XmlReply::error(404, format!("no app with ID {id}")));
     };
     match app.icon_png() {

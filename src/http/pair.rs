@@ -108,18 +108,9 @@ async fn server_cert(
 /// plain-HTTP unpair gets an error status, because it carries no certificate to name a client.
 pub fn unpair(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
     if let Some(id) = context.client_fingerprint() {
-        let removed = host
-            .clients
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
-        return match removed {
+        return match host.unpair(&id) {
             Ok(Some(client)) => {
                 tracing::info!(client = %client.name, id = %short_id(&client.id), "client unpaired itself");
-                host.events.publish(crate::events::Event::ClientUnpaired {
-                    client_id: client.id.clone(),
-                    name: client.name.clone(),
-                });
                 XmlReply::ok()
             }
             Ok(None) => XmlReply::ok(),

@@ -210,7 +210,7 @@ fn icon_id(path: &str) -> Option<u32> {
 
 fn icon(host: &Host, id: u32) -> Response<BoxBody<Bytes, Infallible>> {
     let config = host.config();
-    let Some(app) = config.apps.iter().find(|app| app.id() == id) else {
+    let Some(app) = config.app(id) else {
         return error(StatusCode::NOT_FOUND, &format!("no app with ID {id}"));
     };
     match app.icon_png() {

@@ -94,7 +94,7 @@ async fn handle_connection(
     let bytes = match incoming {
         Incoming::Plain(request) => {
             let reply = match host.sessions.latest_by_address(peer.ip()) {
-                Some(session) if session.launch_params().corever >= 1 => {
+                Some(session) if session.keys.params().corever >= 1 => {
                     tracing::warn!(
                         parent: &session.span,
                         %peer,
@@ -104,7 +104,7 @@ async fn handle_connection(
                     );
                     RtspResponse::new(StatusCode::FORBIDDEN, request.cseq)
                 }
-                Some(session) => respond(&request, &session, host),
+                Some(session) => respond(&request, &session, host).await,
                 None => {
                     tracing::warn!(%peer, method = %request.method.as_str(), "RTSP request without a launched session");
                     RtspResponse::new(StatusCode::SESSION_NOT_FOUND, request.cseq)
@@ -113,10 +113,11 @@ async fn handle_connection(
             reply.encode()
         }
         Incoming::Sealed(request, session) => {
-            let reply = respond(&request, &session, host);
+            let reply = respond(&request, &session, host).await;
             match session
+                .keys
                 .rtsp_cipher()
-                .seal_response(session.next_rtsp_response_seq(), &reply.encode())
+                .seal_response(session.keys.next_rtsp_response_seq(), &reply.encode())
             {
                 Ok(sealed) => sealed,
                 Err(error) => {
@@ -159,8 +160,8 @@ async fn read_request(
             };
             // Each launched session has its own key: the one that opens the frame owns it.
             for session in host.sessions.all() {
-                if let Ok(unsealed) = session.rtsp_cipher().open_request(frame) {
-                    if !session.accept_rtsp_request_seq(unsealed.seq) {
+                if let Ok(unsealed) = session.keys.rtsp_cipher().open_request(frame) {
+                    if !session.keys.accept_rtsp_request_seq(unsealed.seq) {
                         tracing::warn!(
                             parent: &session.span,
                             seq = unsealed.seq,
@@ -184,9 +185,12 @@ async fn read_request(
     }
 }
 
-fn respond(request: &RtspRequest, session: &Arc<Session>, host: &RtspContext) -> RtspResponse {
-    let _entered = session.span.enter();
-    tracing::debug!(method = %request.method.as_str(), target = %request.target, "rtsp");
+async fn respond(
+    request: &RtspRequest,
+    session: &Arc<Session>,
+    host: &RtspContext,
+) -> RtspResponse {
+    tracing::debug!(parent: &session.span, method = %request.method.as_str(), target = %request.target, "rtsp");
     let cseq = request.cseq;
     let session_header = format!("{:08X}", session.id);
     match &request.method {
@@ -216,16 +220,16 @@ fn respond(request: &RtspRequest, session: &Arc<Session>, host: &RtspContext) ->
         Method::Announce => match StreamConfig::parse(&request.body) {
             Ok(config) => {
                 let high_quality = request.host_requests_high_quality_audio();
-                match session.announce(config, high_quality) {
+                match session.announce(config, high_quality).await {
                     Ok(()) => RtspResponse::ok(cseq),
                     Err(error) => {
-                        tracing::error!(app = %session.app.title, %error, "cannot start the stream");
+                        tracing::error!(parent: &session.span, app = %session.app.title, %error, "cannot start the stream");
                         RtspResponse::new(StatusCode::INTERNAL_SERVER_ERROR, cseq)
                     }
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "malformed ANNOUNCE");
+                tracing::warn!(parent: &session.span, %error, "malformed ANNOUNCE");
                 RtspResponse::new(StatusCode::BAD_REQUEST, cseq)
             }
         },

@@ -206,14 +206,18 @@ pub(crate) async fn wait_exit(mut exit: watch::Receiver<Option<AppExit>>) -> App
     }
 }
 
+/// An app's `env` entry that is not `KEY=value` (the entry itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadEnvEntry(pub String);
+
 /// Splits `KEY=value` entries from the config; an entry without `=` or with an empty key is
 /// rejected with the entry itself.
-pub(crate) fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, BadEnvEntry> {
     entries
         .iter()
         .map(|entry| match entry.split_once('=') {
             Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-            _ => Err(entry.clone()),
+            _ => Err(BadEnvEntry(entry.clone())),
         })
         .collect()
 }
@@ -263,8 +267,11 @@ mod tests {
     fn env_entries_parse_and_app_wins() {
         let app = parse_env(&["A=1".into(), "B=x=y".into(), "EMPTY=".into()]).unwrap();
         assert_eq!(app[1], ("B".into(), "x=y".into()));
-        assert_eq!(parse_env(&["NOEQUALS".into()]), Err("NOEQUALS".into()));
-        assert_eq!(parse_env(&["=v".into()]), Err("=v".into()));
+        assert_eq!(
+            parse_env(&["NOEQUALS".into()]),
+            Err(BadEnvEntry("NOEQUALS".into()))
+        );
+        assert_eq!(parse_env(&["=v".into()]), Err(BadEnvEntry("=v".into())));
         let session = vec![("A".into(), "0".into()), ("S".into(), "s".into())];
         let merged = merged_env(&session, &app);
         assert_eq!(

@@ -109,7 +109,7 @@ pub fn start(config: &ProcessConfig, ctx: &LaunchContext) -> Result<ProcessHandl
         source,
     })?;
     let (program, args) = words.split_first().ok_or(ProcessError::EmptyCommand)?;
-    let app_env = parse_env(&config.env).map_err(ProcessError::BadEnv)?;
+    let app_env = parse_env(&config.env).map_err(|bad| ProcessError::BadEnv(bad.0))?;
     let grace = Duration::from_secs(config.stop_grace_seconds.min(MAX_STOP_GRACE_SECONDS));
 
     let mut command = Command::new(program);

@@ -2,16 +2,19 @@
 //! request, and ending one, through a single path whatever the reason.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use hati_protocol::control::{ReplayWindow, hresult};
+use hati_protocol::control::hresult;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::resources::{AppResources, ResourceError};
-use super::{ControlCommand, LaunchParams, Session, SessionMetrics, SessionState, lock};
+use super::worker::MediaWorker;
+use super::{
+    ControlCommand, LaunchParams, Session, SessionKeys, SessionMetrics, SessionState, lock,
+};
 use crate::audio::SharedAudioServer;
 use crate::config::Config;
 use crate::encoders::CodecSupport;
@@ -23,6 +26,10 @@ use crate::stream::ping::MediaSockets;
 
 /// The termination HRESULT for a stream that failed on the host (E_FAIL).
 const STREAM_FAILED: u32 = 0x8000_4005;
+/// A launched session whose client has not started a stream within this time gave up on its
+/// start (its RTSP or control handshake failed): it ends, so that client can launch again.
+/// Moonlight announces its stream within a second or two of `/launch`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What sessions use of the host.
 pub struct SessionServices {
@@ -115,11 +122,18 @@ impl SessionManager {
             params,
         } = request;
         let app = config
-            .apps
-            .iter()
-            .find(|app| app.id() == app_id)
+            .app(app_id)
             .ok_or(LaunchError::UnknownApp(app_id))?
             .clone();
+        // A session of this client that never streamed is a start that failed on the client's
+        // side (it launched again instead of resuming): it makes way for the new launch.
+        if let Some(stale) = self.by_client(&client_id)
+            && stale.state() == SessionState::WaitingForClient
+            && !stale.ever_streamed()
+        {
+            tracing::info!(parent: &stale.span, "the client launched again before its stream ever started; ending the stale session");
+            self.end_session(stale.id, EndReason::Cancelled).await;
+        }
         let session = {
             let mut sessions = lock(&self.sessions);
             if sessions.iter().any(|s| s.client_id == client_id) {
@@ -134,7 +148,7 @@ impl SessionManager {
             let span = tracing::info_span!("session", id, client = %crate::state::clients::short_id(&client_id));
             let session = Arc::new(Session {
                 id,
-                span,
+                span: span.clone(),
                 client_id,
                 client_ip: crate::net::canonical_ip(client_ip),
                 app_id,
@@ -144,19 +158,12 @@ impl SessionManager {
                 video_target: Arc::default(),
                 audio_target: Arc::default(),
                 metrics: SessionMetrics::default(),
-                state: Mutex::new(SessionState::Launching),
-                stream_generation: AtomicU64::new(0),
-                state_epoch: AtomicU64::new(0),
+                keys: SessionKeys::new(params),
+                lifecycle: Mutex::default(),
+                media: MediaWorker::start(span.clone()),
                 input: OnceLock::new(),
                 desktop: OnceLock::new(),
                 control_ip: Mutex::new(None),
-                launch: Mutex::new(params),
-                rtsp_response_seq: AtomicU32::new(0),
-                rtsp_request_seq: AtomicU32::new(0),
-                control_replay: Mutex::default(),
-                control_send_seq: Mutex::new(Some(0)),
-                stream: Mutex::new(None),
-                stream_config: Mutex::new(None),
                 resources: Mutex::new(None),
                 services: self.services.clone(),
                 manager: Arc::downgrade(self),
@@ -185,6 +192,7 @@ impl SessionManager {
             app: session.app.title.clone(),
         });
         self.end_when_app_exits(&session);
+        session.end_if_still_waiting(START_TIMEOUT);
         session.arm_client_timeout();
         Ok(session)
     }
@@ -225,17 +233,13 @@ impl SessionManager {
         // Attach under the state lock: an end that raced the start either sees the
         // resources (and releases them) or has already ended the session (and we do).
         let refused = {
-            let mut state = lock(&session.state);
-            if *state == SessionState::Launching {
+            let mut lifecycle = lock(&session.lifecycle);
+            if lifecycle.transition(SessionState::WaitingForClient) {
                 if let Some(desktop) = resources.compositor.clone() {
                     let _ = session.desktop.set(desktop);
                 }
                 let _ = session.input.set(input.clone());
                 *lock(&session.resources) = Some(resources);
-                *state = SessionState::WaitingForClient;
-                session
-                    .state_epoch
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 None
             } else {
                 Some(resources)
@@ -284,20 +288,7 @@ impl SessionManager {
             .by_client(client_id)
             .filter(|s| s.state() != SessionState::Launching)
             .ok_or(LaunchError::NotRunning)?;
-        {
-            let mut launch = lock(&session.launch);
-            launch.rikey = rikey;
-            launch.rikeyid = rikeyid;
-            launch.corever = corever;
-        }
-        session
-            .rtsp_response_seq
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        session
-            .rtsp_request_seq
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        *lock(&session.control_replay) = ReplayWindow::default();
-        *lock(&session.control_send_seq) = Some(0);
+        session.keys.rekey(rikey, rikeyid, corever);
         tracing::info!(parent: &session.span, "session resumed");
         self.services.events.publish(Event::SessionResumed {
             session: session.id,
@@ -346,13 +337,13 @@ impl SessionManager {
     /// stop the app, remove the sink, stop the desktop, release the gamepads, then say so on
     /// the bus. The session was removed from the list, so this runs once per session.
     async fn finish(&self, session: &Session, reason: EndReason) {
-        {
-            let mut state = lock(&session.state);
-            if *state == SessionState::Ended {
+        let stream = {
+            let mut lifecycle = lock(&session.lifecycle);
+            if !lifecycle.transition(SessionState::Ended) {
                 return;
             }
-            *state = SessionState::Ended;
-        }
+            lifecycle.stream.take()
+        };
         let hresult = match reason {
             EndReason::PipelineError => STREAM_FAILED,
             _ => hresult::GRACEFUL,
@@ -361,7 +352,10 @@ impl SessionManager {
             session_id: session.id,
             hresult,
         });
-        session.stop_stream();
+        // Queued behind any stream start under way, which then finds the session ended and
+        // drops its own pipelines: when this returns, no pipeline of the session runs.
+        session.retire(stream);
+        session.media.run(|| ()).await;
         let resources = lock(&session.resources).take();
         if let Some(mut resources) = resources {
             resources.release().instrument(session.span.clone()).await;
@@ -412,6 +406,15 @@ impl SessionManager {
             .rev()
             .find(|s| s.client_ip == address)
             .cloned()
+    }
+
+    /// How many live sessions were launched from `address`.
+    pub fn count_from_address(&self, address: IpAddr) -> usize {
+        let address = crate::net::canonical_ip(address);
+        lock(&self.sessions)
+            .iter()
+            .filter(|s| s.client_ip == address)
+            .count()
     }
 
     /// Every session, oldest first.

@@ -17,26 +17,28 @@
 //! ended the session. HTTP, RTSP and the control stream only send requests: launch, resume,
 //! cancel, announce, control messages, pause.
 
-pub mod bitrate;
+mod keys;
 mod manager;
 pub mod pings;
 pub mod resources;
 mod streaming;
+mod worker;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
-use hati_protocol::control::{ClientMessage, ControlCipher, FecStatus, IvMode, ReplayWindow};
+use hati_protocol::control::{ClientMessage, ControlCipher, FecStatus};
 use hati_protocol::input::InputEvent;
-use hati_protocol::rtsp::RtspCipher;
 use hati_protocol::sdp::StreamConfig;
 use serde::Serialize;
 
+pub use self::keys::SessionKeys;
 pub use self::manager::{LaunchError, LaunchRequest, SessionManager, SessionServices};
 use self::resources::AppResources;
 use self::streaming::ActiveStream;
 pub use self::streaming::{BrowserStream, StartError};
+use self::worker::MediaWorker;
 use crate::config::{AppConfig, Config};
 use crate::events::{EndReason, Event};
 use crate::input::InputSink;
@@ -85,10 +87,11 @@ pub enum ControlCommand {
 }
 
 /// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Its desktop, audio sink and app are starting.
+    #[default]
     Launching,
     /// Launched; the client has not announced a stream yet.
     WaitingForClient,
@@ -116,6 +119,49 @@ impl SessionState {
     /// Whether the session waits for its client (the client timeout runs).
     fn awaits_client(self) -> bool {
         matches!(self, Self::WaitingForClient | Self::Paused)
+    }
+}
+
+/// A session's state and the stream it runs, under one lock: a change of one is seen with the
+/// other, so an end can never miss a stream stored after it looked.
+///
+/// Invariants: `stream` is `None` unless `state` is `Streaming` (it is also briefly `None`
+/// while a new stream replaces the old one); `generation` grows by one with every stored
+/// stream and `epoch` with every state change. The lock is never held while a pipeline is
+/// built, changes state or is dropped (see `worker`).
+#[derive(Default)]
+struct Lifecycle {
+    state: SessionState,
+    /// Bumped by every state change, so a timer armed in one state knows it was left.
+    epoch: u64,
+    stream: Option<ActiveStream>,
+    /// The stream configuration of the last ANNOUNCE.
+    stream_config: Option<StreamConfig>,
+    /// Bumped by every stream stored, so a task of an older stream knows it was replaced.
+    generation: u64,
+}
+
+impl Lifecycle {
+    /// Moves to `next` if the transition table allows it; false (and nothing changes)
+    /// otherwise. Every state change of a session goes through here.
+    fn transition(&mut self, next: SessionState) -> bool {
+        if !self.state.may_become(next) {
+            return false;
+        }
+        self.state = next;
+        self.epoch += 1;
+        true
+    }
+
+    /// Moves to `Streaming` with `stream` (one step, so an end sees both or neither); hands
+    /// the stream back if the session may not stream now (it ended meanwhile).
+    fn start_streaming(&mut self, stream: ActiveStream) -> Result<u64, ActiveStream> {
+        if !self.transition(SessionState::Streaming) {
+            return Err(stream);
+        }
+        self.stream = Some(stream);
+        self.generation += 1;
+        Ok(self.generation)
     }
 }
 
@@ -199,28 +245,17 @@ pub struct Session {
     pub audio_target: Arc<Target>,
     /// What the control stream counted.
     pub metrics: SessionMetrics,
-    state: Mutex<SessionState>,
-    /// Bumped by every ANNOUNCE, so a task of an older stream knows it was replaced.
-    stream_generation: AtomicU64,
-    /// Bumped by every state change, so a timer armed in one state knows it was left.
-    state_epoch: AtomicU64,
+    /// The Moonlight keys in force and their sequence state.
+    pub keys: SessionKeys,
+    lifecycle: Mutex<Lifecycle>,
+    /// Builds and tears down the session's pipelines, in order, off the async runtime.
+    media: MediaWorker,
     /// Where the client's input goes (set once launched).
     input: OnceLock<Arc<dyn InputSink>>,
     /// The session's desktop, if its app has one (set once launched).
     desktop: OnceLock<hati_compositor::CompositorHandle>,
     /// The address of the control connection that proved it holds the session key.
     control_ip: Mutex<Option<IpAddr>>,
-    launch: Mutex<LaunchParams>,
-    rtsp_response_seq: AtomicU32,
-    /// The highest sequence number of an encrypted RTSP request opened with the current key.
-    rtsp_request_seq: AtomicU32,
-    /// Sequence numbers of client control messages opened with the current key.
-    control_replay: Mutex<ReplayWindow>,
-    /// The next host control message's sequence number under the current key (one counter for
-    /// every connection, so no AES-GCM nonce is used twice); `None` once exhausted.
-    control_send_seq: Mutex<Option<u32>>,
-    stream: Mutex<Option<ActiveStream>>,
-    stream_config: Mutex<Option<StreamConfig>>,
     resources: Mutex<Option<AppResources>>,
     services: Arc<SessionServices>,
     /// The manager, for ends requested from inside (app exit, pipeline error, timeout).
@@ -241,18 +276,7 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Where the session is in its life.
     pub fn state(&self) -> SessionState {
-        *lock(&self.state)
-    }
-
-    /// Moves to `next` if the lifecycle allows it; false (and nothing changes) otherwise.
-    fn transition(&self, next: SessionState) -> bool {
-        let mut state = lock(&self.state);
-        if !state.may_become(next) {
-            return false;
-        }
-        *state = next;
-        self.state_epoch.fetch_add(1, Ordering::Relaxed);
-        true
+        lock(&self.lifecycle).state
     }
 
     /// Asks the manager to end this session (from a task or a GStreamer thread); the end runs
@@ -271,79 +295,63 @@ impl Session {
     /// the same state, after the configured timeout (0: never).
     fn arm_client_timeout(self: &Arc<Self>) {
         let seconds = self.config.streaming.client_timeout_s;
-        if seconds == 0 {
-            return;
+        if seconds != 0 {
+            self.end_if_still_waiting(std::time::Duration::from_secs(seconds));
         }
-        let epoch = self.state_epoch.load(Ordering::Relaxed);
+    }
+
+    /// Ends the session with [`EndReason::ClientTimeout`] if, `after` from now, it is still in
+    /// the state it is in now and that state waits for the client.
+    fn end_if_still_waiting(self: &Arc<Self>, after: std::time::Duration) {
+        let epoch = lock(&self.lifecycle).epoch;
         let session = Arc::downgrade(self);
         self.runtime.spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            tokio::time::sleep(after).await;
             let Some(session) = session.upgrade() else {
                 return;
             };
-            if session.state_epoch.load(Ordering::Relaxed) == epoch
-                && session.state().awaits_client()
-            {
-                tracing::info!(parent: &session.span, seconds, "the client did not come back; ending the session");
+            let waiting = {
+                let lifecycle = lock(&session.lifecycle);
+                lifecycle.epoch == epoch && lifecycle.state.awaits_client()
+            };
+            if waiting {
+                tracing::info!(parent: &session.span, seconds = after.as_secs(), "the client did not come; ending the session");
                 session.request_end(EndReason::ClientTimeout);
             }
         });
     }
 
+    /// Whether a stream ever started in this session (a client that launched and never
+    /// announced a stream gave up on its start).
+    pub fn ever_streamed(&self) -> bool {
+        lock(&self.lifecycle).generation > 0
+    }
+
     /// The launch parameters now in force.
     pub fn launch_params(&self) -> LaunchParams {
-        lock(&self.launch).clone()
-    }
-
-    /// The RTSP cipher for this session's current key.
-    pub fn rtsp_cipher(&self) -> RtspCipher {
-        RtspCipher::new(&lock(&self.launch).rikey)
-    }
-
-    /// The next sequence number for a sealed RTSP response (starting at 1).
-    pub fn next_rtsp_response_seq(&self) -> u32 {
-        self.rtsp_response_seq.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Accepts an encrypted RTSP request's sequence number if it is higher than every one
-    /// accepted under the current key (the client counts from 1 and never repeats).
-    pub fn accept_rtsp_request_seq(&self, seq: u32) -> bool {
-        self.rtsp_request_seq.fetch_max(seq, Ordering::Relaxed) < seq
-    }
-
-    /// Accepts a client control message's sequence number unless it was seen under the
-    /// current key (a replay).
-    pub fn accept_control_seq(&self, seq: u32) -> bool {
-        lock(&self.control_replay).accept(seq)
-    }
-
-    /// The sequence number for the next host control message; `None` once all 2^32 were used
-    /// under this key (the client must resume with a new one).
-    pub fn next_control_send_seq(&self) -> Option<u32> {
-        let mut next = lock(&self.control_send_seq);
-        let seq = (*next)?;
-        *next = seq.checked_add(1);
-        Some(seq)
+        self.keys.params()
     }
 
     /// The control-stream cipher for the negotiated stream.
     pub fn control_cipher(&self) -> ControlCipher {
-        let v2 = lock(&self.stream_config)
+        let v2 = lock(&self.lifecycle)
+            .stream_config
             .as_ref()
             .is_none_or(StreamConfig::control_v2);
-        ControlCipher::new(
-            &lock(&self.launch).rikey,
-            if v2 { IvMode::V2 } else { IvMode::Legacy },
-        )
+        self.keys.control_cipher(v2)
     }
 
-    /// The client disconnected: stops the pipelines and waits for `/resume` (or the client
-    /// timeout).
+    /// The client disconnected: the stream stops (on the media worker: this returns at once)
+    /// and the session waits for `/resume` (or the client timeout).
     pub fn pause(self: &Arc<Self>) {
-        if !self.transition(SessionState::Paused) {
-            return;
-        }
-        self.stop_stream();
+        let stream = {
+            let mut lifecycle = lock(&self.lifecycle);
+            if !lifecycle.transition(SessionState::Paused) {
+                return;
+            }
+            lifecycle.stream.take()
+        };
+        self.retire(stream);
         tracing::info!(parent: &self.span, "session paused");
         self.services
             .events
@@ -351,9 +359,23 @@ impl Session {
         self.arm_client_timeout();
     }
 
+    /// Forgets the client's addresses and queues `stream`'s teardown on the media worker.
+    fn retire(&self, stream: Option<ActiveStream>) {
+        self.video_target.clear();
+        self.audio_target.clear();
+        if let Some(stream) = stream {
+            let span = self.span.clone();
+            self.media.detach(move || {
+                drop(stream);
+                tracing::info!(parent: &span, "stream stopped");
+            });
+        }
+    }
+
     /// The running stream's host processing latency (p50, p99) in µs, if a stream runs.
     pub fn host_latency_us(&self) -> Option<(u32, u32)> {
-        lock(&self.stream)
+        lock(&self.lifecycle)
+            .stream
             .as_ref()
             .and_then(ActiveStream::host_latency_us)
     }
@@ -365,18 +387,10 @@ impl Session {
         Arc<crate::stream::media::StreamCounters>,
         Arc<crate::stream::media::StreamCounters>,
     )> {
-        lock(&self.stream).as_ref().map(ActiveStream::counters)
-    }
-
-    /// Stops the pipelines and forgets the client's addresses.
-    fn stop_stream(&self) {
-        let stream = lock(&self.stream).take();
-        if stream.is_some() {
-            tracing::info!(parent: &self.span, "stream stopped");
-        }
-        drop(stream);
-        self.video_target.clear();
-        self.audio_target.clear();
+        lock(&self.lifecycle)
+            .stream
+            .as_ref()
+            .map(ActiveStream::counters)
     }
 
     /// The running stream's packet counters, if one runs.
@@ -391,19 +405,20 @@ impl Session {
 
     /// The running stream's encoder bitrate (kbit/s), when the encoder can change it.
     pub fn encoder_bitrate_kbps(&self) -> Option<u32> {
-        lock(&self.stream)
+        lock(&self.lifecycle)
+            .stream
             .as_ref()
             .and_then(ActiveStream::encoder_bitrate_kbps)
     }
 
     /// Whether pipelines are running.
     pub fn is_streaming(&self) -> bool {
-        lock(&self.stream).is_some()
+        lock(&self.lifecycle).stream.is_some()
     }
 
     /// Asks the encoder for a key frame.
     pub fn request_idr(&self) {
-        if let Some(stream) = lock(&self.stream).as_ref() {
+        if let Some(stream) = lock(&self.lifecycle).stream.as_ref() {
             stream.request_idr();
         }
     }
@@ -518,7 +533,7 @@ impl Session {
     /// Sets a gamepad's rumble motors on the client: over the data channel for a browser,
     /// over the control stream for Moonlight.
     fn rumble(&self, controller: u8, motors: crate::gamepad::Motors) {
-        if let Some(ActiveStream::Browser(stream)) = lock(&self.stream).as_ref() {
+        if let Some(ActiveStream::Browser(stream)) = lock(&self.lifecycle).stream.as_ref() {
             stream.send_to_page(&hati_protocol::browser::rumble_message(
                 controller,
                 motors.low_freq,

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 
 use hati_protocol::sdp::{DescribeBody, EncryptionFlags, HostFeatureFlags, StreamConfig};
 
-use super::bitrate::{BitrateController, Observation};
 use super::{Session, SessionState, lock};
+use crate::bitrate::{BitrateController, Observation};
 use crate::events::{EndReason, Event};
 use crate::pipeline::{AudioRequest, PipelineError, VideoRequest, WebRtcRequest};
 use crate::stream::media::{Endpoint, StreamCounters};
+use crate::stream::webrtc::{AnswerError, WebRtcStream};
 use crate::stream::{MediaStream, StreamError};
-use crate::webrtc::stream::WebRtcStream;
 use hati_protocol::browser::HostSignal;
 
 /// The stream a session runs: Moonlight's RTP with FEC, or a browser's WebRTC.
@@ -117,9 +117,10 @@ impl Session {
         }
     }
 
-    /// The client announced its stream: starts the pipelines (replacing running ones). The
-    /// targets stay: the client pings audio before it announces the stream.
-    pub fn announce(
+    /// The client announced its stream: starts the pipelines (replacing running ones) on the
+    /// session's media worker, and returns when they run. The targets stay: the client pings
+    /// audio before it announces the stream.
+    pub async fn announce(
         self: &Arc<Self>,
         config: StreamConfig,
         high_quality_audio: Option<bool>,
@@ -128,16 +129,33 @@ impl Session {
         if !state.may_become(SessionState::Streaming) {
             return Err(StartError::NotReady(state));
         }
-        // Stop the old pipelines outside the lock (stopping takes a while).
-        let previous = lock(&self.stream).take();
+        let session = self.clone();
+        self.media
+            .run(move || session.replace_moonlight_stream(config, high_quality_audio))
+            .await
+            .unwrap_or(Err(StartError::NotReady(SessionState::Ended)))
+    }
+
+    /// On the media worker: stops the running stream, starts the announced one and stores it
+    /// with the state change to streaming, in one step under the lifecycle lock.
+    fn replace_moonlight_stream(
+        self: &Arc<Self>,
+        config: StreamConfig,
+        high_quality_audio: Option<bool>,
+    ) -> Result<(), StartError> {
+        let previous = lock(&self.lifecycle).stream.take();
         drop(previous);
         let stream = self
             .start_media(&config, high_quality_audio)
             .inspect_err(|error| self.publish_stream_failed(error))?;
-        // An end that raced the start wins: the new pipelines stop here.
-        if !self.transition(SessionState::Streaming) {
-            return Err(StartError::NotReady(self.state()));
-        }
+        test_hooks::hold_new_stream(&self.span);
+        let started = {
+            let mut lifecycle = lock(&self.lifecycle);
+            lifecycle.stream_config = Some(config);
+            lifecycle.start_streaming(ActiveStream::Moonlight(stream))
+        };
+        // An end that raced the start wins: the new pipelines stop here, on this thread.
+        let generation = started.map_err(|_| StartError::NotReady(self.state()))?;
         self.services.events.publish(Event::SessionStreaming {
             session: self.id,
             width: config.width,
@@ -147,19 +165,17 @@ impl Session {
             video_encrypted: config.video_encrypted(),
             audio_encrypted: config.audio_encrypted(),
         });
-        *lock(&self.stream_config) = Some(config);
-        *lock(&self.stream) = Some(ActiveStream::Moonlight(stream));
-        let generation = self.stream_generation.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.streaming.adaptive_bitrate {
             self.adapt_bitrate(generation, self.config.streaming.min_bitrate_kbps);
         }
         Ok(())
     }
 
-    /// A browser connected (or came back): starts its WebRTC pipeline, replacing any running
-    /// stream. The offer and ICE candidates go to `signals`; returns the stream's generation
-    /// (a later [`Self::stream_generation`] different from it means the stream was replaced).
-    pub fn start_browser_stream(
+    /// A browser connected (or came back): starts its WebRTC pipeline on the session's media
+    /// worker, replacing any running stream. The offer and ICE candidates go to `signals`;
+    /// returns the stream's generation (a later [`Self::stream_generation`] different from it
+    /// means the stream was replaced).
+    pub async fn start_browser_stream(
         self: &Arc<Self>,
         request: BrowserStream,
         signals: tokio::sync::mpsc::UnboundedSender<HostSignal>,
@@ -168,7 +184,20 @@ impl Session {
         if !state.may_become(SessionState::Streaming) {
             return Err(StartError::NotReady(state));
         }
-        let previous = lock(&self.stream).take();
+        let session = self.clone();
+        self.media
+            .run(move || session.replace_browser_stream(request, signals))
+            .await
+            .unwrap_or(Err(StartError::NotReady(SessionState::Ended)))
+    }
+
+    /// On the media worker: stops the running stream and starts the browser's.
+    fn replace_browser_stream(
+        self: &Arc<Self>,
+        request: BrowserStream,
+        signals: tokio::sync::mpsc::UnboundedSender<HostSignal>,
+    ) -> Result<u64, StartError> {
+        let previous = lock(&self.lifecycle).stream.take();
         drop(previous);
         let limits = &self.config.webrtc;
         let bitrate_kbps = request.bitrate_kbps.clamp(
@@ -226,9 +255,9 @@ impl Session {
             app: self.app.title.clone(),
         })
         .inspect_err(|error| self.publish_stream_failed(error))?;
-        if !self.transition(SessionState::Streaming) {
-            return Err(StartError::NotReady(self.state()));
-        }
+        stream.set_name(&format!("hati-webrtc-{}", self.id));
+        let started = lock(&self.lifecycle).start_streaming(ActiveStream::Browser(stream));
+        let generation = started.map_err(|_| StartError::NotReady(self.state()))?;
         self.services.events.publish(Event::SessionStreaming {
             session: self.id,
             width: request.width,
@@ -239,8 +268,6 @@ impl Session {
             video_encrypted: true,
             audio_encrypted: true,
         });
-        *lock(&self.stream) = Some(ActiveStream::Browser(stream));
-        let generation = self.stream_generation.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.streaming.adaptive_bitrate {
             self.adapt_bitrate(generation, self.config.webrtc.min_bitrate_kbps);
         }
@@ -249,20 +276,20 @@ impl Session {
 
     /// The generation of the stream now running (bumped by every start).
     pub fn stream_generation(&self) -> u64 {
-        self.stream_generation.load(Ordering::Relaxed)
+        lock(&self.lifecycle).generation
     }
 
     /// Hands the browser's answer to its stream; an error says why it was refused.
-    pub fn browser_answer(&self, sdp: &str) -> Result<(), String> {
-        match lock(&self.stream).as_ref() {
+    pub fn browser_answer(&self, sdp: &str) -> Result<(), AnswerError> {
+        match lock(&self.lifecycle).stream.as_ref() {
             Some(ActiveStream::Browser(stream)) => stream.set_answer(sdp),
-            _ => Err("no browser stream is running".to_owned()),
+            _ => Err(AnswerError::NoBrowserStream),
         }
     }
 
     /// Hands one of the browser's ICE candidates to its stream.
     pub fn browser_ice_candidate(&self, sdp_mline_index: u32, candidate: &str) {
-        if let Some(ActiveStream::Browser(stream)) = lock(&self.stream).as_ref() {
+        if let Some(ActiveStream::Browser(stream)) = lock(&self.lifecycle).stream.as_ref() {
             stream.add_ice_candidate(sdp_mline_index, candidate);
         }
     }
@@ -334,9 +361,7 @@ impl Session {
                 let Some(session) = session.upgrade() else {
                     return;
                 };
-                if session.stream_generation.load(Ordering::Relaxed) != generation
-                    || !session.is_streaming()
-                {
+                if session.stream_generation() != generation || !session.is_streaming() {
                     return;
                 }
                 let Some(observation) = session.bitrate_observation() else {
@@ -349,7 +374,8 @@ impl Session {
                 let Some((kbps, reason)) = controller.tick(observation) else {
                     continue;
                 };
-                let applied = lock(&session.stream)
+                let applied = lock(&session.lifecycle)
+                    .stream
                     .as_ref()
                     .is_some_and(|stream| stream.set_encoder_bitrate_kbps(kbps));
                 if !applied {
@@ -368,8 +394,8 @@ impl Session {
     /// What adaptive bitrate reads once a second: the host's sent packets and the client's
     /// reports.
     fn bitrate_observation(&self) -> Option<Observation> {
-        let stream = lock(&self.stream);
-        match stream.as_ref()? {
+        let lifecycle = lock(&self.lifecycle);
+        match lifecycle.stream.as_ref()? {
             ActiveStream::Moonlight(stream) => {
                 let video = &stream.video_counters;
                 Some(Observation {
@@ -459,5 +485,24 @@ impl Session {
             source,
             app: self.app.title.clone(),
         })
+    }
+}
+
+/// Hooks that let a test widen a race window; compiled into debug builds only.
+mod test_hooks {
+    /// Debug builds: with `HATI_TEST_HOLD_NEW_STREAM_MS` set, a new Moonlight stream waits that
+    /// long between its pipelines starting and being stored in the session, so a test can end
+    /// the session inside that window (`tests/e2e/test_session_core.py`).
+    pub(super) fn hold_new_stream(span: &tracing::Span) {
+        #[cfg(debug_assertions)]
+        if let Some(ms) = std::env::var("HATI_TEST_HOLD_NEW_STREAM_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            tracing::info!(parent: span, ms, "test hook: holding the new stream before it is stored");
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = span;
     }
 }

@@ -31,6 +31,21 @@ impl std::fmt::Debug for HostIdentity {
     }
 }
 
+/// What is wrong with a stored identity.
+#[derive(Debug, thiserror::Error)]
+enum IdentityDefect {
+    #[error("cert_pem is not a PEM certificate")]
+    CertificateNotPem,
+    #[error("key_pem is not a PKCS#8 PEM key")]
+    KeyNotPkcs8Pem,
+    #[error("key_pem: {0}")]
+    Key(String),
+    #[error("cert_pem: {0}")]
+    Certificate(String),
+    #[error("unique_id is empty")]
+    EmptyUniqueId,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredIdentity {
     unique_id: String,
@@ -49,26 +64,27 @@ impl HostIdentity {
             };
             let stored: StoredIdentity =
                 serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-            return Self::from_stored(stored).map_err(corrupt);
+            return Self::from_stored(stored).map_err(|defect| corrupt(defect.to_string()));
         }
         let stored = generate()?;
         let json = serde_json::to_string_pretty(&stored)
             .map_err(|e| StateError::Certificate(e.to_string()))?;
         write_atomic(&path, json.as_bytes(), 0o600)?;
         tracing::info!(path = %path.display(), "generated a new host identity");
-        Self::from_stored(stored).map_err(StateError::Certificate)
+        Self::from_stored(stored).map_err(|defect| StateError::Certificate(defect.to_string()))
     }
 
-    fn from_stored(stored: StoredIdentity) -> Result<Self, String> {
-        let cert_der = pem_to_der(&stored.cert_pem, "CERTIFICATE")
-            .ok_or("cert_pem is not a PEM certificate")?;
+    fn from_stored(stored: StoredIdentity) -> Result<Self, IdentityDefect> {
+        let cert_der =
+            pem_to_der(&stored.cert_pem, "CERTIFICATE").ok_or(IdentityDefect::CertificateNotPem)?;
         let key_der =
-            pem_to_der(&stored.key_pem, "PRIVATE KEY").ok_or("key_pem is not a PKCS#8 PEM key")?;
-        let signer = RsaKeyPair::from_pkcs8(&key_der).map_err(|e| format!("key_pem: {e}"))?;
+            pem_to_der(&stored.key_pem, "PRIVATE KEY").ok_or(IdentityDefect::KeyNotPkcs8Pem)?;
+        let signer =
+            RsaKeyPair::from_pkcs8(&key_der).map_err(|e| IdentityDefect::Key(e.to_string()))?;
         let cert_signature = crate::crypto::certificate_signature(&cert_der)
-            .map_err(|e| format!("cert_pem: {e}"))?;
+            .map_err(|e| IdentityDefect::Certificate(e.to_string()))?;
         if stored.unique_id.is_empty() {
-            return Err("unique_id is empty".into());
+            return Err(IdentityDefect::EmptyUniqueId);
         }
         Ok(Self {
             unique_id: stored.unique_id,

@@ -1,9 +1,13 @@
-//! A session's running video and audio pipelines. Each ends in an `appsink` whose callback,
-//! on GStreamer's streaming thread, sends the payloader's packets to the client: no locks, no
-//! allocation, no logging above trace level per packet.
+//! A session's running video and audio pipelines. Each ends in an `appsink` whose callback runs
+//! on GStreamer's streaming thread. Video: the callback hands each frame's packets, by
+//! reference, to the stream's sender thread ([`super::sender`]), which paces and sends them (a
+//! full queue drops the frame). Audio: the callback sends the packets itself, one `sendto` each,
+//! pausing briefly after every 64; so does video started without pacing, and a single-buffer
+//! video sample whose caps give no packet size. No allocation and no logging above trace level
+//! per packet.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +15,7 @@ use gst::prelude::*;
 use thiserror::Error;
 
 use super::Target;
+pub use super::counters::StreamCounters;
 use super::sender::{Pacing, VideoSender};
 use crate::pipeline::{CAPTURE_ELEMENT, DESKTOP_SOURCE, SINK};
 
@@ -42,22 +47,6 @@ pub enum StreamError {
         /// GStreamer's message.
         message: String,
     },
-}
-
-/// Counters of one stream, read by the admin API and logs.
-#[derive(Debug, Default)]
-pub struct StreamCounters {
-    /// Packets handed to the kernel.
-    pub packets_sent: AtomicU64,
-    /// Packets dropped because no client address was known yet or the send failed.
-    pub packets_dropped: AtomicU64,
-    /// Bytes of the packets handed to the kernel.
-    pub bytes_sent: AtomicU64,
-    /// Samples from the payloader: frames for video, packets for audio.
-    pub samples: AtomicU64,
-    /// Video frames dropped because the sender's queue was full (the link or the socket could
-    /// not take them as fast as the encoder made them).
-    pub frames_backlogged: AtomicU64,
 }
 
 /// The running pipelines of a session; dropping it stops them.
@@ -234,6 +223,7 @@ fn build(
         .downcast::<gst::Pipeline>()
         .map_err(|_| parse_error("the description is not a pipeline".into()))?;
     pipeline.set_property("name", format!("hati-{kind}-{session_id}"));
+    super::register_pipeline(&pipeline);
     let sink = pipeline
         .by_name(SINK)
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())

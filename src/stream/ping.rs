@@ -55,6 +55,6 @@ fn bind_one(address: SocketAddr, key: &str) -> anyhow::Result<UdpSocket> {
     socket.bind(&address.into()).with_context(context)?;
     socket.set_nonblocking(true).with_context(context)?;
     let socket: UdpSocket = socket.into();
-    crate::stream::sender::mark_for_qos(&socket, key == "network.audio_port");
+    super::qos::mark_for_qos(&socket, key == "network.audio_port");
     Ok(socket)
 }

@@ -19,7 +19,9 @@ use tracing::Instrument;
 use crate::events::{EndReason, Event};
 use crate::host::Host;
 use crate::net::ConnectionPermit;
-use crate::session::{BrowserStream, LaunchParams, LaunchRequest, Session, SessionState};
+use crate::session::{
+    BrowserStream, LaunchError, LaunchParams, LaunchRequest, Session, SessionState,
+};
 use crate::state::clients::PairedClient;
 
 /// How long a browser has to say `hello` after connecting.
@@ -32,6 +34,27 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 const PEER_SILENCE: Duration = Duration::from_secs(20);
 /// `surroundAudioInfo` for stereo.
 const STEREO: u32 = 0x0003_0002;
+
+/// Why a browser's hello or launch was refused; the text goes to the page.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("no hello within {} s", HELLO_TIMEOUT.as_secs())]
+    NoHello,
+    #[error("the connection closed before hello")]
+    ClosedBeforeHello,
+    #[error(transparent)]
+    Malformed(#[from] hati_protocol::browser::BrowserError),
+    #[error("the first message must be hello")]
+    NotHello,
+    #[error("this browser is not paired with the host (or was unpaired): pair it again")]
+    NotPaired,
+    #[error("{0} is running for this browser: quit it before starting another app")]
+    OtherAppRunning(String),
+    #[error("{0} is still starting")]
+    StillStarting(String),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+}
 
 /// Serves one WebSocket connection until it closes.
 pub async fn run<S>(io: S, host: Arc<Host>, peer: SocketAddr, permit: Arc<ConnectionPermit>)
@@ -49,8 +72,9 @@ where
             Ok((client, hello)) => {
                 play(&mut sink, &mut incoming, &host, peer, client, hello).await;
             }
-            Err(message) => {
-                tracing::info!(%message, "browser refused");
+            Err(refusal) => {
+                tracing::info!(%refusal, "browser refused");
+                let message = refusal.to_string();
                 let _ = send(&mut sink, &HostSignal::Error { message }).await;
             }
         }
@@ -62,14 +86,17 @@ where
 }
 
 /// Waits for `hello` and checks its credential.
-async fn greet(incoming: &mut impl Incoming, host: &Host) -> Result<(PairedClient, Hello), String> {
+async fn greet(
+    incoming: &mut impl Incoming,
+    host: &Host,
+) -> Result<(PairedClient, Hello), Refusal> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, next_text(incoming))
         .await
-        .map_err(|_| format!("no hello within {} s", HELLO_TIMEOUT.as_secs()))?
-        .ok_or("the connection closed before hello")?;
-    let hello = match SignalMessage::parse(&first).map_err(|e| e.to_string())? {
+        .map_err(|_| Refusal::NoHello)?
+        .ok_or(Refusal::ClosedBeforeHello)?;
+    let hello = match SignalMessage::parse(&first)? {
         SignalMessage::Hello(hello) => hello,
-        _ => return Err("the first message must be hello".to_owned()),
+        _ => return Err(Refusal::NotHello),
     };
     let client = host
         .clients
@@ -77,7 +104,7 @@ async fn greet(incoming: &mut impl Incoming, host: &Host) -> Result<(PairedClien
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .browser(&hello.token)
         .cloned()
-        .ok_or("this browser is not paired with the host (or was unpaired): pair it again")?;
+        .ok_or(Refusal::NotPaired)?;
     Ok((client, hello))
 }
 
@@ -102,7 +129,8 @@ async fn play(
     }
     let (session, resumed) = match session_for(host, peer, &client, &hello).await {
         Ok(found) => found,
-        Err(message) => {
+        Err(refusal) => {
+            let message = refusal.to_string();
             let _ = send(socket, &HostSignal::Error { message }).await;
             return;
         }
@@ -124,7 +152,7 @@ async fn play(
             .bitrate_kbps
             .unwrap_or(config.webrtc.max_bitrate_kbps / 2),
     };
-    let generation = match session.start_browser_stream(request, signals) {
+    let generation = match session.start_browser_stream(request, signals).await {
         Ok(generation) => generation,
         Err(failure) => {
             let message = failure.to_string();
@@ -149,7 +177,8 @@ async fn play(
                 let Some(text) = message else { continue };
                 match SignalMessage::parse(&text) {
                     Ok(SignalMessage::Answer { sdp }) => {
-                        if let Err(message) = session.browser_answer(&sdp) {
+                        if let Err(refused) = session.browser_answer(&sdp) {
+                            let message = refused.to_string();
                             let _ = send(socket, &HostSignal::Error { message }).await;
                         }
                     }
@@ -210,16 +239,13 @@ async fn session_for(
     peer: SocketAddr,
     client: &PairedClient,
     hello: &Hello,
-) -> Result<(Arc<Session>, bool), String> {
+) -> Result<(Arc<Session>, bool), Refusal> {
     if let Some(session) = host.sessions.by_client(&client.id) {
         if session.app_id != hello.app_id {
-            return Err(format!(
-                "{} is running for this browser: quit it before starting another app",
-                session.app.title
-            ));
+            return Err(Refusal::OtherAppRunning(session.app.title.clone()));
         }
         if session.state() == SessionState::Launching {
-            return Err(format!("{} is still starting", session.app.title));
+            return Err(Refusal::StillStarting(session.app.title.clone()));
         }
         // The same resume as Moonlight's `/resume` (it publishes `session_resumed`); the
         // Moonlight keys it sets are unused by a browser's DTLS-SRTP stream.
@@ -227,7 +253,7 @@ async fn session_for(
             .sessions
             .resume(&client.id, crate::crypto::random::<16>(), 0, 0)
             .map(|session| (session, true))
-            .map_err(|failure| failure.to_string());
+            .map_err(Refusal::from);
     }
     let request = LaunchRequest {
         client_id: client.id.clone(),
@@ -247,7 +273,7 @@ async fn session_for(
         .launch(request)
         .await
         .map(|session| (session, false))
-        .map_err(|failure| failure.to_string())
+        .map_err(Refusal::from)
 }
 
 /// Words for the page.

@@ -34,6 +34,75 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("measured figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+    if ALLOWED_SKIPS:
+        terminalreporter.section("skips allowed under CI=true")
+        for line in ALLOWED_SKIPS:
+            terminalreporter.write_line(line)
+
+
+# Under CI (`CI=true`, as `make test` runs there: root, Docker, PulseAudio, Wayland tools and
+# Chromium installed) a skipped test is a check that did not run, so it fails the run. A test
+# whose skip is acceptable in CI says so with `@pytest.mark.skip_allowed_in_ci(match=..., why=...)`:
+# only a skip whose reason contains `match` passes, and `why` must say why CI may skip it.
+# Allowed now: test_runners.py::test_gamepads_without_uinput_warn_once_and_stream_on, when
+# /dev/uinput is writable (the real pad is then tested by tests/runners/gamepad.rs).
+ALLOWED_SKIPS: list[str] = []
+
+
+def ci_forbids_skips() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "skip_allowed_in_ci(match, why): under CI=true, a skip whose reason contains `match` "
+        "does not fail the run; `why` says why that is acceptable there",
+    )
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _fail_skip(report, where: str) -> None:
+    reason = _skip_reason(report)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{where} was skipped under CI=true, where every test must run: {reason}\n"
+        "(CI has root, Docker, PulseAudio, the Wayland tools and Chromium: install what is missing, or "
+        "mark a skip that is acceptable there with @pytest.mark.skip_allowed_in_ci(match=..., why=...))"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skip (in a fixture, a `skipif` mark or the test itself) is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail") or not ci_forbids_skips():
+        return
+    reason = _skip_reason(report)
+    allowed = item.get_closest_marker("skip_allowed_in_ci")
+    if allowed is not None:
+        match, why = allowed.kwargs.get("match", ""), allowed.kwargs.get("why", "")
+        if match and why and match in reason:
+            ALLOWED_SKIPS.append(f"{item.nodeid}: {reason} (allowed: {why})")
+            return
+    _fail_skip(report, item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped at collection (`pytest.skip(allow_module_level=True)`,
+    `importorskip`) fails under CI=true too."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and ci_forbids_skips():
+        _fail_skip(report, report.nodeid)
 
 
 def free_http_port() -> int:

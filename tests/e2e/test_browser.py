@@ -25,7 +25,7 @@ from conftest import report
 from test_dashboard import browser  # noqa: F401  (the Chromium fixture)
 from test_desktop import TEST_CLIENT, line_count, wait_for_line
 from test_pairing import pair
-from test_runners import app_processes, session_dirs
+from test_runners import app_processes, host_threads, session_dirs
 from test_streaming import measure
 
 OUTPUT = Path(os.environ.get("HATI_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "target/e2e-output")) / "browser"
@@ -44,6 +44,36 @@ def app_id(host, title: str) -> int:
         if app["title"] == title:
             return app["id"]
     raise AssertionError(f"no app {title!r}")
+
+
+def ice_sockets(pid: int) -> set[int]:
+    """Socket inodes of the host process that ICE uses: its UDP sockets and its listening TCP
+    ones (libnice's TCP candidates), from `/proc/<pid>/fd` against the tables of its network
+    namespace. Connected TCP sockets (the page's WebSocket, HTTP) are left out: they outlive a
+    session by design."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed while listed
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:["):-1]))
+    found = set()
+    for table in ("udp", "udp6", "tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            listening = fields[3] == "0A"  # TCP_LISTEN
+            if int(fields[9]) in inodes and (table.startswith("udp") or listening):
+                found.add(int(fields[9]))
+    return found
+
+
+def webrtc_threads(pid: int) -> list[str]:
+    """The host's threads of WebRTC pipelines: webrtcbin (named `hati_webrtc`) runs its peer
+    connection and ICE on `hati_webrtc:pc` and `hati_webrtc:ice`; the audio pipeline's pulsesrc
+    runs PulseAudio's `threaded-ml` mainloop (the host's own connection runs on `pulse`)."""
+    return [name for name in host_threads(pid) if name.startswith("hati_webrtc:") or name == "threaded-ml"]
 
 
 def pair_page(host, driver, name: str = "Test Chromium") -> None:
@@ -259,8 +289,16 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
     # 854x480: the desktop, its conversion, the encoder, Chromium and a Moonlight client share
     # the 2 cores of CI at once; the 720p60 figures come from the Test pattern test above.
     choose_mode(browser, "854x480")
+    pid = host.process.pid
+    sockets_before = ice_sockets(pid)
     start_playing(browser, app_id(host, "Wayland test"), "7-desktop")
     wait_for_line(log, r"drawn width=854 height=480", timeout=20)
+    # What the browser session holds, checked again after its end (so that check can fail).
+    session_sockets = ice_sockets(pid) - sockets_before
+    session_threads = webrtc_threads(pid)
+    assert session_sockets, "the browser session has no ICE sockets of its own while it streams"
+    assert "hati_webrtc:pc" in session_threads and "threaded-ml" in session_threads, (
+        f"the WebRTC pipeline's threads while streaming: {session_threads}; all: {host_threads(pid)}")
 
     video = browser.find_element(By.ID, "video")
     start = line_count(log)
@@ -346,21 +384,29 @@ def test_browser_input_reaches_the_app_beside_a_moonlight_client(desktop_host, b
     finally:
         client.stop_stream()
     # Quit from the page ends the session and releases what it owned: the app's process, the
-    # desktop's runtime directory, the pipelines (no statistics after the end).
+    # desktop's runtime directory, the pipeline (its threads and its ICE sockets). The
+    # `session_ended` event comes after the release (docs/admin-api.md): checked at once.
     session = events.of_type("session_launched", app="Wayland test")[0]["session"]
     assert session_dirs(session), "the desktop session has a runtime directory while it runs"
     press_toolbar(browser, "quit")
     ended = events.wait_for("session_ended", session=session)
     assert ended["reason"] == "cancelled", ended
-    time.sleep(2)
-    late = [e for e in events.of_type("stream_stats", session=session) if e["time_ms"] > ended["time_ms"] + 1500]
-    report(f"after quit from the page: sessions {host.sessions()}, app processes {app_processes()}, "
-           f"runtime dirs {session_dirs(session)}, statistics after the end {len(late)}")
-    assert len(events.of_type("session_ended", session=session)) == 1
-    assert [s for s in host.sessions() if s["id"] == session] == []
+    sockets_left = session_sockets & ice_sockets(pid)
+    threads_left = webrtc_threads(pid)
+    sessions_left = [s for s in host.sessions() if s["id"] == session]
+    report(f"after quit from the page: sessions {sessions_left}, app processes {app_processes()}, "
+           f"runtime dirs {session_dirs(session)}, WebRTC threads {threads_left}, "
+           f"ICE sockets {len(sockets_left)} of the session's {len(session_sockets)}")
+    assert sessions_left == []
     assert app_processes() == []
     assert session_dirs(session) == []
-    assert late == [], "the pipelines kept running after the session ended"
+    assert threads_left == [], f"the WebRTC pipeline's threads outlived the session: {threads_left}"
+    assert not sockets_left, f"{len(sockets_left)} of the session's {len(session_sockets)} ICE sockets outlived it"
+    # Exactly once, counted after a later event on the same (ordered) bus, not after a sleep.
+    mark = events.position()
+    assert host.cli("reload").returncode == 0
+    events.wait_for("config_reloaded", start=mark)
+    assert len(events.of_type("session_ended", session=session)) == 1
     events.close()
 
 
@@ -400,10 +446,11 @@ def test_browser_stream_survives_loss_and_lowers_its_bitrate(make_host, browser)
     session = events.wait_for("session_streaming")["session"]
     started = time.monotonic()
     started_ms = time.time() * 1000
-    decoded, lost, nacks = [], [], []
+    decoded, lost, nacks, times = [], [], [], []
     with udp_loss_from_ports(ICE_PORTS, 5):
         for _ in range(21):
             stats = browser_stats(browser)
+            times.append(time.monotonic())
             decoded.append(stats["framesDecoded"])
             lost.append(stats["packetsLost"])
             nacks.append(stats["nackCount"])
@@ -420,7 +467,16 @@ def test_browser_stream_survives_loss_and_lowers_its_bitrate(make_host, browser)
            f"measured over {time.monotonic() - started:.0f} s")
     assert nacks[-1] > nacks[0], "the browser asked for nothing again: the rule dropped nothing"
     assert any(c["reason"] == "congestion" for c in changes), "the bitrate never dropped"
-    assert sum(per_second[-10:]) >= 300, f"the stream did not keep going: {per_second}"
+    # docs/performance.md: under this loss the browser keeps 60 fps (NACK retransmission) while
+    # the bitrate steps down. The last 10 samples must hold 90% of 60 fps over the time they
+    # span (measured, since each sample's getStats() adds to its second): a 10% margin for the
+    # frames a lost key frame or a bitrate step costs on a 2-core machine shared with Chromium.
+    # A stream that stalls for a second and more, or drops to 30 fps, fails it.
+    span = times[-1] - times[-11]
+    late = decoded[-1] - decoded[-11]
+    assert late >= 0.9 * 60 * span, (
+        f"the stream did not keep 60 fps: {late} frames in the last {span:.1f} s "
+        f"(under {0.9 * 60 * span:.0f}); per second {per_second}")
 
     # The player closes the page mid-stream. Its peer connection may go before its WebSocket
     # does (here on purpose): the data channel's SCTP then fails on the host, which is the

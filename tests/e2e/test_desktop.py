@@ -85,16 +85,27 @@ def desktop(make_host, tmp_path):
 
 def test_frames_show_the_apps_pattern(desktop):
     host, client, log = desktop
+
+    def spots(frame) -> dict:
+        return {
+            "top-left red": (frame[HEIGHT // 4, WIDTH // 4], (0, 0, 255)),
+            "top-right green": (frame[HEIGHT // 4, 3 * WIDTH // 4], (0, 255, 0)),
+            "bottom-left blue": (frame[3 * HEIGHT // 4, WIDTH // 4], (255, 0, 0)),
+            "bottom-right white": (frame[3 * HEIGHT // 4, 3 * WIDTH // 4], (255, 255, 255)),
+        }
+
+    def shows_pattern(frame) -> bool:
+        return all(all(abs(int(p) - e) < 40 for p, e in zip(pixel, expected)) for pixel, expected in spots(frame).values())
+
+    # The app logged its first drawing; the frame that shows it reaches the client a few frames
+    # later: take frames until one shows the pattern (at most 10 s), then check that one.
+    deadline = time.monotonic() + 10
     with client.latest_frame() as frames:
-        time.sleep(1)
         frame = frames.get(timeout=5).data  # BGR
-    spots = {
-        "top-left red": (frame[HEIGHT // 4, WIDTH // 4], (0, 0, 255)),
-        "top-right green": (frame[HEIGHT // 4, 3 * WIDTH // 4], (0, 255, 0)),
-        "bottom-left blue": (frame[3 * HEIGHT // 4, WIDTH // 4], (255, 0, 0)),
-        "bottom-right white": (frame[3 * HEIGHT // 4, 3 * WIDTH // 4], (255, 255, 255)),
-    }
-    for name, (pixel, expected) in spots.items():
+        while not shows_pattern(frame) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            frame = frames.get(timeout=5).data
+    for name, (pixel, expected) in spots(frame).items():
         assert all(abs(int(p) - e) < 40 for p, e in zip(pixel, expected)), f"{name}: got BGR {tuple(pixel)}"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 
@@ -29,14 +28,22 @@ def test_pairing_and_a_session_life_arrive_as_events(host, tmp_path):
     session = launched["session"]
     streaming = events.wait_for("session_streaming", session=session)
     assert (streaming["width"], streaming["height"], streaming["fps"]) == (WIDTH, HEIGHT, FPS)
-    time.sleep(3)
+    # Three seconds of statistics (one event a second): wait for the third, not for the clock.
+    mark = events.position()
+    for _ in range(3):
+        events.wait_for("stream_stats", session=session, start=mark, timeout=10)
+        mark = events.position()
     stats = events.of_type("stream_stats", session=session)
-    assert len(stats) >= 2, stats
+    assert len(stats) >= 3, stats
     frames = [s["video_frames"] for s in stats]
     assert frames == sorted(frames) and frames[-1] > frames[0], frames
     last = stats[-1]
     assert last["fps"] >= 50 and last["bitrate_kbps"] > 0, last
-    assert 0 < last["host_latency_p50_ms"] <= last["host_latency_p99_ms"] < 200, last
+    # docs/performance.md measured 2.4 / 3.3 ms (p50 / p99) for this stream (720p60 Test
+    # pattern) on the 2-core CI machine, with a release build. The bound leaves a margin of about
+    # 6x on p99 for the debug build `make test` uses and for a noisy, shared CI machine; a frame
+    # held back a frame interval (the old `videorate`: 19.1 / 20.5 ms there) fails it.
+    assert 0 < last["host_latency_p50_ms"] <= last["host_latency_p99_ms"] < 20, last
     assert last["fec_percentage"] == 20
     # Client-reported loss: a clean loopback stream loses nothing.
     assert last["client_frames_lost"] == 0 and last["client_frames_dropped"] == 0, last
@@ -56,12 +63,13 @@ def test_pairing_and_a_session_life_arrive_as_events(host, tmp_path):
     client.quit_app()
     ended = events.wait_for("session_ended", session=session)
     assert ended["reason"] == "cancelled"
-    time.sleep(0.5)
-    assert len(events.of_type("session_ended", session=session)) == 1
 
     result = host.cli("unpair", paired["client_id"][:12])
     assert result.returncode == 0, result.stderr
     events.wait_for("client_unpaired", client_id=paired["client_id"])
+    # Exactly once, counted after the unpairing rather than after a bare sleep: a second end
+    # path racing the first has had the CLI's run to publish a duplicate.
+    assert len(events.of_type("session_ended", session=session)) == 1
     kinds = [e["type"] for e in events.events if e["type"] != "stream_stats"]
     report("event sequence: " + ", ".join(kinds))
     events.close()

@@ -41,6 +41,18 @@ def start(client: MoonlightClient) -> None:
     client.start_stream(app="Test pattern", width=WIDTH, height=HEIGHT, fps=FPS, codec="h264", ready_timeout=20)
 
 
+def wait_until(what: str, condition, timeout: float = 10.0):
+    """Polls `condition` until it returns something true (returned) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
 def test_connect_flood_does_not_keep_a_client_out(paired):
     host, client = paired
     control = ("127.0.0.1", ports(host)["control"])
@@ -214,6 +226,8 @@ def replay_and_stranger(host, client, sniffer) -> None:
         # replay (it types or clicks).
         ffi_library = __import__("test_desktop").limelight()
         ffi_library[1].LiSendMouseMoveEvent(5, 0)
+        # A quiet second, not a wait for an event: the counters below must be taken once the
+        # client's own input (which comes in several messages) has stopped arriving.
         time.sleep(1.0)
     finally:
         sniffer.close()
@@ -228,8 +242,11 @@ def replay_and_stranger(host, client, sniffer) -> None:
     replays = sealed[-3:]
     for payload in replays:
         attacker.send_reliable(payload)
-    time.sleep(1.0)
-    after = host.sessions()[0]
+    # Each replay is counted as refused when the host handles it: once all are, none was applied
+    # later (they arrive in order on one reliable channel).
+    wanted = before["replayed_control_messages"] + len(replays)
+    after = wait_until("the host to refuse every replay", lambda: (
+        s := host.sessions()[0])["replayed_control_messages"] >= wanted and s)
     report(f"replayed {len(replays)} captured sealed control messages: counters {before} -> "
            f"{ {k: after[k] for k in before} }")
     assert after["input_events"] == before["input_events"], "a replayed input message was applied"
@@ -274,11 +291,9 @@ def test_pings_from_elsewhere_do_not_move_a_streaming_session(paired):
     sniffer = UdpSniffer(video_port)
     try:
         start(client)
-        time.sleep(1.0)
+        pings = wait_until("a client ping on the wire", lambda: [d for _, _, d in sniffer.captured() if len(d) == 20])
     finally:
         sniffer.close()
-    pings = [d for _, _, d in sniffer.captured() if len(d) == 20]
-    assert pings, "no client ping captured"
     payload = pings[-1][:16]
     session = host.sessions()[0]
     target = session["video_target"]

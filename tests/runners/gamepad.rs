@@ -110,7 +110,7 @@ fn real_pad() {
                 .map(str::to_owned)
         });
     let Some(node) = node else {
-        eprintln!("SKIPPED readback: the pad has no /dev/input node here (no udev?)");
+        crate::print_skip("readback: the pad has no /dev/input node here (no udev?)");
         return;
     };
     // The node may take a moment to appear and get its permissions.
@@ -123,7 +123,7 @@ fn real_pad() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let Some(mut device) = device else {
-        eprintln!("SKIPPED readback: cannot open {node}");
+        crate::print_skip(&format!("readback: cannot open {node}"));
         return;
     };
     assert_eq!(device.name(), Some("Hati X-Box One (virtual) pad"));

@@ -3,8 +3,9 @@
 //! the gamepad test checks that gamepads degrade cleanly).
 //!
 //! A test whose external dependency is missing prints `SKIPPED: <why>` and returns; with
-//! `HATI_REQUIRE_DOCKER=1` or `HATI_REQUIRE_PULSEAUDIO=1` set (CI), a missing dependency fails
-//! the test instead, so a skipped check is never counted as passed there.
+//! `HATI_REQUIRE_DOCKER=1` or `HATI_REQUIRE_PULSEAUDIO=1` set (`scripts/test.sh` sets both), or
+//! under CI (`CI=true`), a missing dependency fails the test instead, so a skipped check is never
+//! counted as passed there.
 
 mod audio;
 mod docker;
@@ -12,15 +13,29 @@ mod gamepad;
 mod logs;
 mod process;
 
-/// Returns from the test with a `SKIPPED` line, or fails it when `require_var` is `1`.
+/// Whether a missing dependency must fail the test: `require_var` is `1`, or `CI` is `true`.
+pub fn required(require_var: &str) -> bool {
+    std::env::var(require_var).as_deref() == Ok("1")
+        || std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Prints `SKIPPED: <reason>` straight to the process's stderr: libtest captures `println!` and
+/// `eprintln!` alike and hides them for a passing test, but not a write to `io::stderr()`.
+pub fn print_skip(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {reason}");
+}
+
+/// Returns from the test with a `SKIPPED` line, or fails it where the dependency is
+/// [`required`].
 #[macro_export]
 macro_rules! skip_or_fail {
     ($require_var:expr, $($reason:tt)+) => {{
         let reason = format!($($reason)+);
-        if std::env::var($require_var).as_deref() == Ok("1") {
-            panic!("{reason} (and {}=1 requires it)", $require_var);
+        if $crate::required($require_var) {
+            panic!("{reason} (and {}=1 or CI=true requires it)", $require_var);
         }
-        eprintln!("SKIPPED: {reason}");
+        $crate::print_skip(&reason);
         return;
     }};
 }

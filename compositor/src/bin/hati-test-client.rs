@@ -9,6 +9,10 @@
 //! With `HATI_TEST_CLIENT_LOCK_POINTER=1` it also asks for a persistent pointer lock on its
 //! surface (`zwp_pointer_constraints_v1`) and logs `pointer locked` / `pointer unlocked`.
 //!
+//! With `HATI_TEST_CLIENT_CLOCK=1` every line starts with `t=<µs> `, the time it was written
+//! on `CLOCK_MONOTONIC` (Python's `time.monotonic()`), so a benchmark on the same machine can
+//! time input from the client library to the app.
+//!
 //! With `HATI_TEST_CLIENT_CURSOR=1` it sets an 8x8 opaque magenta cursor (hotspot at its
 //! top-left corner) whenever the pointer enters, and logs `cursor set`.
 //!
@@ -65,13 +69,22 @@ const DEFAULT_SIZE: (i32, i32) = (640, 480);
 const MAX_SIZE: i32 = 8192;
 
 /// Writes one line per event and flushes it, so a test can read the file while we run.
-struct Logger(Box<dyn Write>);
+struct Logger {
+    sink: Box<dyn Write>,
+    /// Whether lines start with their `CLOCK_MONOTONIC` time.
+    clock: bool,
+}
 
 impl Logger {
     fn line(&mut self, line: std::fmt::Arguments<'_>) {
         // A log that cannot be written is not worth dying for; the test will notice.
-        let _ = writeln!(self.0, "{line}");
-        let _ = self.0.flush();
+        if self.clock {
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            let micros = now.tv_sec as i128 * 1_000_000 + now.tv_nsec as i128 / 1_000;
+            let _ = write!(self.sink, "t={micros} ");
+        }
+        let _ = writeln!(self.sink, "{line}");
+        let _ = self.sink.flush();
     }
 }
 
@@ -133,7 +146,10 @@ fn run() -> Result<(), String> {
     let qh = queue.handle();
     conn.display().get_registry(&qh, ());
     let mut app = App {
-        log: Logger(sink),
+        log: Logger {
+            sink,
+            clock: std::env::var_os("HATI_TEST_CLIENT_CLOCK").is_some_and(|v| v == "1"),
+        },
         globals: Globals::default(),
         surface: None,
         xdg_surface: None,

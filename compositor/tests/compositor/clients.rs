@@ -61,7 +61,10 @@ fn two_compositors_do_not_share_clients() {
 #[test]
 fn x11_clients_run_through_xwayland() {
     let (Some(_), Some(xmessage)) = (which("Xwayland"), which("xmessage")) else {
-        println!("SKIPPED x11_clients_run_through_xwayland: Xwayland or xmessage is not installed");
+        skip(
+            "x11_clients_run_through_xwayland",
+            "Xwayland or xmessage is not installed",
+        );
         return;
     };
     let dir = TempDir::new("xwayland");
@@ -107,7 +110,10 @@ fn x11_clients_run_through_xwayland() {
 #[test]
 fn x11_clients_get_keyboard_input() {
     let (Some(_), Some(xev)) = (which("Xwayland"), which("xev")) else {
-        println!("SKIPPED x11_clients_get_keyboard_input: Xwayland or xev is not installed");
+        skip(
+            "x11_clients_get_keyboard_input",
+            "Xwayland or xev is not installed",
+        );
         return;
     };
     let dir = TempDir::new("xev");

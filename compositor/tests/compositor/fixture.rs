@@ -2,6 +2,7 @@
 //! pulling frames and reading client logs.
 
 use std::{
+    io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -116,6 +117,25 @@ pub fn spawn_test_client(handle: &CompositorHandle, log: &Path) -> ClientProcess
         &[],
         &[("HATI_TEST_CLIENT_LOG", log)],
     )
+}
+
+/// Whether a missing Wayland tool must fail the test rather than skip it: under CI
+/// (`CI=true`, where `make test` installs every tool) or when `HATI_REQUIRE_WAYLAND=1`.
+pub fn wayland_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var("HATI_REQUIRE_WAYLAND").is_ok_and(|v| v == "1")
+}
+
+/// Skips `test` for `reason` (a tool it needs is missing), or panics instead where the tool is
+/// required ([`wayland_required`]). The reason goes straight to the process's stderr: libtest
+/// captures `println!` and `eprintln!` alike and hides them for a passing test, but not a
+/// write to `io::stderr()` itself.
+#[track_caller]
+pub fn skip(test: &str, reason: &str) {
+    if wayland_required() {
+        panic!("{test} cannot be skipped here (CI=true or HATI_REQUIRE_WAYLAND=1): {reason}");
+    }
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
 }
 
 /// Full path of a binary on `PATH`, if installed.

@@ -69,7 +69,10 @@ fn cursor_is_drawn_at_the_pointer() {
 #[test]
 fn weston_simple_shm_is_rendered() {
     let Some(program) = which("weston-simple-shm") else {
-        println!("SKIPPED weston_simple_shm_is_rendered: weston-simple-shm is not installed");
+        skip(
+            "weston_simple_shm_is_rendered",
+            "weston-simple-shm is not installed",
+        );
         return;
     };
     let dir = TempDir::new("simple-shm");

@@ -10,10 +10,10 @@ use gst_webrtc::{WebRTCDataChannel, WebRTCRTPTransceiverDirection, WebRTCSDPType
 use hati_protocol::browser::HostSignal;
 use tokio::sync::mpsc;
 
+use super::StreamError;
+use super::media::{BitrateKnob, StreamCounters, forward_errors, request_key_frame};
 use crate::config::WebRtcConfig;
 use crate::pipeline::{AUDIO_RTP, VIDEO_RTP, WEBRTC_BIN};
-use crate::stream::StreamError;
-use crate::stream::media::{BitrateKnob, StreamCounters, forward_errors, request_key_frame};
 
 /// What the browser's RTCP said about the video, as cumulative counters.
 #[derive(Debug, Default)]
@@ -30,6 +30,17 @@ pub struct TransportFeedback {
 
 /// Where the browser's input goes: called on a GStreamer thread with each data-channel message.
 pub type InputHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Why a browser's answer was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The answer does not parse as SDP.
+    #[error("the answer is not valid SDP")]
+    InvalidSdp,
+    /// No browser stream runs in the session (it ended or was replaced).
+    #[error("no browser stream is running")]
+    NoBrowserStream,
+}
 
 /// A browser session's pipeline; dropping it stops it.
 pub struct WebRtcStream {
@@ -68,6 +79,7 @@ impl WebRtcStream {
             .map_err(|e| parse_error(e.to_string()))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| parse_error("the description is not a pipeline".into()))?;
+        super::register_pipeline(&pipeline);
         let webrtc = pipeline
             .by_name(WEBRTC_BIN)
             .ok_or_else(|| parse_error(format!("no webrtcbin named {WEBRTC_BIN}")))?;
@@ -175,10 +187,15 @@ impl WebRtcStream {
         Ok(stream)
     }
 
+    /// Names the pipeline (`hati-webrtc-<session>`), as `GET /pipelines` shows it.
+    pub fn set_name(&self, name: &str) {
+        self.pipeline.set_property("name", name);
+    }
+
     /// Applies the browser's answer.
-    pub fn set_answer(&self, sdp: &str) -> Result<(), String> {
+    pub fn set_answer(&self, sdp: &str) -> Result<(), AnswerError> {
         let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
-            .map_err(|_| "the answer is not valid SDP".to_owned())?;
+            .map_err(|_| AnswerError::InvalidSdp)?;
         let answer = gst_webrtc::WebRTCSessionDescription::new(WebRTCSDPType::Answer, message);
         self.webrtc
             .emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);

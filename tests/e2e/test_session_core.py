@@ -1,0 +1,128 @@
+"""The session core under races and churn, with the real client library: an end that lands
+while an ANNOUNCE starts the pipelines, a client whose start failed launching again, many
+sessions from one address started right after the previous ones ended."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from moonlight_python import MoonlightClient
+from moonlight_python.exceptions import MoonlightError
+
+from conftest import report
+from test_pairing import pair
+from test_streaming import measure
+
+
+def sender_threads(pid: int) -> list[str]:
+    """The host's video sender threads (`hati-send-<session>`): each stream has one, joined
+    when its pipelines stop. (GStreamer's streaming threads are no such sign: idle ones wait in
+    GLib's thread pool under the name of their last task.)"""
+    names = []
+    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+        try:
+            name = comm.read_text().strip()
+        except OSError:
+            continue  # the thread exited while we looked
+        if name.startswith("hati-send-"):
+            names.append(name)
+    return sorted(names)
+
+
+def test_an_end_during_announce_leaves_no_pipeline(make_host, tmp_path):
+    host = make_host()
+    # Debug builds only: the new stream waits 3 s between its pipelines starting and being
+    # stored in the session; the session is stopped inside that window.
+    host.env["HATI_TEST_HOLD_NEW_STREAM_MS"] = "3000"
+    host.start()
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    events = host.event_reader()
+
+    # First prove the check sees a stream's threads while it runs.
+    client.start_stream(app="Test pattern", width=640, height=360, fps=30, ready_timeout=30)
+    try:
+        streaming = sender_threads(host.process.pid)
+        assert any(n.startswith("hati-send-") for n in streaming), streaming
+        pipelines = host.admin("/pipelines")
+        assert {p["name"].split("-")[1] for p in pipelines} == {"video", "audio"}, pipelines
+        report(f"a running stream: sender threads {streaming}, pipelines {pipelines}")
+    finally:
+        client.stop_stream()
+    client.quit_app()
+    first = events.wait_for("session_launched")["session"]
+    events.wait_for("session_ended", session=first)
+
+    mark = events.position()
+    log_mark = host.log_position()
+    outcome: dict[str, object] = {}
+
+    def start() -> None:
+        try:
+            client.start_stream(app="Test pattern", width=640, height=360, fps=30, ready_timeout=30)
+            outcome["started"] = True
+        except MoonlightError as error:
+            outcome["error"] = error
+
+    starter = threading.Thread(target=start, daemon=True)
+    starter.start()
+    session = events.wait_for("session_launched", start=mark)["session"]
+    host.wait_for_log("test hook: holding the new stream", start=log_mark)
+    stopped = host.cli("stop", str(session))
+    assert stopped.returncode == 0, stopped.stderr
+    ended = events.wait_for("session_ended", start=mark, session=session)
+    assert ended["reason"] == "stopped", ended
+    # The ANNOUNCE's answer comes after the hold; by then the stream must be gone too.
+    starter.join(timeout=30)
+    assert not starter.is_alive(), "the client's start never returned"
+    try:
+        client.stop_stream()
+    except MoonlightError:
+        pass
+    left = sender_threads(host.process.pid)
+    pipelines = [p for p in host.admin("/pipelines") if p["name"].endswith(f"-{session}")]
+    report(f"end during ANNOUNCE: client start {outcome}; sender threads left {left}, "
+           f"pipelines left {pipelines}")
+    assert not left, f"the ended session's sender thread still runs: {left}"
+    assert not pipelines, f"the ended session's pipelines still exist: {pipelines}"
+    assert host.sessions() == []
+    assert not events.of_type("session_streaming", session=session), "an ended session streamed"
+    events.close()
+
+
+def raw_launch(client: MoonlightClient, app_title: str) -> str | None:
+    """`/launch` alone, as a client whose RTSP or control handshake then fails leaves it."""
+    http = client._http
+    app = next(a for a in http.get_app_list() if a.name == app_title)
+    # Stereo (surroundAudioInfo 0x30002), H.264 only.
+    return http.launch_app(app.id, 640, 360, 30, 5000, 0x0001, os.urandom(16), os.urandom(16), 0x30002)
+
+
+def test_a_client_whose_start_failed_can_launch_again(host, tmp_path):
+    """A client launches and never starts its stream: its next launch gets a fresh session
+    instead of "An app is already running", and that one streams."""
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    events = host.event_reader()
+    raw_launch(client, "Test pattern")
+    stale = events.wait_for("session_launched")["session"]
+
+    mark = events.position()
+    raw_launch(client, "Test pattern")
+    ended = events.wait_for("session_ended", session=stale)
+    fresh = events.wait_for("session_launched", start=mark)["session"]
+    assert fresh != stale
+    assert ended["reason"] == "cancelled", ended
+    # The fresh session is the client's current game: start_stream resumes it and streams.
+    client.start_stream(app="Test pattern", width=640, height=360, fps=30, ready_timeout=30)
+    try:
+        events.wait_for("session_resumed", start=mark, session=fresh)
+        result = measure(client, 3)
+    finally:
+        client.stop_stream()
+    report(f"relaunch after a failed start: stale session {stale} ended ({ended['reason']}), "
+           f"new session {fresh}: {result.frames} frames in {result.seconds:.1f} s")
+    assert result.frames >= 0.9 * 3 * 30, result.summary("too few frames")
+    events.close()
