@@ -9,19 +9,23 @@
          p50/p99/max of both windows: A's churn must not stall B's input.
   many   N concurrent 640x360@30 Test-pattern sessions, all from 127.0.0.1, started right after
          a first round of the same N ended; prints each client's frame share, the host's CPU
-         and RSS, and how many sessions fit at >= 95% of their frames.
+         and RSS, how many sessions fit at >= 95% of their frames, and the host's RSS per
+         session against what x264 itself takes at that size (gst-launch with and without it).
+  serial N sessions one after another (3 s each); prints the host's RSS after each, to choose
+         the allocator policy (run it with and without MALLOC_ARENA_MAX in the environment).
 
   .venv/bin/python scripts/session_bench.py stall [--hati target/debug/hati]
   .venv/bin/python scripts/session_bench.py many --sessions 10 [--seconds 10]
+  .venv/bin/python scripts/session_bench.py serial --sessions 12
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,10 +45,15 @@ def position(k: int) -> tuple[int, int]:
 
 
 def client_for(config_dir: Path, port: int):
+    """A client paired earlier (by the parent) in this process. moonlight-python pins the
+    host's certificate only in the object that paired, and without the pin it asks
+    /serverinfo over plain HTTP, where no session is shown, so it would launch instead of
+    resume: the pin is read from the host's identity, which the parent copied beside it."""
     from moonlight_python import MoonlightClient
 
     client = MoonlightClient(config_dir=config_dir)
     client.connect("127.0.0.1", port=port)
+    client._http.server_cert_pem = (config_dir.parent / "server.pem").read_text()
     return client
 
 
@@ -80,13 +89,24 @@ def worker_mouse(args) -> int:
 
 
 def worker_churn(args) -> int:
-    """Client A: starts and stops (pauses) its stream `--cycles` times."""
+    """Client A: starts and stops (pauses) its stream `--cycles` times; a start that fails is
+    counted, and tried again a second later (at most 3 x --cycles tries)."""
+    from moonlight_python.exceptions import MoonlightError
+
     client = client_for(Path(args.config_dir), args.port)
-    for cycle in range(args.cycles):
-        client.start_stream(app="Churn app", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=30)
+    done = failed = 0
+    while done < args.cycles and done + failed < 3 * args.cycles:
+        try:
+            client.start_stream(app="Churn app", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=30)
+        except MoonlightError as error:
+            failed += 1
+            print(f"start failed: {error}", flush=True)
+            time.sleep(1)
+            continue
         time.sleep(0.3)
         client.stop_stream()
-        print(f"cycle {cycle + 1}", flush=True)
+        done += 1
+    print(json.dumps({"cycles": done, "failed_starts": failed}), flush=True)
     return 0
 
 
@@ -115,8 +135,9 @@ def worker_stream(args) -> int:
     return 0
 
 
-def spawn(*argv: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True)
+def spawn(*argv: str, nice: int = 0) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
 
 def wait_line(process: subprocess.Popen, text: str, timeout: float = 90) -> None:
@@ -129,6 +150,27 @@ def wait_line(process: subprocess.Popen, text: str, timeout: float = 90) -> None
         if text in line:
             return
     raise RuntimeError(f"worker did not print {text!r} within {timeout} s")
+
+
+def write_server_pem(host: RunningHost, work: Path) -> None:
+    """The host's certificate, for the workers to pin (see `client_for`)."""
+    identity = json.loads((host.state / "identity.json").read_text())
+    (work / "server.pem").write_text(identity["cert_pem"])
+
+
+def busiest_ms(host: RunningHost) -> float | None:
+    """The host's `control_loop_busiest_ms` (GET /status on the admin socket), if it has one."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(host.state / "admin.sock"))
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: hati\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    match = re.search(rb'"control_loop_busiest_ms":([0-9.]+)', data)
+    return float(match.group(1)) if match else None
 
 
 def percentiles(values: list[float]) -> str:
@@ -153,6 +195,7 @@ def stall(args) -> int:
 
         for name in ("a", "b"):
             host.pair(MoonlightClient(config_dir=work / name))
+        write_server_pem(host, work)
         stop_file = work / "stop"
         mouse = spawn("worker-mouse", "--config-dir", str(work / "b"), "--port", str(host.port),
                       "--stop-file", str(stop_file), "--out", str(work / "mouse.json"),
@@ -161,34 +204,62 @@ def stall(args) -> int:
         baseline_start = time.monotonic()
         time.sleep(args.baseline_s)
         baseline_end = churn_start = time.monotonic()
+        busiest_before_churn = busiest_ms(host)
+        # --churn-nice lowers client A's priority, so that what stalls B's input is the host,
+        # not A's decoder competing for the same two cores.
         churn = spawn("worker-churn", "--config-dir", str(work / "a"), "--port", str(host.port),
-                      "--cycles", str(args.cycles))
-        churn.wait(timeout=600)
+                      "--cycles", str(args.cycles), nice=args.churn_nice)
+        churn_output, _ = churn.communicate(timeout=600)
         churn_end = time.monotonic()
+        churned = json.loads(churn_output.strip().splitlines()[-1])
+        busiest_after_churn = busiest_ms(host)
         stop_file.touch()
         mouse.wait(timeout=60)
         result = json.loads((work / "mouse.json").read_text())
-        received: dict[tuple[int, int], float] = {}
+        # The app may see fewer motions than were sent (a compositor or client may merge
+        # motions queued together), so each sent event counts as delivered when the app saw it
+        # or any later one: its delay is the first such sighting minus its send time. A stall
+        # shows in full on every event sent during it.
+        seen: list[tuple[int, float]] = []
         for line in (work / "mouse.log").read_text().splitlines():
             if match := MOTION.match(line):
-                key = (round(float(match.group(2))), round(float(match.group(3))))
-                received.setdefault(key, int(match.group(1)) / 1e6)
+                # The host maps a position in the client's reference size onto the desktop's
+                # pixels with (size - 1) as the last one, so 600 arrives as 600.94: scale back.
+                x = round(float(match.group(2)) * (WIDTH - 1) / WIDTH)
+                y = round(float(match.group(3)) * (HEIGHT - 1) / HEIGHT)
+                if 20 <= x < 620 and 20 <= y < 220:
+                    seen.append(((y - 20) * 600 + (x - 20), int(match.group(1)) / 1e6))
+        # Motions that are not B's (the pointer's first placement) would look like sightings
+        # of positions sent later: keep only positions sent before they were seen.
+        sent_at_of = dict(result["sent"])
+        seen = [(k, at) for k, at in seen if k in sent_at_of and at >= sent_at_of[k]]
+        first_seen_from: dict[int, float] = {}
+        earliest = float("inf")
+        for k, at in sorted(seen, key=lambda item: -item[0]):
+            earliest = min(earliest, at)
+            first_seen_from[k] = earliest
         windows = {"B alone": (baseline_start, baseline_end), "B during A's churn": (churn_start, churn_end)}
         delays: dict[str, list[float]] = {name: [] for name in windows}
         lost = dict.fromkeys(windows, 0)
+        seen_ks = sorted(first_seen_from)
         for k, sent_at in result["sent"]:
             for name, (begin, end) in windows.items():
                 if begin <= sent_at < end:
-                    arrived = received.get(position(k))
-                    if arrived is None or arrived < sent_at:
+                    i = bisect.bisect_left(seen_ks, k)
+                    if i == len(seen_ks):
                         lost[name] += 1
                     else:
-                        delays[name].append((arrived - sent_at) * 1000)
-        print(f"host {args.hati}; A paused and resumed {args.cycles} times in {churn_end - churn_start:.1f} s; "
+                        delays[name].append((first_seen_from[seen_ks[i]] - sent_at) * 1000)
+        merged = len(result["sent"]) - len(seen)
+        print(f"host {args.hati}; A paused and resumed {churned['cycles']} times in {churn_end - churn_start:.1f} s "
+              f"({churned['failed_starts']} of its starts failed); "
               f"B decoded {result['frames']} frames in {result['seconds']:.1f} s")
         for name in windows:
             print(f"  {name:20s} client->app input delay: {percentiles(delays[name])}; "
-                  f"{lost[name]} not matched")
+                  f"{lost[name]} never seen")
+        print(f"  the app saw {len(seen)} motions for {len(result['sent'])} sent ({merged} merged)")
+        print(f"  control loop's longest stretch between receives: {busiest_before_churn} ms up to "
+              f"A's churn, {busiest_after_churn} ms after it")
         return 0
     finally:
         host.stop()
@@ -217,6 +288,8 @@ def round_of(host: RunningHost, work: Path, sessions: int, seconds: float, label
         started.append(line)
     cpu_before, wall_before = proc_cpu_seconds(host.pid), time.monotonic()
     go.touch()
+    time.sleep(seconds / 2)
+    rss = proc_rss_mb(host.pid)  # every session streaming
     results = []
     for worker, first in zip(workers, started):
         if first.startswith("{"):
@@ -229,7 +302,35 @@ def round_of(host: RunningHost, work: Path, sessions: int, seconds: float, label
     cpu = (proc_cpu_seconds(host.pid) - cpu_before) / (time.monotonic() - wall_before)
     for r in results:
         r["host_cpu_cores"] = cpu
+        r["host_rss_mb"] = rss
     return results
+
+
+def peak_rss_mb(command: list[str], seconds: float) -> float:
+    """Runs `command` for `seconds` and returns the largest RSS seen (sampled every 50 ms)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            peak = max(peak, proc_rss_mb(process.pid))
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    return peak
+
+
+def x264_reference_mb() -> tuple[float, float]:
+    """RSS of gst-launch encoding 640x360@30 with the host's x264 settings, and of the same
+    pipeline without the encoder: their difference is what x264 itself takes."""
+    source = (f"videotestsrc is-live=true ! videoconvert ! video/x-raw,width={WIDTH},height={HEIGHT},"
+              f"framerate={FPS}/1,format=I420")
+    x264 = ("x264enc pass=cbr tune=zerolatency speed-preset=ultrafast bitrate=5000 key-int-max=1024 "
+            "bframes=0 b-adapt=false ref=1 sliced-threads=true byte-stream=true aud=false")
+    with_encoder = peak_rss_mb(["gst-launch-1.0", "-q", *f"{source} ! {x264} ! fakesink".split()], 4)
+    without = peak_rss_mb(["gst-launch-1.0", "-q", *f"{source} ! fakesink".split()], 4)
+    return with_encoder, without
 
 
 def many(args) -> int:
@@ -241,6 +342,7 @@ def many(args) -> int:
         idle_rss = proc_rss_mb(host.pid)
         for k in range(args.sessions):
             host.pair(MoonlightClient(config_dir=work / f"c{k}"))
+        write_server_pem(host, work)
         for label in ("first", "second"):
             results = round_of(host, work, args.sessions, args.seconds, label)
             good = 0
@@ -252,8 +354,40 @@ def many(args) -> int:
                 good += share >= 0.95
                 print(f"  {label} round, client {k}: {r['frames']} frames in {r['seconds']:.1f} s = {share:.0%}")
             print(f"{label} round: {good}/{args.sessions} sessions at >= 95% of {FPS} fps; host CPU "
-                  f"{results[0].get('host_cpu_cores', 0):.2f} cores; host RSS {proc_rss_mb(host.pid):.0f} MB "
+                  f"{results[0].get('host_cpu_cores', 0):.2f} cores; host RSS while streaming "
+                  f"{results[0].get('host_rss_mb', 0):.0f} MB, after {proc_rss_mb(host.pid):.0f} MB "
                   f"(idle {idle_rss:.0f} MB)")
+        streaming_rss = results[0].get("host_rss_mb", 0)
+        per_session = (streaming_rss - idle_rss) / args.sessions
+        with_encoder, without = x264_reference_mb()
+        print(f"host RSS per session {per_session:.1f} MB; x264 alone at {WIDTH}x{HEIGHT}: "
+              f"{with_encoder - without:.1f} MB (gst-launch {with_encoder:.0f} MB with it, {without:.0f} MB "
+              f"without); per session above x264: {per_session - (with_encoder - without):.1f} MB")
+        return 0
+    finally:
+        host.stop()
+
+
+def serial(args) -> int:
+    work = Path(tempfile.mkdtemp(prefix="hati-serial-"))
+    host = RunningHost(args.hati, work / "host")
+    try:
+        from moonlight_python import MoonlightClient
+
+        client = MoonlightClient(config_dir=work / "c")
+        host.pair(client)
+        host.select(client)
+        figures = [f"idle {proc_rss_mb(host.pid):.0f}"]
+        for _ in range(args.sessions):
+            client.start_stream(app="Test pattern", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=30)
+            time.sleep(3)
+            client.stop_stream()
+            client.quit_app()
+            time.sleep(0.5)
+            figures.append(f"{proc_rss_mb(host.pid):.0f}")
+        arena = os.environ.get("MALLOC_ARENA_MAX", "glibc default")
+        print(f"MALLOC_ARENA_MAX={arena}: host RSS (MB) after each of {args.sessions} serial sessions: "
+              + ", ".join(figures))
         return 0
     finally:
         host.stop()
@@ -261,11 +395,12 @@ def many(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["stall", "many", "worker-mouse", "worker-churn", "worker-stream"])
+    parser.add_argument("mode", choices=["stall", "many", "serial", "worker-mouse", "worker-churn", "worker-stream"])
     parser.add_argument("--hati", default=str(ROOT / "target/debug/hati"))
     parser.add_argument("--test-client", default=str(ROOT / "target/debug/hati-test-client"))
     parser.add_argument("--baseline-s", type=float, default=15)
     parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--churn-nice", type=int, default=0)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--config-dir")
@@ -275,7 +410,7 @@ def main() -> int:
     parser.add_argument("--out")
     parser.add_argument("--max-seconds", type=float, default=600)
     args = parser.parse_args()
-    return {"stall": stall, "many": many, "worker-mouse": worker_mouse, "worker-churn": worker_churn,
+    return {"stall": stall, "many": many, "serial": serial, "worker-mouse": worker_mouse, "worker-churn": worker_churn,
             "worker-stream": worker_stream}[args.mode](args)
 
 

@@ -156,20 +156,9 @@ pub enum Event {
         video_packets: u64,
         /// Video frames sent in total.
         video_frames: u64,
-        /// Key-frame requests from the client in total.
-        idr_requests: u64,
-        /// Frames the client reported needing FEC for, in total.
-        fec_status_reports: u64,
-        /// Pings refused (another address tried to take the stream), in total.
-        refused_pings: u64,
-        /// Frames the client rebuilt from parity packets, in total.
-        client_frames_recovered: u64,
-        /// Frames the client could not rebuild (too few packets arrived), in total.
-        client_frames_lost: u64,
-        /// Data packets the client reported missing, in total.
-        client_packets_missing: u64,
-        /// Frames the client dropped and asked to re-reference, in total.
-        client_frames_dropped: u64,
+        /// The session's counters (totals), flattened into the event.
+        #[serde(flatten)]
+        counters: crate::metrics::SessionCounters,
         /// Parity packets per block as a percentage of data packets.
         fec_percentage: u8,
         /// The encoder's bitrate now (adaptive bitrate moves it), kbit/s; 0 when unknown.

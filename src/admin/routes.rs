@@ -43,7 +43,7 @@ pub async fn api(
 }
 
 /// The API's OpenAPI 3 description, kept true by the schemathesis e2e test.
-const OPENAPI: &str = include_str!("openapi.json");
+pub(super) const OPENAPI: &str = include_str!("openapi.json");
 
 /// `GET /apps/icon?appid=N`: the app's box art, with real status codes (unlike `/appasset`,
 /// whose GameStream clients read the status from XML).
@@ -172,6 +172,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
                 "ports": { "http": host.ports.http, "https": host.ports.https, "rtsp": host.ports.rtsp },
                 "codecs": host.codecs.names(),
                 "client_waiting_for_pin": host.pairing.waiting_secret().is_some(),
+                "control_loop_busiest_ms": crate::control::busiest_ms(),
             }),
         ),
         (&Method::GET, "/apps") => (

@@ -18,8 +18,7 @@ pub(super) fn app_json(app: &crate::config::AppConfig) -> Value {
 }
 
 pub(super) fn session_json(session: &crate::session::Session) -> Value {
-    use std::sync::atomic::Ordering::Relaxed;
-    json!({
+    let mut view = json!({
         "id": session.id,
         "client": short_id(&session.client_id),
         "app": session.app.title,
@@ -27,16 +26,6 @@ pub(super) fn session_json(session: &crate::session::Session) -> Value {
         "streaming": session.is_streaming(),
         "desktop": session.desktop().map(|d| d.wayland_display().to_owned()),
         "audio_sink": session.audio_sink().map(|(sink, _)| sink),
-        "idr_requests": session.metrics.idr_requests.load(Relaxed),
-        "input_events": session.metrics.input_events.load(Relaxed),
-        "fec_status_reports": session.metrics.fec_status_reports.load(Relaxed),
-        "client_frames_recovered": session.metrics.client_frames_recovered.load(Relaxed),
-        "client_frames_lost": session.metrics.client_frames_lost.load(Relaxed),
-        "client_packets_missing": session.metrics.client_packets_missing.load(Relaxed),
-        "client_frames_dropped": session.metrics.client_frames_dropped.load(Relaxed),
-        "target_changes": session.metrics.target_changes.load(Relaxed),
-        "refused_pings": session.metrics.refused_pings.load(Relaxed),
-        "replayed_control_messages": session.metrics.replayed_control_messages.load(Relaxed),
         "packets": session.packet_counts().map(|c| json!({
             "video_sent": c.video_sent,
             "video_dropped": c.video_dropped,
@@ -45,10 +34,58 @@ pub(super) fn session_json(session: &crate::session::Session) -> Value {
         })),
         "video_target": session.video_target.get().map(|a| a.to_string()),
         "audio_target": session.audio_target.get().map(|a| a.to_string()),
-    })
+    });
+    // The counters sit beside the fields above, as in the `stream_stats` event.
+    if let (Some(view), Ok(Value::Object(counters))) = (
+        view.as_object_mut(),
+        serde_json::to_value(session.metrics.snapshot()),
+    ) {
+        view.extend(counters);
+    }
+    view
 }
 
 /// A client as the admin API shows it (no certificate).
 pub fn client_json(client: &PairedClient) -> Value {
     json!({ "id": client.id, "name": client.name, "paired_at": client.paired_at, "kind": client.kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// The OpenAPI document's `SessionCounters` lists exactly the counters the session JSON
+    /// and the `stream_stats` event carry, all required.
+    #[test]
+    fn openapi_session_counters_match_the_snapshot() {
+        let document: Value = serde_json::from_str(super::super::routes::OPENAPI).unwrap();
+        let schema = &document["components"]["schemas"]["SessionCounters"];
+        let mut documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .expect("SessionCounters has properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut required: Vec<&str> = schema["required"]
+            .as_array()
+            .expect("SessionCounters lists what is required")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let snapshot = serde_json::to_value(crate::session::SessionCounters::default()).unwrap();
+        let mut counters: Vec<&str> = snapshot
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        documented.sort_unstable();
+        required.sort_unstable();
+        counters.sort_unstable();
+        assert_eq!(
+            documented, counters,
+            "src/admin/openapi.json SessionCounters"
+        );
+        assert_eq!(required, counters, "every counter is always present");
+    }
 }

@@ -13,7 +13,7 @@ pub mod gate;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hati_protocol::control::{ControlCipher, HostMessage};
@@ -32,6 +32,17 @@ const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
 const PENDING_FAILURES: u32 = 4;
 /// How long one `service` call may wait, bounding how late a queued command goes out.
 const SERVICE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The longest the control loop has spent between two `service` calls since start, µs: how long
+/// one client's messages could wait on work done for another (`GET /status`
+/// `control_loop_busiest_ms`). The loop hands every slow job (pipeline teardown) elsewhere, so
+/// this stays far below a millisecond unless the machine is starved of CPU.
+static BUSIEST_US: AtomicU64 = AtomicU64::new(0);
+
+/// See [`BUSIEST_US`]: the control loop's longest stretch of work between two receives, ms.
+pub fn busiest_ms() -> f64 {
+    BUSIEST_US.load(Ordering::Relaxed) as f64 / 1000.0
+}
 
 struct Peer {
     session: Arc<Session>,
@@ -79,6 +90,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let mut peers: HashMap<PeerId, Peer> = HashMap::new();
+    let mut busy_since = Instant::now();
     loop {
         while let Ok(command) = commands.try_recv() {
             match command {
@@ -118,7 +130,11 @@ pub async fn serve(
             return Ok(());
         }
         drop_unproven(&mut host, &mut peers, &released);
-        let event = match host.service(SERVICE_INTERVAL).await {
+        let busy = u64::try_from(busy_since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        BUSIEST_US.fetch_max(busy, Ordering::Relaxed);
+        let serviced = host.service(SERVICE_INTERVAL).await;
+        busy_since = Instant::now();
+        let event = match serviced {
             Ok(Some(event)) => event,
             Ok(None) => continue,
             Err(error) => {

@@ -25,10 +25,10 @@ mod streaming;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
-use hati_protocol::control::{ClientMessage, ControlCipher, FecStatus};
+use hati_protocol::control::{ClientMessage, ControlCipher};
 use hati_protocol::input::InputEvent;
 use hati_protocol::sdp::StreamConfig;
 use serde::Serialize;
@@ -42,6 +42,7 @@ use self::worker::MediaWorker;
 use crate::config::{AppConfig, Config};
 use crate::events::{EndReason, Event};
 use crate::input::InputSink;
+pub use crate::metrics::{SessionCounters, SessionMetrics};
 use crate::stream::Target;
 use crate::stream::ping::StreamKind;
 use crate::stream::target::PingOutcome;
@@ -162,48 +163,6 @@ impl Lifecycle {
         self.stream = Some(stream);
         self.generation += 1;
         Ok(self.generation)
-    }
-}
-
-/// Counters the client reports over the control stream.
-#[derive(Debug, Default)]
-pub struct SessionMetrics {
-    /// IDR requests and reference-frame invalidations received.
-    pub idr_requests: AtomicU64,
-    /// FEC status reports received (each is a frame that needed recovery or was lost).
-    pub fec_status_reports: AtomicU64,
-    /// Frames the client rebuilt from parity packets.
-    pub client_frames_recovered: AtomicU64,
-    /// Frames the client could not rebuild (too few packets arrived).
-    pub client_frames_lost: AtomicU64,
-    /// Data packets the client reported missing in those frames.
-    pub client_packets_missing: AtomicU64,
-    /// Frames the client dropped and asked to have re-referenced (reference-frame
-    /// invalidation ranges).
-    pub client_frames_dropped: AtomicU64,
-    /// Input packets received.
-    pub input_events: AtomicU64,
-    /// Times a stream's target address was learned or moved.
-    pub target_changes: AtomicU64,
-    /// Pings refused because they would have moved a live stream or came from a stranger.
-    pub refused_pings: AtomicU64,
-    /// Control messages dropped as replays (a sequence number seen before).
-    pub replayed_control_messages: AtomicU64,
-}
-
-impl SessionMetrics {
-    fn record_fec_status(&self, status: &FecStatus) {
-        self.fec_status_reports.fetch_add(1, Ordering::Relaxed);
-        let data = u64::from(status.total_data_packets);
-        let received_data = u64::from(status.received_data_packets);
-        let received = received_data + u64::from(status.received_parity_packets);
-        self.client_packets_missing
-            .fetch_add(data.saturating_sub(received_data), Ordering::Relaxed);
-        if received >= data {
-            self.client_frames_recovered.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.client_frames_lost.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -592,30 +551,5 @@ mod tests {
             "no stream before the app started"
         );
         assert!(!WaitingForClient.may_become(Paused));
-    }
-
-    #[test]
-    fn fec_reports_count_recovered_and_lost_frames() {
-        let metrics = super::SessionMetrics::default();
-        let status = |data, parity| hati_protocol::control::FecStatus {
-            frame_index: 1,
-            highest_received_sequence_number: 0,
-            next_contiguous_sequence_number: 0,
-            missing_packets_before_highest_received: 0,
-            total_data_packets: 10,
-            total_parity_packets: 2,
-            received_data_packets: data,
-            received_parity_packets: parity,
-            fec_percentage: 20,
-            multi_fec_block_index: 0,
-            multi_fec_block_count: 1,
-        };
-        metrics.record_fec_status(&status(9, 2));
-        metrics.record_fec_status(&status(7, 2));
-        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(read(&metrics.client_frames_recovered), 1);
-        assert_eq!(read(&metrics.client_frames_lost), 1);
-        assert_eq!(read(&metrics.client_packets_missing), 4);
-        assert_eq!(read(&metrics.fec_status_reports), 2);
     }
 }
