@@ -114,7 +114,7 @@ def worker_stream(args) -> int:
     """One of the concurrent clients: streams the Test pattern for --seconds, counts frames."""
     client = client_for(Path(args.config_dir), args.port)
     try:
-        client.start_stream(app="Test pattern", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=60)
+        client.start_stream(app="Test pattern", width=args.width, height=args.height, fps=FPS, ready_timeout=60)
     except Exception as error:  # noqa: BLE001 - reported as a failed start, the figure we want
         print(json.dumps({"error": str(error)}), flush=True)
         return 0
@@ -277,10 +277,12 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def round_of(host: RunningHost, work: Path, sessions: int, seconds: float, label: str) -> list[dict]:
+def round_of(host: RunningHost, work: Path, sessions: int, seconds: float, label: str,
+             width: int, height: int) -> list[dict]:
     go = work / f"go-{label}"
     workers = [spawn("worker-stream", "--config-dir", str(work / f"c{k}"), "--port", str(host.port),
-                     "--go-file", str(go), "--seconds", str(seconds)) for k in range(sessions)]
+                     "--go-file", str(go), "--seconds", str(seconds), "--width", str(width),
+                     "--height", str(height)) for k in range(sessions)]
     started = []
     for worker in workers:
         assert worker.stdout is not None
@@ -321,10 +323,10 @@ def peak_rss_mb(command: list[str], seconds: float) -> float:
     return peak
 
 
-def x264_reference_mb() -> tuple[float, float]:
-    """RSS of gst-launch encoding 640x360@30 with the host's x264 settings, and of the same
-    pipeline without the encoder: their difference is what x264 itself takes."""
-    source = (f"videotestsrc is-live=true ! videoconvert ! video/x-raw,width={WIDTH},height={HEIGHT},"
+def x264_reference_mb(width: int, height: int) -> tuple[float, float]:
+    """RSS of gst-launch encoding width x height @30 with the host's x264 settings, and of the
+    same pipeline without the encoder: their difference is what x264 itself takes."""
+    source = (f"videotestsrc is-live=true ! videoconvert ! video/x-raw,width={width},height={height},"
               f"framerate={FPS}/1,format=I420")
     x264 = ("x264enc pass=cbr tune=zerolatency speed-preset=ultrafast bitrate=5000 key-int-max=1024 "
             "bframes=0 b-adapt=false ref=1 sliced-threads=true byte-stream=true aud=false")
@@ -344,7 +346,7 @@ def many(args) -> int:
             host.pair(MoonlightClient(config_dir=work / f"c{k}"))
         write_server_pem(host, work)
         for label in ("first", "second"):
-            results = round_of(host, work, args.sessions, args.seconds, label)
+            results = round_of(host, work, args.sessions, args.seconds, label, args.width, args.height)
             good = 0
             for k, r in enumerate(results):
                 if "error" in r:
@@ -359,8 +361,8 @@ def many(args) -> int:
                   f"(idle {idle_rss:.0f} MB)")
         streaming_rss = results[0].get("host_rss_mb", 0)
         per_session = (streaming_rss - idle_rss) / args.sessions
-        with_encoder, without = x264_reference_mb()
-        print(f"host RSS per session {per_session:.1f} MB; x264 alone at {WIDTH}x{HEIGHT}: "
+        with_encoder, without = x264_reference_mb(args.width, args.height)
+        print(f"host RSS per session {per_session:.1f} MB; x264 alone at {args.width}x{args.height}: "
               f"{with_encoder - without:.1f} MB (gst-launch {with_encoder:.0f} MB with it, {without:.0f} MB "
               f"without); per session above x264: {per_session - (with_encoder - without):.1f} MB")
         return 0
@@ -385,7 +387,7 @@ def serial(args) -> int:
             client.quit_app()
             time.sleep(0.5)
             figures.append(f"{proc_rss_mb(host.pid):.0f}")
-        arena = os.environ.get("MALLOC_ARENA_MAX", "glibc default")
+        arena = os.environ.get("MALLOC_ARENA_MAX", "unset (hati serve then limits glibc to 2 arenas)")
         print(f"MALLOC_ARENA_MAX={arena}: host RSS (MB) after each of {args.sessions} serial sessions: "
               + ", ".join(figures))
         return 0
@@ -403,6 +405,8 @@ def main() -> int:
     parser.add_argument("--churn-nice", type=int, default=0)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--width", type=int, default=WIDTH)
+    parser.add_argument("--height", type=int, default=HEIGHT)
     parser.add_argument("--config-dir")
     parser.add_argument("--port", type=int)
     parser.add_argument("--stop-file")

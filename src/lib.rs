@@ -14,6 +14,7 @@ pub mod host;
 pub mod http;
 pub mod input;
 pub mod mdns;
+pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod pairing;

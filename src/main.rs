@@ -84,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let state_dir = cli.state_dir;
     match cli.command {
         Command::Serve { config } => {
+            hati::memory::limit_arenas();
             init_logging();
             let config_path = config;
             let config = Config::load(config_path.as_deref())?;

@@ -363,6 +363,8 @@ impl SessionManager {
         if let Some(input) = session.input.get() {
             input.release();
         }
+        // What the session's pipelines, desktop and threads freed goes back to the system.
+        let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
         tracing::info!(parent: &session.span, ?reason, "session ended");
         self.services.events.publish(Event::SessionEnded {
             session: session.id,
