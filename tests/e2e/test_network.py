@@ -161,8 +161,14 @@ def test_two_percent_random_loss_with_fec(make_host, link, tmp_path):
     session = host.bus().of_type("session_launched")[-1]["session"]
     stats = host.bus().of_type("stream_stats", session=session)
     last = stats[-1] if stats else {}
-    share = delivered_from(frames, 2)
-    report(f"2% random loss, FEC 20%: {share:.0%} of frames from the 2nd second; client recovered "
+    # A dropped datagram of the ENet handshake delays the client's control connection, and so
+    # its first frame, until ENet retransmits (seen once in CI: 5 s): the share counts from two
+    # seconds after the stream started, and the start is reported.
+    started = next((second for second, count in enumerate(frames) if count), len(frames))
+    share = delivered_from(frames, started + 2)
+    report(f"2% random loss, FEC 20%: first frames in second {started}; {share:.0%} of frames from "
+           f"two seconds later; client recovered "
            f"{last.get('client_frames_recovered')} frames, lost {last.get('client_frames_lost')}; "
            f"encoder Mbps each second: {bitrate_trace(host, session)}")
+    assert started <= SECONDS // 2, frames
     assert share >= 0.95, frames
