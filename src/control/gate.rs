@@ -83,6 +83,8 @@ impl SessionDirectory for SessionManager {
             0 => self.latest_by_address(ip),
             id => self.by_id(id),
         }
+        // A browser's session (no Moonlight key) has no control stream.
+        .filter(|session| session.keys.is_some())
         .map(|session| session.id)
     }
 

@@ -20,7 +20,7 @@ use hati_protocol::control::{ControlCipher, HostMessage};
 use tokio::sync::{mpsc, watch};
 use tokio_enet::{Event, HostConfig, Packet, PacketMode, PeerId};
 
-use crate::session::{ControlCommand, Session, SessionManager};
+use crate::session::{ControlCommand, Session, SessionKeys, SessionManager};
 
 /// Channels the client opens (`CTRL_CHANNEL_COUNT`).
 const CHANNELS: usize = 0x30;
@@ -152,10 +152,11 @@ pub async fn serve(
                     (0, Some(client)) => sessions.latest_by_address(client.ip()),
                     (id, Some(_)) => sessions.by_id(id),
                 };
+                // A browser's session (no Moonlight key) has no control stream.
+                let session = session.and_then(|s| s.control_cipher().map(|cipher| (s, cipher)));
                 match (session, client) {
-                    (Some(session), Some(client)) => {
+                    (Some((session, cipher)), Some(client)) => {
                         tracing::debug!(parent: &session.span, %client, "control connection pending until its first sealed message");
-                        let cipher = session.control_cipher();
                         peers.insert(
                             peer_id,
                             Peer {
@@ -217,7 +218,12 @@ pub async fn serve(
 fn receive(peer: &mut Peer, data: &[u8]) -> bool {
     match peer.cipher.open_client_message(data) {
         Ok((seq, message)) => {
-            if !peer.session.keys.accept_control_seq(seq) {
+            let fresh = peer
+                .session
+                .keys
+                .as_ref()
+                .is_some_and(|keys| keys.accept_control_seq(seq));
+            if !fresh {
                 let replayed = peer
                     .session
                     .metrics
@@ -278,7 +284,12 @@ fn send(
         .iter_mut()
         .filter(|(_, p)| p.authenticated && p.session.id == session_id)
     {
-        let Some(seq) = peer.session.keys.next_control_send_seq() else {
+        let Some(seq) = peer
+            .session
+            .keys
+            .as_ref()
+            .and_then(SessionKeys::next_control_send_seq)
+        else {
             continue;
         };
         match peer.cipher.seal_host_message(seq, message) {
@@ -304,7 +315,12 @@ fn terminate(
         .iter_mut()
         .filter(|(_, p)| p.authenticated && p.session.id == session_id)
     {
-        let Some(seq) = peer.session.keys.next_control_send_seq() else {
+        let Some(seq) = peer
+            .session
+            .keys
+            .as_ref()
+            .and_then(SessionKeys::next_control_send_seq)
+        else {
             continue;
         };
         match peer

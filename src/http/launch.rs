@@ -6,7 +6,7 @@ use hati_protocol::xml::XmlReply;
 
 use super::RequestContext;
 use crate::host::Host;
-use crate::session::{LaunchError, LaunchParams, LaunchRequest};
+use crate::session::{LaunchError, LaunchParams, LaunchRequest, MoonlightKey};
 
 /// `surroundAudioInfo` for stereo, the default when a client omits it.
 const STEREO_SURROUND_INFO: u32 = 0x0003_0002;
@@ -24,7 +24,7 @@ pub async fn launch(host: &Host, context: &RequestContext, query: &Query) -> Xml
         Ok(id) => id,
         Err(error) => return XmlReply::error(400, error.to_string()),
     };
-    let corever = params.corever;
+    let corever = params.key.as_ref().map_or(0, |key| key.corever);
     let request = LaunchRequest {
         client_id: client,
         client_ip: context.peer.ip(),
@@ -46,6 +46,7 @@ fn launch_status(error: &LaunchError) -> u32 {
         LaunchError::UnknownApp(_) => 404,
         LaunchError::AlreadyRunning => 400,
         LaunchError::NotRunning => 503,
+        LaunchError::WrongClientKind => 409,
         LaunchError::Resources { .. } | LaunchError::EndedWhileLaunching(_) => 500,
     }
 }
@@ -60,7 +61,12 @@ pub fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
         Err(error) => return XmlReply::error(400, error.to_string()),
     };
     let corever = query.number("corever").unwrap_or(0);
-    match host.sessions.resume(&client, rikey, rikeyid, corever) {
+    let key = MoonlightKey {
+        rikey,
+        rikeyid,
+        corever,
+    };
+    match host.sessions.resume(&client, Some(key)) {
         Ok(_) => XmlReply::ok()
             .element("sessionUrl0", session_url(host, context, corever))
             .element("resume", 1),
@@ -83,13 +89,15 @@ fn launch_params(query: &Query) -> Result<LaunchParams, QueryError> {
         Some((parts.next()??, parts.next()??, parts.next()??))
     });
     Ok(LaunchParams {
-        rikey,
-        rikeyid,
         mode,
         surround_info: query
             .number("surroundAudioInfo")
             .unwrap_or(STEREO_SURROUND_INFO),
-        corever: query.number("corever").unwrap_or(0),
+        key: Some(MoonlightKey {
+            rikey,
+            rikeyid,
+            corever: query.number("corever").unwrap_or(0),
+        }),
     })
 }
 

@@ -93,8 +93,18 @@ async fn handle_connection(
     };
     let bytes = match incoming {
         Incoming::Plain(request) => {
-            let reply = match host.sessions.latest_by_address(peer.ip()) {
-                Some(session) if session.keys.params().corever >= 1 => {
+            // A browser's session (no Moonlight key) answers no RTSP.
+            let session = host
+                .sessions
+                .latest_by_address(peer.ip())
+                .filter(|session| session.keys.is_some());
+            let reply = match session {
+                Some(session)
+                    if session
+                        .keys
+                        .as_ref()
+                        .is_some_and(|keys| keys.key().corever >= 1) =>
+                {
                     tracing::warn!(
                         parent: &session.span,
                         %peer,
@@ -114,10 +124,13 @@ async fn handle_connection(
         }
         Incoming::Sealed(request, session) => {
             let reply = respond(&request, &session, host).await;
-            match session
-                .keys
+            // Only a session with a key opened the request.
+            let Some(keys) = session.keys.as_ref() else {
+                return;
+            };
+            match keys
                 .rtsp_cipher()
-                .seal_response(session.keys.next_rtsp_response_seq(), &reply.encode())
+                .seal_response(keys.next_rtsp_response_seq(), &reply.encode())
             {
                 Ok(sealed) => sealed,
                 Err(error) => {
@@ -160,8 +173,11 @@ async fn read_request(
             };
             // Each launched session has its own key: the one that opens the frame owns it.
             for session in host.sessions.all() {
-                if let Ok(unsealed) = session.keys.rtsp_cipher().open_request(frame) {
-                    if !session.keys.accept_rtsp_request_seq(unsealed.seq) {
+                let Some(keys) = session.keys.as_ref() else {
+                    continue;
+                };
+                if let Ok(unsealed) = keys.rtsp_cipher().open_request(frame) {
+                    if !keys.accept_rtsp_request_seq(unsealed.seq) {
                         tracing::warn!(
                             parent: &session.span,
                             seq = unsealed.seq,

@@ -1,5 +1,5 @@
-//! A Moonlight session's keys and the sequence state tied to them: the `/launch` (or
-//! `/resume`) parameters, the RTSP request and response counters, the control stream's replay
+//! A Moonlight session's key and the sequence state tied to it: the key `/launch` (or
+//! `/resume`) brought, the RTSP request and response counters, the control stream's replay
 //! window and send counter. They change together: [`SessionKeys::rekey`] is the one way a new
 //! key comes in, and it resets every counter that belonged to the old one.
 
@@ -8,12 +8,12 @@ use std::sync::Mutex;
 use hati_protocol::control::{ControlCipher, IvMode, ReplayWindow};
 use hati_protocol::rtsp::RtspCipher;
 
-use super::{LaunchParams, lock};
+use super::{MoonlightKey, lock};
 
 /// The key in force and what has been counted under it.
 #[derive(Debug)]
 struct KeyState {
-    params: LaunchParams,
+    key: MoonlightKey,
     /// The last sealed RTSP response's sequence number (the next one is this + 1).
     rtsp_response_seq: u32,
     /// The highest sequence number of an encrypted RTSP request opened with this key.
@@ -26,9 +26,9 @@ struct KeyState {
 }
 
 impl KeyState {
-    fn new(params: LaunchParams) -> Self {
+    fn new(key: MoonlightKey) -> Self {
         Self {
-            params,
+            key,
             rtsp_response_seq: 0,
             rtsp_request_seq: 0,
             control_replay: ReplayWindow::default(),
@@ -42,32 +42,24 @@ impl KeyState {
 pub struct SessionKeys(Mutex<KeyState>);
 
 impl SessionKeys {
-    /// The keys `/launch` carried, with every counter at its start.
-    pub fn new(params: LaunchParams) -> Self {
-        Self(Mutex::new(KeyState::new(params)))
+    /// The key `/launch` carried, with every counter at its start.
+    pub fn new(key: MoonlightKey) -> Self {
+        Self(Mutex::new(KeyState::new(key)))
     }
 
-    /// `/resume`: a new key and ID; every counter starts again, since each belongs to a key.
-    /// The mode and audio layout of the launch stay.
-    pub fn rekey(&self, rikey: [u8; 16], rikeyid: i32, corever: u32) {
-        let mut keys = lock(&self.0);
-        let params = LaunchParams {
-            rikey,
-            rikeyid,
-            corever,
-            ..keys.params.clone()
-        };
-        *keys = KeyState::new(params);
+    /// `/resume`: a new key; every counter starts again, since each belongs to a key.
+    pub fn rekey(&self, key: MoonlightKey) {
+        *lock(&self.0) = KeyState::new(key);
     }
 
-    /// The launch parameters now in force.
-    pub fn params(&self) -> LaunchParams {
-        lock(&self.0).params.clone()
+    /// The key now in force.
+    pub fn key(&self) -> MoonlightKey {
+        lock(&self.0).key.clone()
     }
 
     /// The RTSP cipher for the current key.
     pub fn rtsp_cipher(&self) -> RtspCipher {
-        RtspCipher::new(&lock(&self.0).params.rikey)
+        RtspCipher::new(&lock(&self.0).key.rikey)
     }
 
     /// The next sequence number for a sealed RTSP response (starting at 1).
@@ -107,7 +99,7 @@ impl SessionKeys {
     /// (true before any ANNOUNCE, as every current client uses it).
     pub fn control_cipher(&self, v2: bool) -> ControlCipher {
         ControlCipher::new(
-            &lock(&self.0).params.rikey,
+            &lock(&self.0).key.rikey,
             if v2 { IvMode::V2 } else { IvMode::Legacy },
         )
     }
@@ -117,19 +109,17 @@ impl SessionKeys {
 mod tests {
     use super::*;
 
-    fn params() -> LaunchParams {
-        LaunchParams {
-            rikey: [1; 16],
-            rikeyid: 7,
-            mode: Some((1280, 720, 60)),
-            surround_info: 0,
+    fn key(rikey: u8, rikeyid: i32) -> MoonlightKey {
+        MoonlightKey {
+            rikey: [rikey; 16],
+            rikeyid,
             corever: 1,
         }
     }
 
     #[test]
     fn rekey_resets_every_counter_of_the_old_key() {
-        let keys = SessionKeys::new(params());
+        let keys = SessionKeys::new(key(1, 7));
         assert_eq!(keys.next_rtsp_response_seq(), 1);
         assert!(keys.accept_rtsp_request_seq(5));
         assert!(!keys.accept_rtsp_request_seq(5), "a replayed RTSP request");
@@ -137,10 +127,8 @@ mod tests {
         assert!(!keys.accept_control_seq(3), "a replayed control message");
         assert_eq!(keys.next_control_send_seq(), Some(0));
 
-        keys.rekey([2; 16], 8, 1);
-        let now = keys.params();
-        assert_eq!((now.rikey, now.rikeyid), ([2; 16], 8));
-        assert_eq!(now.mode, Some((1280, 720, 60)), "the launch mode stays");
+        keys.rekey(key(2, 8));
+        assert_eq!(keys.key(), key(2, 8));
         assert_eq!(keys.next_rtsp_response_seq(), 1);
         assert!(keys.accept_rtsp_request_seq(1));
         assert!(keys.accept_control_seq(3));
@@ -149,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_control_send_counter_ends_at_its_limit_instead_of_wrapping() {
-        let keys = SessionKeys::new(params());
+        let keys = SessionKeys::new(key(1, 7));
         lock(&keys.0).control_send_seq = Some(u32::MAX - 1);
         assert_eq!(keys.next_control_send_seq(), Some(u32::MAX - 1));
         assert_eq!(keys.next_control_send_seq(), Some(u32::MAX));
@@ -159,7 +147,7 @@ mod tests {
 
     #[test]
     fn rtsp_response_counter_wraps_without_panicking() {
-        let keys = SessionKeys::new(params());
+        let keys = SessionKeys::new(key(1, 7));
         lock(&keys.0).rtsp_response_seq = u32::MAX;
         assert_eq!(keys.next_rtsp_response_seq(), 0);
     }

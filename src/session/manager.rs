@@ -13,7 +13,8 @@ use tracing::Instrument;
 use super::resources::{AppResources, ResourceError};
 use super::worker::MediaWorker;
 use super::{
-    ControlCommand, LaunchParams, Session, SessionKeys, SessionMetrics, SessionState, lock,
+    ControlCommand, LaunchParams, MoonlightKey, Session, SessionKeys, SessionMetrics, SessionState,
+    lock,
 };
 use crate::audio::SharedAudioServer;
 use crate::config::Config;
@@ -23,6 +24,7 @@ use crate::gamepad::GamepadManager;
 use crate::input::SessionInput;
 use crate::runner::Launcher;
 use crate::stream::ping::MediaSockets;
+use crate::stream::webrtc::StreamClosed;
 
 /// The termination HRESULT for a stream that failed on the host (E_FAIL).
 const STREAM_FAILED: u32 = 0x8000_4005;
@@ -82,6 +84,9 @@ pub enum LaunchError {
         /// What failed.
         source: ResourceError,
     },
+    /// A browser resuming a Moonlight session, or the other way round.
+    #[error("this session belongs to another kind of client")]
+    WrongClientKind,
     /// The session was cancelled or stopped while its app started.
     #[error("{0}: the session ended while its app was starting")]
     EndedWhileLaunching(String),
@@ -158,7 +163,8 @@ impl SessionManager {
                 video_target: Arc::default(),
                 audio_target: Arc::default(),
                 metrics: SessionMetrics::default(),
-                keys: SessionKeys::new(params),
+                keys: params.key.clone().map(SessionKeys::new),
+                launch: params,
                 lifecycle: Mutex::default(),
                 media: MediaWorker::start(span.clone()),
                 input: OnceLock::new(),
@@ -205,7 +211,7 @@ impl SessionManager {
         } else {
             None
         };
-        let launch_mode = session.launch_params().mode;
+        let launch_mode = session.launch.mode;
         let resources = AppResources::start(
             session.id,
             &session.app,
@@ -276,19 +282,24 @@ impl SessionManager {
         });
     }
 
-    /// `/resume`: new keys for the client's session.
+    /// `/resume` (a Moonlight client's new `key`) or a browser's return (no key): the
+    /// client's session, ready for its next stream.
     pub fn resume(
         &self,
         client_id: &str,
-        rikey: [u8; 16],
-        rikeyid: i32,
-        corever: u32,
+        key: Option<MoonlightKey>,
     ) -> Result<Arc<Session>, LaunchError> {
         let session = self
             .by_client(client_id)
             .filter(|s| s.state() != SessionState::Launching)
             .ok_or(LaunchError::NotRunning)?;
-        session.keys.rekey(rikey, rikeyid, corever);
+        match (&session.keys, key) {
+            (Some(keys), Some(key)) => keys.rekey(key),
+            (None, None) => {}
+            // A Moonlight client's session without a key or the other way round: clients
+            // are either (their certificate or credential says which), so this is a bug.
+            _ => return Err(LaunchError::WrongClientKind),
+        }
         tracing::info!(parent: &session.span, "session resumed");
         self.services.events.publish(Event::SessionResumed {
             session: session.id,
@@ -354,7 +365,7 @@ impl SessionManager {
         });
         // Queued behind any stream start under way, which then finds the session ended and
         // drops its own pipelines: when this returns, no pipeline of the session runs.
-        session.retire(stream);
+        session.retire(stream, StreamClosed::Ended(reason));
         session.media.run(|| ()).await;
         let resources = lock(&session.resources).take();
         if let Some(mut resources) = resources {

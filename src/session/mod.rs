@@ -37,27 +37,36 @@ pub use self::keys::SessionKeys;
 pub use self::manager::{LaunchError, LaunchRequest, SessionManager, SessionServices};
 use self::resources::AppResources;
 use self::streaming::ActiveStream;
-pub use self::streaming::{BrowserStream, StartError};
+pub use self::streaming::{BrowserPlay, BrowserStream, StartError};
 use self::worker::MediaWorker;
 use crate::config::{AppConfig, Config};
 use crate::events::{EndReason, Event};
 use crate::input::InputSink;
 pub use crate::metrics::{SessionCounters, SessionMetrics};
 use crate::stream::Target;
+use crate::stream::webrtc::StreamClosed;
 use crate::stream::ping::StreamKind;
 use crate::stream::target::PingOutcome;
 
-/// What `/launch` and `/resume` carry.
+/// What a launch carries.
 #[derive(Debug, Clone)]
 pub struct LaunchParams {
-    /// The AES key for every stream cipher.
-    pub rikey: [u8; 16],
-    /// The key ID (audio IV base).
-    pub rikeyid: i32,
     /// `mode`: width, height, fps (the stream itself follows ANNOUNCE).
     pub mode: Option<(u32, u32, u32)>,
     /// `surroundAudioInfo`.
     pub surround_info: u32,
+    /// A Moonlight client's key; `None` for a browser, whose WebRTC stream brings its own
+    /// (DTLS-SRTP), so its session answers no RTSP or control stream.
+    pub key: Option<MoonlightKey>,
+}
+
+/// The key a Moonlight client sends with `/launch` and `/resume`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoonlightKey {
+    /// The AES key for every stream cipher.
+    pub rikey: [u8; 16],
+    /// The key ID (audio IV base).
+    pub rikeyid: i32,
     /// `corever`: 1 enables encrypted RTSP.
     pub corever: u32,
 }
@@ -204,8 +213,10 @@ pub struct Session {
     pub audio_target: Arc<Target>,
     /// What the control stream counted.
     pub metrics: SessionMetrics,
-    /// The Moonlight keys in force and their sequence state.
-    pub keys: SessionKeys,
+    /// `mode` and `surroundAudioInfo` from the launch.
+    pub launch: LaunchParams,
+    /// A Moonlight session's key in force and its sequence state; `None` for a browser's.
+    pub keys: Option<SessionKeys>,
     lifecycle: Mutex<Lifecycle>,
     /// Builds and tears down the session's pipelines, in order, off the async runtime.
     media: MediaWorker,
@@ -286,31 +297,38 @@ impl Session {
         lock(&self.lifecycle).generation > 0
     }
 
-    /// The launch parameters now in force.
-    pub fn launch_params(&self) -> LaunchParams {
-        self.keys.params()
-    }
-
-    /// The control-stream cipher for the negotiated stream.
-    pub fn control_cipher(&self) -> ControlCipher {
+    /// The control-stream cipher for the negotiated stream; `None` for a browser's session.
+    pub fn control_cipher(&self) -> Option<ControlCipher> {
         let v2 = lock(&self.lifecycle)
             .stream_config
             .as_ref()
             .is_none_or(StreamConfig::control_v2);
-        self.keys.control_cipher(v2)
+        Some(self.keys.as_ref()?.control_cipher(v2))
     }
 
     /// The client disconnected: the stream stops (on the media worker: this returns at once)
     /// and the session waits for `/resume` (or the client timeout).
     pub fn pause(self: &Arc<Self>) {
+        self.pause_stream(None);
+    }
+
+    /// [`Self::pause`], but only if the stream of `generation` still runs (a browser's
+    /// connection leaving must not pause a stream that another connection has started since).
+    pub fn pause_if_current(self: &Arc<Self>, generation: u64) {
+        self.pause_stream(Some(generation));
+    }
+
+    fn pause_stream(self: &Arc<Self>, generation: Option<u64>) {
         let stream = {
             let mut lifecycle = lock(&self.lifecycle);
-            if !lifecycle.transition(SessionState::Paused) {
+            if generation.is_some_and(|g| g != lifecycle.generation)
+                || !lifecycle.transition(SessionState::Paused)
+            {
                 return;
             }
             lifecycle.stream.take()
         };
-        self.retire(stream);
+        self.retire(stream, StreamClosed::Paused);
         tracing::info!(parent: &self.span, "session paused");
         self.services
             .events
@@ -318,14 +336,15 @@ impl Session {
         self.arm_client_timeout();
     }
 
-    /// Forgets the client's addresses and queues `stream`'s teardown on the media worker.
-    fn retire(&self, stream: Option<ActiveStream>) {
+    /// Forgets the client's addresses and queues `stream`'s teardown on the media worker; a
+    /// browser's signalling task hears `why` first.
+    fn retire(&self, stream: Option<ActiveStream>, why: StreamClosed) {
         self.video_target.clear();
         self.audio_target.clear();
         if let Some(stream) = stream {
             let span = self.span.clone();
             self.media.detach(move || {
-                drop(stream);
+                stream.close(why);
                 tracing::info!(parent: &span, "stream stopped");
             });
         }

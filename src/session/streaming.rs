@@ -11,9 +11,10 @@ use crate::bitrate::{BitrateController, Observation};
 use crate::events::{EndReason, Event};
 use crate::pipeline::{AudioRequest, PipelineError, VideoRequest, WebRtcRequest};
 use crate::stream::media::{Endpoint, StreamCounters};
-use crate::stream::webrtc::{AnswerError, WebRtcStream};
+use crate::stream::webrtc::{
+    BrowserEvent, EVENT_QUEUE, SignallingHandle, StreamClosed, WebRtcStream,
+};
 use crate::stream::{MediaStream, StreamError};
-use hati_protocol::browser::HostSignal;
 
 /// The stream a session runs: Moonlight's RTP with FEC, or a browser's WebRTC.
 pub(super) enum ActiveStream {
@@ -63,6 +64,26 @@ impl ActiveStream {
             Self::Browser(stream) => stream.request_idr(),
         }
     }
+
+    /// Stops the stream (blocking: on the media worker); a browser's signalling task hears
+    /// `why` first.
+    pub(super) fn close(self, why: StreamClosed) {
+        match self {
+            Self::Moonlight(stream) => drop(stream),
+            Self::Browser(stream) => stream.close(why),
+        }
+    }
+}
+
+/// A started browser stream, for its signalling task.
+#[derive(Debug)]
+pub struct BrowserPlay {
+    /// The stream's generation (see [`Session::pause_if_current`]).
+    pub generation: u64,
+    /// Takes the browser's answer and ICE candidates.
+    pub handle: SignallingHandle,
+    /// The stream's events, ending with [`BrowserEvent::Closed`].
+    pub events: tokio::sync::mpsc::Receiver<BrowserEvent>,
 }
 
 /// What a browser asked for when it connected.
@@ -87,6 +108,9 @@ pub enum StartError {
     /// The pipeline templates could not be filled (config).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A Moonlight stream was announced for a browser's session (it has no Moonlight key).
+    #[error("this session has no Moonlight key: it streams to a browser")]
+    NoMoonlightKey,
     /// GStreamer refused a pipeline.
     #[error("{source} (app \"{app}\")")]
     Stream {
@@ -144,7 +168,9 @@ impl Session {
         high_quality_audio: Option<bool>,
     ) -> Result<(), StartError> {
         let previous = lock(&self.lifecycle).stream.take();
-        drop(previous);
+        if let Some(previous) = previous {
+            previous.close(StreamClosed::Replaced);
+        }
         let stream = self
             .start_media(&config, high_quality_audio)
             .inspect_err(|error| self.publish_stream_failed(error))?;
@@ -172,21 +198,19 @@ impl Session {
     }
 
     /// A browser connected (or came back): starts its WebRTC pipeline on the session's media
-    /// worker, replacing any running stream. The offer and ICE candidates go to `signals`;
-    /// returns the stream's generation (a later [`Self::stream_generation`] different from it
-    /// means the stream was replaced).
+    /// worker, replacing any running stream, and hands its signalling task the stream's handle
+    /// and events.
     pub async fn start_browser_stream(
         self: &Arc<Self>,
         request: BrowserStream,
-        signals: tokio::sync::mpsc::UnboundedSender<HostSignal>,
-    ) -> Result<u64, StartError> {
+    ) -> Result<BrowserPlay, StartError> {
         let state = self.state();
         if !state.may_become(SessionState::Streaming) {
             return Err(StartError::NotReady(state));
         }
         let session = self.clone();
         self.media
-            .run(move || session.replace_browser_stream(request, signals))
+            .run(move || session.replace_browser_stream(request))
             .await
             .unwrap_or(Err(StartError::NotReady(SessionState::Ended)))
     }
@@ -195,10 +219,11 @@ impl Session {
     fn replace_browser_stream(
         self: &Arc<Self>,
         request: BrowserStream,
-        signals: tokio::sync::mpsc::UnboundedSender<HostSignal>,
-    ) -> Result<u64, StartError> {
+    ) -> Result<BrowserPlay, StartError> {
         let previous = lock(&self.lifecycle).stream.take();
-        drop(previous);
+        if let Some(previous) = previous {
+            previous.close(StreamClosed::Replaced);
+        }
         let limits = &self.config.webrtc;
         let bitrate_kbps = request.bitrate_kbps.clamp(
             limits.min_bitrate_kbps,
@@ -229,32 +254,14 @@ impl Session {
             "starting browser stream"
         );
         tracing::debug!(parent: &self.span, %description, "pipeline");
-        let input_session = Arc::downgrade(self);
-        let on_input = Arc::new(move |text: &str| {
-            let Some(session) = input_session.upgrade() else {
-                return;
-            };
-            match hati_protocol::browser::parse_input(text) {
-                Ok(events) => events.into_iter().for_each(|e| session.handle_input(e)),
-                Err(error) => {
-                    tracing::debug!(parent: &session.span, %error, "malformed browser input dropped")
-                }
-            }
-        });
-        let stream = WebRtcStream::start(
-            &description,
-            self.desktop(),
-            &self.config.webrtc,
-            signals,
-            on_input,
-            self.end_on_pipeline_error(),
-            self.pause_when_browser_leaves(self.stream_generation() + 1),
-        )
-        .map_err(|source| StartError::Stream {
-            source,
-            app: self.app.title.clone(),
-        })
-        .inspect_err(|error| self.publish_stream_failed(error))?;
+        let (events, receiver) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+        let (stream, handle) =
+            WebRtcStream::start(&description, self.desktop(), &self.config.webrtc, events)
+                .map_err(|source| StartError::Stream {
+                    source,
+                    app: self.app.title.clone(),
+                })
+                .inspect_err(|error| self.publish_stream_failed(error))?;
         stream.set_name(&format!("hati-webrtc-{}", self.id));
         let started = lock(&self.lifecycle).start_streaming(ActiveStream::Browser(stream));
         let generation = started.map_err(|_| StartError::NotReady(self.state()))?;
@@ -271,27 +278,16 @@ impl Session {
         if self.config.streaming.adaptive_bitrate {
             self.adapt_bitrate(generation, self.config.webrtc.min_bitrate_kbps);
         }
-        Ok(generation)
+        Ok(BrowserPlay {
+            generation,
+            handle,
+            events: receiver,
+        })
     }
 
     /// The generation of the stream now running (bumped by every start).
     pub fn stream_generation(&self) -> u64 {
         lock(&self.lifecycle).generation
-    }
-
-    /// Hands the browser's answer to its stream; an error says why it was refused.
-    pub fn browser_answer(&self, sdp: &str) -> Result<(), AnswerError> {
-        match lock(&self.lifecycle).stream.as_ref() {
-            Some(ActiveStream::Browser(stream)) => stream.set_answer(sdp),
-            _ => Err(AnswerError::NoBrowserStream),
-        }
-    }
-
-    /// Hands one of the browser's ICE candidates to its stream.
-    pub fn browser_ice_candidate(&self, sdp_mline_index: u32, candidate: &str) {
-        if let Some(ActiveStream::Browser(stream)) = lock(&self.lifecycle).stream.as_ref() {
-            stream.add_ice_candidate(sdp_mline_index, candidate);
-        }
     }
 
     fn publish_stream_failed(&self, error: &StartError) {
@@ -301,48 +297,25 @@ impl Session {
         });
     }
 
-    /// What a browser stream calls (on a GStreamer thread) when the browser closed its peer
-    /// connection: the session of that stream (`generation`) pauses, as when its WebSocket
-    /// closes. A page kept in the browser's back-forward cache holds its WebSocket open and
-    /// answers pings, so this is the only sign that its player left.
-    fn pause_when_browser_leaves(
-        self: &Arc<Self>,
-        generation: u64,
-    ) -> impl Fn() + Send + Sync + 'static {
-        let session = Arc::downgrade(self);
-        let runtime = self.runtime.clone();
-        move || {
-            let session = session.clone();
-            // Off the streaming thread: pausing tears the pipeline down.
-            runtime.spawn(async move {
-                let Some(session) = session.upgrade() else {
-                    return;
-                };
-                if session.stream_generation() == generation
-                    && session.state() == SessionState::Streaming
-                {
-                    tracing::info!(parent: &session.span, "the browser closed its peer connection");
-                    session.pause();
-                }
-            });
-        }
-    }
-
-    /// What a pipeline calls (on a GStreamer thread) when it fails: the session ends.
+    /// What a Moonlight stream's pipelines call (on a GStreamer thread) when they fail.
     fn end_on_pipeline_error(self: &Arc<Self>) -> impl Fn(String) + Send + Sync + Clone + 'static {
         // The pipelines live inside the session: a weak reference avoids a cycle.
         let session = Arc::downgrade(self);
         move |message: String| {
-            let Some(session) = session.upgrade() else {
-                return;
-            };
-            tracing::error!(parent: &session.span, %message, "stream failed; ending the session");
-            session.services.events.publish(Event::StreamFailed {
-                session: session.id,
-                message,
-            });
-            session.request_end(EndReason::PipelineError);
+            if let Some(session) = session.upgrade() {
+                session.stream_failed(message);
+            }
         }
+    }
+
+    /// The running stream failed on the host: says so on the bus and ends the session.
+    pub fn stream_failed(&self, message: String) {
+        tracing::error!(parent: &self.span, %message, "stream failed; ending the session");
+        self.services.events.publish(Event::StreamFailed {
+            session: self.id,
+            message,
+        });
+        self.request_end(EndReason::PipelineError);
     }
 
     /// Runs adaptive bitrate (see `bitrate`) for the stream of `generation` until it is
@@ -426,11 +399,15 @@ impl Session {
         config: &StreamConfig,
         high_quality_audio: Option<bool>,
     ) -> Result<MediaStream, StartError> {
-        let launch = self.launch_params();
+        let key = self
+            .keys
+            .as_ref()
+            .map(super::SessionKeys::key)
+            .ok_or(StartError::NoMoonlightKey)?;
         let video_request = VideoRequest {
             session_id: self.id,
             stream: config,
-            encryption_key: config.video_encrypted().then_some(launch.rikey),
+            encryption_key: config.video_encrypted().then_some(key.rikey),
             desktop: self.desktop().is_some(),
         };
         let video = crate::pipeline::video_description(
@@ -447,7 +424,7 @@ impl Session {
             sink: self.audio_sink(),
             encryption: config
                 .audio_encrypted()
-                .then_some((launch.rikey, launch.rikeyid)),
+                .then_some((key.rikey, key.rikeyid)),
         };
         let audio = crate::pipeline::audio_description(&self.config, &self.app, &audio_request)?;
         tracing::info!(

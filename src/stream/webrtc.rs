@@ -1,6 +1,12 @@
 //! A browser session's running stream: one pipeline whose video and Opus audio end in
 //! `webrtcbin`, the offer it makes, the browser's answer and candidates, the "input" data
 //! channel, and the transport feedback (RTCP receiver reports) that congestion control reads.
+//!
+//! Like webrtcsink's `Signallable` in gst-plugins-rs, the stream talks to its signalling task
+//! through two things only: a [`SignallingHandle`] the task drives (the browser's answer and
+//! ICE candidates go straight to webrtcbin), and one channel of [`BrowserEvent`]s the task
+//! reads (the host's offer and candidates, input, the browser leaving, a failure, and the
+//! stream closing, with why).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,8 +34,93 @@ pub struct TransportFeedback {
     pub packets_sent: AtomicU64,
 }
 
-/// Where the browser's input goes: called on a GStreamer thread with each data-channel message.
-pub type InputHandler = Arc<dyn Fn(&str) + Send + Sync>;
+/// Events a browser stream queues for its signalling task before that task falls behind
+/// this far; later ones are dropped and counted (a paired page flooding its data channel must
+/// not grow the host's memory).
+pub const EVENT_QUEUE: usize = 4096;
+
+/// What a browser stream tells its signalling task, in the order it happened.
+#[derive(Debug)]
+pub enum BrowserEvent {
+    /// The host's offer or one of its ICE candidates, for the page.
+    Signal(HostSignal),
+    /// A message from the page on the input data channel.
+    Input(String),
+    /// The browser closed its peer connection (its data channel's SCTP association failed: a
+    /// tab closed, Back, a page kept in the back-forward cache).
+    PeerGone,
+    /// The pipeline failed.
+    Failed(String),
+    /// The session took the stream away; nothing else follows.
+    Closed(StreamClosed),
+}
+
+/// Why a session took a browser stream away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamClosed {
+    /// The session ended.
+    Ended(crate::events::EndReason),
+    /// Another connection (a tab, a browser, a Moonlight client) resumed the session.
+    Replaced,
+    /// The session paused (its player left).
+    Paused,
+}
+
+/// The sending side of a stream's event channel, shared by its GStreamer callbacks.
+#[derive(Debug, Clone)]
+struct Events {
+    queue: mpsc::Sender<BrowserEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Events {
+    /// Queues `event` without waiting (callbacks run on GStreamer threads); a full queue drops
+    /// it, and a closed one (the signalling task is gone) means nobody listens any more.
+    fn send(&self, event: BrowserEvent) {
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.queue.try_send(event) {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // 1, 2, 4, 8, …: a flood cannot flood the log.
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, ?event, "the browser's signalling task fell behind; event dropped");
+            }
+        }
+    }
+}
+
+/// The signalling task's handle on a running browser stream. It holds webrtcbin weakly: once
+/// the stream is gone its calls do nothing.
+#[derive(Debug, Clone)]
+pub struct SignallingHandle {
+    webrtc: gst::glib::WeakRef<gst::Element>,
+}
+
+impl SignallingHandle {
+    /// Applies the browser's answer.
+    pub fn set_answer(&self, sdp: &str) -> Result<(), AnswerError> {
+        let webrtc = self.webrtc.upgrade().ok_or(AnswerError::NoBrowserStream)?;
+        let mut message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
+            .map_err(|_| AnswerError::InvalidSdp)?;
+        remove_mdns_candidates(&mut message);
+        let answer = gst_webrtc::WebRTCSessionDescription::new(WebRTCSDPType::Answer, message);
+        webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
+        Ok(())
+    }
+
+    /// Adds one of the browser's ICE candidates (an empty one ends its candidates). Candidates
+    /// whose address is an mDNS name are dropped (see [`is_mdns_candidate`]).
+    pub fn add_ice_candidate(&self, sdp_mline_index: u32, candidate: &str) {
+        if candidate.is_empty() {
+            return;
+        }
+        if is_mdns_candidate(candidate) {
+            tracing::debug!(%candidate, "ignoring the browser's mDNS candidate");
+            return;
+        }
+        if let Some(webrtc) = self.webrtc.upgrade() {
+            webrtc.emit_by_name::<()>("add-ice-candidate", &[&sdp_mline_index, &candidate]);
+        }
+    }
+}
 
 /// Why a browser's answer was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +128,7 @@ pub enum AnswerError {
     /// The answer does not parse as SDP.
     #[error("the answer is not valid SDP")]
     InvalidSdp,
-    /// No browser stream runs in the session (it ended or was replaced).
+    /// The stream is gone (the session ended, paused or was resumed elsewhere).
     #[error("no browser stream is running")]
     NoBrowserStream,
 }
@@ -49,6 +140,7 @@ pub struct WebRtcStream {
     video_payloader: gst::Element,
     bitrate_knob: Option<BitrateKnob>,
     channel: Arc<Mutex<Option<WebRTCDataChannel>>>,
+    events: Events,
     /// Video counters (frames into the payloader, RTP packets out of it).
     pub video_counters: Arc<StreamCounters>,
     /// Audio counters (RTP packets).
@@ -58,19 +150,20 @@ pub struct WebRtcStream {
 }
 
 impl WebRtcStream {
-    /// Builds and starts the pipeline of `description` (see `pipeline::webrtc_description`):
-    /// its offer and ICE candidates go to `signals`, data-channel messages to `on_input`, a
-    /// later pipeline error to `on_error`, and the browser closing its peer connection to
-    /// `on_peer_gone`.
+    /// Builds and starts the pipeline of `description` (see `pipeline::webrtc_description`).
+    /// Its offer and ICE candidates, the page's input, the browser leaving and a pipeline
+    /// failure go to `events`, in order; the returned handle takes the browser's answer and
+    /// candidates.
     pub fn start(
         description: &str,
         desktop: Option<&hati_compositor::CompositorHandle>,
         network: &WebRtcConfig,
-        signals: mpsc::UnboundedSender<HostSignal>,
-        on_input: InputHandler,
-        on_error: impl Fn(String) + Send + Sync + 'static,
-        on_peer_gone: impl Fn() + Send + Sync + 'static,
-    ) -> Result<Self, StreamError> {
+        events: mpsc::Sender<BrowserEvent>,
+    ) -> Result<(Self, SignallingHandle), StreamError> {
+        let events = Events {
+            queue: events,
+            dropped: Arc::default(),
+        };
         let parse_error = |message: String| StreamError::Parse {
             kind: "webrtc",
             message,
@@ -89,15 +182,16 @@ impl WebRtcStream {
         let audio_payloader = pipeline
             .by_name(AUDIO_RTP)
             .ok_or_else(|| parse_error(format!("no element named {AUDIO_RTP}")))?;
+        let on_error = events.clone();
         forward_errors(&pipeline, "webrtc", move |factory, message| {
             // The browser closing its peer connection (a tab closed, Back, a page put in the
             // back-forward cache) fails the data channel's SCTP association: that is the
             // player leaving, not a broken stream.
             if factory.is_some_and(is_peer_transport) {
                 tracing::debug!(%message, "the browser closed its peer connection");
-                on_peer_gone();
+                on_error.send(BrowserEvent::PeerGone);
             } else {
-                on_error(message);
+                on_error.send(BrowserEvent::Failed(message));
             }
         });
         configure_ice(&webrtc, network);
@@ -134,15 +228,16 @@ impl WebRtcStream {
         count_packets(&video_payloader, &video_counters);
         count_packets(&audio_payloader, &audio_counters);
 
-        connect_offer(&webrtc, signals.clone());
+        connect_offer(&webrtc, events.clone());
+        let signals = events.clone();
         webrtc.connect("on-ice-candidate", false, move |values| {
             let mline = values.get(1).and_then(|v| v.get::<u32>().ok());
             let candidate = values.get(2).and_then(|v| v.get::<String>().ok());
             if let (Some(sdp_mline_index), Some(candidate)) = (mline, candidate) {
-                let _ = signals.send(HostSignal::Ice {
+                signals.send(BrowserEvent::Signal(HostSignal::Ice {
                     candidate,
                     sdp_mline_index,
-                });
+                }));
             }
             None
         });
@@ -154,6 +249,7 @@ impl WebRtcStream {
             video_payloader,
             bitrate_knob,
             channel: Arc::default(),
+            events: events.clone(),
             video_counters,
             audio_counters,
             feedback: Arc::default(),
@@ -177,44 +273,30 @@ impl WebRtcStream {
                 kind: "webrtc",
                 message: "webrtcbin refused the input data channel".into(),
             })?;
+        let input = events;
         channel.connect("on-message-string", false, move |values| {
             if let Some(text) = values.get(1).and_then(|v| v.get::<Option<String>>().ok()) {
-                on_input(text.as_deref().unwrap_or(""));
+                input.send(BrowserEvent::Input(text.unwrap_or_default()));
             }
             None
         });
         *lock(&stream.channel) = Some(channel);
-        Ok(stream)
+        let handle = SignallingHandle {
+            webrtc: stream.webrtc.downgrade(),
+        };
+        Ok((stream, handle))
+    }
+
+    /// Tells the signalling task why the stream goes away (the last event it gets), then drops
+    /// it (on the caller's thread: call from the session's media worker).
+    pub fn close(self, why: StreamClosed) {
+        self.events.send(BrowserEvent::Closed(why));
+        drop(self);
     }
 
     /// Names the pipeline (`hati-webrtc-<session>`), as `GET /pipelines` shows it.
     pub fn set_name(&self, name: &str) {
         self.pipeline.set_property("name", name);
-    }
-
-    /// Applies the browser's answer.
-    pub fn set_answer(&self, sdp: &str) -> Result<(), AnswerError> {
-        let mut message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
-            .map_err(|_| AnswerError::InvalidSdp)?;
-        remove_mdns_candidates(&mut message);
-        let answer = gst_webrtc::WebRTCSessionDescription::new(WebRTCSDPType::Answer, message);
-        self.webrtc
-            .emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
-        Ok(())
-    }
-
-    /// Adds one of the browser's ICE candidates (an empty one ends its candidates). Candidates
-    /// whose address is an mDNS name are dropped (see [`is_mdns_candidate`]).
-    pub fn add_ice_candidate(&self, sdp_mline_index: u32, candidate: &str) {
-        if candidate.is_empty() {
-            return;
-        }
-        if is_mdns_candidate(candidate) {
-            tracing::debug!(%candidate, "ignoring the browser's mDNS candidate");
-            return;
-        }
-        self.webrtc
-            .emit_by_name::<()>("add-ice-candidate", &[&sdp_mline_index, &candidate]);
     }
 
     /// Sends a text message to the page over the input data channel (rumble).
@@ -403,7 +485,7 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// Makes the offer when webrtcbin needs one, sets it as the local description and sends it.
-fn connect_offer(webrtc: &gst::Element, signals: mpsc::UnboundedSender<HostSignal>) {
+fn connect_offer(webrtc: &gst::Element, signals: Events) {
     webrtc.connect("on-negotiation-needed", false, move |values| {
         let webrtc = values.first().and_then(|v| v.get::<gst::Element>().ok())?;
         let signals = signals.clone();
@@ -420,16 +502,16 @@ fn connect_offer(webrtc: &gst::Element, signals: mpsc::UnboundedSender<HostSigna
                 _ => None,
             };
             let Some(offer) = offer else {
-                let _ = signals.send(HostSignal::Error {
+                signals.send(BrowserEvent::Signal(HostSignal::Error {
                     message: "the host could not create a WebRTC offer".into(),
-                });
+                }));
                 return;
             };
             webrtc.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
             match offer.sdp().as_text() {
                 Ok(sdp) => {
                     tracing::debug!(%sdp, "offer");
-                    let _ = signals.send(HostSignal::Offer { sdp });
+                    signals.send(BrowserEvent::Signal(HostSignal::Offer { sdp }));
                 }
                 Err(error) => tracing::warn!(%error, "the offer does not print as SDP"),
             }
@@ -730,20 +812,11 @@ mod tests {
             max_bitrate_kbps: 20_000,
             audio_bitrate: 64_000,
         };
-        let (signals, mut from_host) = mpsc::unbounded_channel();
+        let (events, mut from_host) = mpsc::channel(EVENT_QUEUE);
         let inputs: Arc<Mutex<Vec<String>>> = Arc::default();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (received, failed) = (inputs.clone(), errors.clone());
-        let stream = WebRtcStream::start(
-            &test_description(),
-            None,
-            &network,
-            signals,
-            Arc::new(move |text: &str| lock(&received).push(text.to_owned())),
-            move |message| lock(&failed).push(message),
-            || {},
-        )
-        .unwrap();
+        let (stream, handle) =
+            WebRtcStream::start(&test_description(), None, &network, events).unwrap();
         stream.set_name("hati-webrtc-test");
         assert!(!webrtc_threads().is_empty(), "webrtcbin runs no thread");
 
@@ -754,7 +827,19 @@ mod tests {
         let mut candidates = Vec::new();
         let mut answered = false;
         let connected = wait_for(|| {
-            while let Ok(signal) = from_host.try_recv() {
+            while let Ok(event) = from_host.try_recv() {
+                let signal = match event {
+                    BrowserEvent::Signal(signal) => signal,
+                    BrowserEvent::Input(text) => {
+                        lock(&inputs).push(text);
+                        continue;
+                    }
+                    BrowserEvent::Failed(message) => {
+                        lock(&errors).push(message);
+                        continue;
+                    }
+                    BrowserEvent::PeerGone | BrowserEvent::Closed(_) => continue,
+                };
                 match signal {
                     HostSignal::Offer { sdp } => {
                         // Chromium hides its host addresses behind mDNS names, in the answer
@@ -766,8 +851,8 @@ mod tests {
                             .media_mut(0)
                             .unwrap()
                             .add_attribute("candidate", MDNS_CANDIDATE.strip_prefix("candidate:"));
-                        stream.set_answer(&answer.as_text().unwrap()).unwrap();
-                        stream.add_ice_candidate(0, MDNS_CANDIDATE);
+                        handle.set_answer(&answer.as_text().unwrap()).unwrap();
+                        handle.add_ice_candidate(0, MDNS_CANDIDATE);
                         answered = true;
                     }
                     HostSignal::Ice {
@@ -782,7 +867,7 @@ mod tests {
             }
             if answered {
                 while let Ok((mline, candidate)) = from_browser.try_recv() {
-                    stream.add_ice_candidate(mline, &candidate);
+                    handle.add_ice_candidate(mline, &candidate);
                 }
             }
             if lock(&inputs).is_empty() {
@@ -818,7 +903,19 @@ mod tests {
             .property::<gst::glib::Object>("ice-agent")
             .downgrade();
         let channel = lock(&stream.channel).as_ref().map(|c| c.downgrade());
-        drop(stream);
+        stream.close(StreamClosed::Paused);
+        let mut last = None;
+        while let Ok(event) = from_host.try_recv() {
+            last = Some(event);
+        }
+        assert!(
+            matches!(last, Some(BrowserEvent::Closed(StreamClosed::Paused))),
+            "the signalling task hears last why its stream closed: {last:?}"
+        );
+        assert!(
+            matches!(handle.set_answer("v=0"), Err(AnswerError::NoBrowserStream)),
+            "the handle outlives the stream harmlessly"
+        );
 
         // All at once: the session publishes `session_ended` right after the drop.
         assert!(

@@ -16,12 +16,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
 
-use crate::events::{EndReason, Event};
+use crate::events::EndReason;
 use crate::host::Host;
 use crate::net::ConnectionPermit;
 use crate::session::{
-    BrowserStream, LaunchError, LaunchParams, LaunchRequest, Session, SessionState,
+    BrowserPlay, BrowserStream, LaunchError, LaunchParams, LaunchRequest, Session, SessionState,
 };
+use crate::stream::webrtc::{BrowserEvent, StreamClosed};
 use crate::state::clients::PairedClient;
 
 /// How long a browser has to say `hello` after connecting.
@@ -118,8 +119,6 @@ async fn play(
     hello: Hello,
 ) {
     let config = host.config();
-    // Subscribed before the launch, so no end of the session can be missed.
-    let mut events = host.events.subscribe();
     let ice_servers = config.webrtc.ice_servers.clone();
     if send(socket, &HostSignal::Config { ice_servers })
         .await
@@ -143,7 +142,6 @@ async fn play(
     if send(socket, &launched).await.is_err() {
         return;
     }
-    let (signals, mut outgoing) = mpsc::unbounded_channel();
     let request = BrowserStream {
         width: hello.width,
         height: hello.height,
@@ -152,23 +150,54 @@ async fn play(
             .bitrate_kbps
             .unwrap_or(config.webrtc.max_bitrate_kbps / 2),
     };
-    let generation = match session.start_browser_stream(request, signals).await {
-        Ok(generation) => generation,
+    let BrowserPlay {
+        generation,
+        handle,
+        mut events,
+    } = match session.start_browser_stream(request).await {
+        Ok(play) => play,
         Err(failure) => {
             let message = failure.to_string();
             let _ = send(socket, &HostSignal::Error { message }).await;
             return;
         }
     };
-    let mut replaced = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
     loop {
         tokio::select! {
-            signal = outgoing.recv() => {
-                let Some(signal) = signal else { break };
-                if send(socket, &signal).await.is_err() {
-                    break;
+            event = events.recv() => {
+                // The stream always says why it closed before its channel does.
+                let Some(event) = event else { return };
+                match event {
+                    BrowserEvent::Signal(signal) => {
+                        if send(socket, &signal).await.is_err() {
+                            break;
+                        }
+                    }
+                    BrowserEvent::Input(text) => match hati_protocol::browser::parse_input(&text) {
+                        Ok(inputs) => inputs.into_iter().for_each(|input| session.handle_input(input)),
+                        Err(error) => tracing::debug!(%error, "malformed browser input dropped"),
+                    },
+                    BrowserEvent::PeerGone => {
+                        // A page kept in the back-forward cache holds its WebSocket open and
+                        // answers pings, so this is the only sign that its player left.
+                        tracing::info!("the browser closed its peer connection");
+                        break;
+                    }
+                    BrowserEvent::Failed(message) => session.stream_failed(message),
+                    BrowserEvent::Closed(StreamClosed::Ended(reason)) => {
+                        let reason = end_reason_text(reason);
+                        let _ = send(socket, &HostSignal::Ended { reason }).await;
+                        return;
+                    }
+                    BrowserEvent::Closed(StreamClosed::Replaced) => {
+                        let reason = "the session was resumed in another tab or browser".to_owned();
+                        let _ = send(socket, &HostSignal::Ended { reason }).await;
+                        return;
+                    }
+                    BrowserEvent::Closed(StreamClosed::Paused) => return,
                 }
             }
             message = next_message(incoming) => {
@@ -177,16 +206,17 @@ async fn play(
                 let Some(text) = message else { continue };
                 match SignalMessage::parse(&text) {
                     Ok(SignalMessage::Answer { sdp }) => {
-                        if let Err(refused) = session.browser_answer(&sdp) {
+                        if let Err(refused) = handle.set_answer(&sdp) {
                             let message = refused.to_string();
                             let _ = send(socket, &HostSignal::Error { message }).await;
                         }
                     }
                     Ok(SignalMessage::Ice { candidate, sdp_mline_index }) => {
-                        session.browser_ice_candidate(sdp_mline_index, &candidate);
+                        handle.add_ice_candidate(sdp_mline_index, &candidate);
                     }
                     Ok(SignalMessage::Quit) => {
-                        // The end arrives as an event below, and is told to the page there.
+                        // The end comes back as the stream's last event, and is told to the
+                        // page there.
                         host.sessions.cancel(&client.id).await;
                     }
                     Ok(SignalMessage::Hello(_)) => {
@@ -195,17 +225,7 @@ async fn play(
                     Err(failure) => tracing::debug!(error = %failure, "malformed signalling message dropped"),
                 }
             }
-            event = events.recv() => {
-                if let Ok(stamped) = event
-                    && let Event::SessionEnded { session: id, reason } = &stamped.event
-                    && *id == session.id
-                {
-                    let reason = end_reason_text(*reason);
-                    let _ = send(socket, &HostSignal::Ended { reason }).await;
-                    return;
-                }
-            }
-            _ = replaced.tick() => {
+            _ = tick.tick() => {
                 // A browser that vanished without closing (its network went away) stops
                 // answering pings: the session then waits to be resumed, as after a close.
                 if last_heard.elapsed() > PEER_SILENCE {
@@ -218,19 +238,12 @@ async fn play(
                         break;
                     }
                 }
-                if session.stream_generation() != generation {
-                    let reason = "the session was resumed in another tab or browser".to_owned();
-                    let _ = send(socket, &HostSignal::Ended { reason }).await;
-                    return;
-                }
             }
         }
     }
-    // The player left (closed the tab, lost the network): the session waits to be resumed,
-    // unless another connection already took it over.
-    if session.stream_generation() == generation && session.state() == SessionState::Streaming {
-        session.pause();
-    }
+    // The player left (closed the tab or its peer connection, lost the network): the session
+    // waits to be resumed, unless another connection already took it over.
+    session.pause_if_current(generation);
 }
 
 /// The browser's session for `hello.app_id`: its running one (resumed) or a new launch.
@@ -247,11 +260,11 @@ async fn session_for(
         if session.state() == SessionState::Launching {
             return Err(Refusal::StillStarting(session.app.title.clone()));
         }
-        // The same resume as Moonlight's `/resume` (it publishes `session_resumed`); the
-        // Moonlight keys it sets are unused by a browser's DTLS-SRTP stream.
+        // The same resume as Moonlight's `/resume` (it publishes `session_resumed`), without
+        // a key.
         return host
             .sessions
-            .resume(&client.id, crate::crypto::random::<16>(), 0, 0)
+            .resume(&client.id, None)
             .map(|session| (session, true))
             .map_err(Refusal::from);
     }
@@ -261,12 +274,10 @@ async fn session_for(
         app_id: hello.app_id,
         config: host.config(),
         params: LaunchParams {
-            // Browsers get DTLS-SRTP keys from WebRTC; the session's own key is unused.
-            rikey: crate::crypto::random::<16>(),
-            rikeyid: 0,
             mode: Some((hello.width, hello.height, hello.fps)),
             surround_info: STEREO,
-            corever: 0,
+            // WebRTC brings its own keys (DTLS-SRTP): the session answers no RTSP or control.
+            key: None,
         },
     };
     host.sessions
