@@ -44,9 +44,9 @@ use crate::events::{EndReason, Event};
 use crate::input::InputSink;
 pub use crate::metrics::{SessionCounters, SessionMetrics};
 use crate::stream::Target;
-use crate::stream::webrtc::StreamClosed;
 use crate::stream::ping::StreamKind;
 use crate::stream::target::PingOutcome;
+use crate::stream::webrtc::StreamClosed;
 
 /// What a launch carries.
 #[derive(Debug, Clone)]

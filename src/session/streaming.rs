@@ -422,9 +422,7 @@ impl Session {
             layout,
             packet_duration_ms: config.audio.packet_duration_ms,
             sink: self.audio_sink(),
-            encryption: config
-                .audio_encrypted()
-                .then_some((key.rikey, key.rikeyid)),
+            encryption: config.audio_encrypted().then_some((key.rikey, key.rikeyid)),
         };
         let audio = crate::pipeline::audio_description(&self.config, &self.app, &audio_request)?;
         tracing::info!(

@@ -81,7 +81,11 @@ impl Events {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // 1, 2, 4, 8, …: a flood cannot flood the log.
             if dropped.is_power_of_two() {
-                tracing::warn!(dropped, ?event, "the browser's signalling task fell behind; event dropped");
+                tracing::warn!(
+                    dropped,
+                    ?event,
+                    "the browser's signalling task fell behind; event dropped"
+                );
             }
         }
     }

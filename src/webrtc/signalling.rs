@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hati_protocol::browser::{Hello, HostSignal, SignalMessage};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -22,8 +21,8 @@ use crate::net::ConnectionPermit;
 use crate::session::{
     BrowserPlay, BrowserStream, LaunchError, LaunchParams, LaunchRequest, Session, SessionState,
 };
-use crate::stream::webrtc::{BrowserEvent, StreamClosed};
 use crate::state::clients::PairedClient;
+use crate::stream::webrtc::{BrowserEvent, StreamClosed};
 
 /// How long a browser has to say `hello` after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
