@@ -74,6 +74,13 @@ def test_an_end_during_announce_leaves_no_pipeline(make_host, tmp_path):
     assert stopped.returncode == 0, stopped.stderr
     ended = events.wait_for("session_ended", start=mark, session=session)
     assert ended["reason"] == "stopped", ended
+    # `session_ended` comes after everything the session held is released: the stream that
+    # was starting too, although its ANNOUNCE has not been answered yet.
+    at_end = sender_threads(host.process.pid)
+    pipelines_at_end = [p for p in host.admin("/pipelines") if p["name"].endswith(f"-{session}")]
+    report(f"end during ANNOUNCE, at session_ended: sender threads {at_end}, pipelines {pipelines_at_end}")
+    assert not at_end, f"the ended session's sender thread runs: {at_end}"
+    assert not pipelines_at_end, f"the ended session's pipelines exist: {pipelines_at_end}"
     # The ANNOUNCE's answer comes after the hold; by then the stream must be gone too.
     starter.join(timeout=30)
     assert not starter.is_alive(), "the client's start never returned"
