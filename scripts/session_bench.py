@@ -39,9 +39,18 @@ WIDTH, HEIGHT, FPS = 640, 360, 30
 MOTION = re.compile(r"^t=(\d+) pointer (?:motion|enter) x=([\d.]+) y=([\d.]+)")
 
 
-def position(k: int) -> tuple[int, int]:
-    """The k-th position B sends: unique for 120 000 events, away from the edges."""
-    return 20 + k % 600, 20 + (k // 600) % 200
+MARGIN = 10
+
+
+def grid(width: int, height: int) -> tuple[int, int]:
+    """Columns and rows of the positions B sends, MARGIN pixels away from the edges."""
+    return width - 2 * MARGIN, height - 2 * MARGIN
+
+
+def position(k: int, width: int, height: int) -> tuple[int, int]:
+    """The k-th position B sends: unique for columns x rows events (48 000 at 320x180)."""
+    columns, rows = grid(width, height)
+    return MARGIN + k % columns, MARGIN + (k // columns) % rows
 
 
 def client_for(config_dir: Path, port: int):
@@ -63,7 +72,7 @@ def worker_mouse(args) -> int:
     from test_desktop import limelight
 
     client = client_for(Path(args.config_dir), args.port)
-    client.start_stream(app="Mouse app", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=30)
+    client.start_stream(app="Mouse app", width=args.width, height=args.height, fps=FPS, ready_timeout=30)
     counter = FrameCounter(client)
     _, lib = limelight()
     sent: list[tuple[int, float]] = []
@@ -77,9 +86,9 @@ def worker_mouse(args) -> int:
         now = time.monotonic()
         if due > now:
             time.sleep(due - now)
-        x, y = position(k)
+        x, y = position(k, args.width, args.height)
         sent.append((k, time.monotonic()))
-        lib.LiSendMousePositionEvent(x, y, WIDTH, HEIGHT)
+        lib.LiSendMousePositionEvent(x, y, args.width, args.height)
         k += 1
     counter.stop()
     client.stop_stream()
@@ -97,7 +106,7 @@ def worker_churn(args) -> int:
     done = failed = 0
     while done < args.cycles and done + failed < 3 * args.cycles:
         try:
-            client.start_stream(app="Churn app", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=30)
+            client.start_stream(app="Churn app", width=args.width, height=args.height, fps=FPS, ready_timeout=30)
         except MoonlightError as error:
             failed += 1
             print(f"start failed: {error}", flush=True)
@@ -199,7 +208,7 @@ def stall(args) -> int:
         stop_file = work / "stop"
         mouse = spawn("worker-mouse", "--config-dir", str(work / "b"), "--port", str(host.port),
                       "--stop-file", str(stop_file), "--out", str(work / "mouse.json"),
-                      "--max-seconds", "600")
+                      "--max-seconds", "600", "--width", str(args.width), "--height", str(args.height))
         wait_line(mouse, "sending")
         baseline_start = time.monotonic()
         time.sleep(args.baseline_s)
@@ -208,7 +217,8 @@ def stall(args) -> int:
         # --churn-nice lowers client A's priority, so that what stalls B's input is the host,
         # not A's decoder competing for the same two cores.
         churn = spawn("worker-churn", "--config-dir", str(work / "a"), "--port", str(host.port),
-                      "--cycles", str(args.cycles), nice=args.churn_nice)
+                      "--cycles", str(args.cycles), "--width", str(args.width), "--height", str(args.height),
+                      nice=args.churn_nice)
         churn_output, _ = churn.communicate(timeout=600)
         churn_end = time.monotonic()
         churned = json.loads(churn_output.strip().splitlines()[-1])
@@ -225,10 +235,11 @@ def stall(args) -> int:
             if match := MOTION.match(line):
                 # The host maps a position in the client's reference size onto the desktop's
                 # pixels with (size - 1) as the last one, so 600 arrives as 600.94: scale back.
-                x = round(float(match.group(2)) * (WIDTH - 1) / WIDTH)
-                y = round(float(match.group(3)) * (HEIGHT - 1) / HEIGHT)
-                if 20 <= x < 620 and 20 <= y < 220:
-                    seen.append(((y - 20) * 600 + (x - 20), int(match.group(1)) / 1e6))
+                x = round(float(match.group(2)) * (args.width - 1) / args.width)
+                y = round(float(match.group(3)) * (args.height - 1) / args.height)
+                columns, rows = grid(args.width, args.height)
+                if MARGIN <= x < MARGIN + columns and MARGIN <= y < MARGIN + rows:
+                    seen.append(((y - MARGIN) * columns + (x - MARGIN), int(match.group(1)) / 1e6))
         # Motions that are not B's (the pointer's first placement) would look like sightings
         # of positions sent later: keep only positions sent before they were seen.
         sent_at_of = dict(result["sent"])

@@ -17,23 +17,25 @@
 //! ended the session. HTTP, RTSP and the control stream only send requests: launch, resume,
 //! cancel, announce, control messages, pause.
 
+mod client;
 mod keys;
+mod lifecycle;
 mod manager;
 pub mod pings;
 pub mod resources;
 mod streaming;
 mod worker;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
-use hati_protocol::control::{ClientMessage, ControlCipher};
-use hati_protocol::input::InputEvent;
+use hati_protocol::control::ControlCipher;
 use hati_protocol::sdp::StreamConfig;
-use serde::Serialize;
 
 pub use self::keys::SessionKeys;
+use self::lifecycle::Lifecycle;
+pub use self::lifecycle::SessionState;
 pub use self::manager::{LaunchError, LaunchRequest, SessionManager, SessionServices};
 use self::resources::AppResources;
 use self::streaming::ActiveStream;
@@ -44,8 +46,6 @@ use crate::events::{EndReason, Event};
 use crate::input::InputSink;
 pub use crate::metrics::{SessionCounters, SessionMetrics};
 use crate::stream::Target;
-use crate::stream::ping::StreamKind;
-use crate::stream::target::PingOutcome;
 use crate::stream::webrtc::StreamClosed;
 
 /// What a launch carries.
@@ -94,85 +94,6 @@ pub enum ControlCommand {
         /// High-frequency motor, 0–65535.
         high_freq: u16,
     },
-}
-
-/// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    /// Its desktop, audio sink and app are starting.
-    #[default]
-    Launching,
-    /// Launched; the client has not announced a stream yet.
-    WaitingForClient,
-    /// Pipelines run.
-    Streaming,
-    /// The client disconnected; `/resume` picks the session up again.
-    Paused,
-    /// Everything it held is released (or being released).
-    Ended,
-}
-
-impl SessionState {
-    /// Whether the lifecycle allows going from `self` to `next`.
-    fn may_become(self, next: Self) -> bool {
-        use SessionState::*;
-        matches!(
-            (self, next),
-            (Launching, WaitingForClient)
-                | (WaitingForClient | Streaming | Paused, Streaming)
-                | (Streaming, Paused)
-                | (Launching | WaitingForClient | Streaming | Paused, Ended)
-        )
-    }
-
-    /// Whether the session waits for its client (the client timeout runs).
-    fn awaits_client(self) -> bool {
-        matches!(self, Self::WaitingForClient | Self::Paused)
-    }
-}
-
-/// A session's state and the stream it runs, under one lock: a change of one is seen with the
-/// other, so an end can never miss a stream stored after it looked.
-///
-/// Invariants: `stream` is `None` unless `state` is `Streaming` (it is also briefly `None`
-/// while a new stream replaces the old one); `generation` grows by one with every stored
-/// stream and `epoch` with every state change. The lock is never held while a pipeline is
-/// built, changes state or is dropped (see `worker`).
-#[derive(Default)]
-struct Lifecycle {
-    state: SessionState,
-    /// Bumped by every state change, so a timer armed in one state knows it was left.
-    epoch: u64,
-    stream: Option<ActiveStream>,
-    /// The stream configuration of the last ANNOUNCE.
-    stream_config: Option<StreamConfig>,
-    /// Bumped by every stream stored, so a task of an older stream knows it was replaced.
-    generation: u64,
-}
-
-impl Lifecycle {
-    /// Moves to `next` if the transition table allows it; false (and nothing changes)
-    /// otherwise. Every state change of a session goes through here.
-    fn transition(&mut self, next: SessionState) -> bool {
-        if !self.state.may_become(next) {
-            return false;
-        }
-        self.state = next;
-        self.epoch += 1;
-        true
-    }
-
-    /// Moves to `Streaming` with `stream` (one step, so an end sees both or neither); hands
-    /// the stream back if the session may not stream now (it ended meanwhile).
-    fn start_streaming(&mut self, stream: ActiveStream) -> Result<u64, ActiveStream> {
-        if !self.transition(SessionState::Streaming) {
-            return Err(stream);
-        }
-        self.stream = Some(stream);
-        self.generation += 1;
-        Ok(self.generation)
-    }
 }
 
 /// Packets a running stream has handed to the kernel, and dropped (no client address yet, or
@@ -401,132 +322,6 @@ impl Session {
         }
     }
 
-    /// Whether pings from `ip` may steer this session's streams: the address that launched
-    /// it (over mutual TLS) or the one whose control connection proved it holds the key.
-    fn may_ping_from(&self, ip: IpAddr) -> bool {
-        // The target keeps the socket's own form of the address (a `::` socket cannot send
-        // to a plain IPv4 address); comparisons use the canonical one.
-        let ip = crate::net::canonical_ip(ip);
-        ip == self.client_ip || *lock(&self.control_ip) == Some(ip)
-    }
-
-    /// The control stream authenticated a client at `ip` (its first message decrypted).
-    pub fn control_authenticated(&self, ip: IpAddr) {
-        *lock(&self.control_ip) = Some(crate::net::canonical_ip(ip));
-    }
-
-    /// A ping arrived: the stream goes to where it came from, unless the client's current
-    /// address is alive or the ping comes from an address that has not authenticated.
-    pub fn client_pinged(&self, kind: StreamKind, from: SocketAddr) {
-        let target = match kind {
-            StreamKind::Video => &self.video_target,
-            StreamKind::Audio => &self.audio_target,
-        };
-        let outcome = if self.may_ping_from(from.ip()) {
-            target.offer(from, std::time::Instant::now())
-        } else {
-            PingOutcome::Refused {
-                current: target.get().unwrap_or(from),
-            }
-        };
-        match outcome {
-            PingOutcome::Refreshed => {}
-            PingOutcome::Learned => {
-                self.metrics.target_changes.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(parent: &self.span, ?kind, client = %from, "client address learned from ping");
-            }
-            PingOutcome::Moved { from: old } => {
-                self.metrics.target_changes.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(parent: &self.span, ?kind, client = %from, previous = %old, "client address moved (the previous one went silent)");
-            }
-            PingOutcome::Refused { current } => {
-                let refused = self.metrics.refused_pings.fetch_add(1, Ordering::Relaxed) + 1;
-                // 1, 2, 4, 8, …: a flood cannot flood the log.
-                if refused.is_power_of_two() {
-                    tracing::warn!(parent: &self.span, ?kind, from = %from, %current, refused, "ping refused: the stream stays with the client's address");
-                }
-                return;
-            }
-        }
-        if kind == StreamKind::Video {
-            self.request_idr();
-        }
-    }
-
-    /// Handles one decrypted control message.
-    pub fn on_control_message(&self, message: ClientMessage) {
-        let _entered = self.span.enter();
-        match message {
-            ClientMessage::RequestIdr => {
-                self.metrics.idr_requests.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("client asks for a key frame");
-                self.request_idr();
-            }
-            ClientMessage::InvalidateRefFrames {
-                first_frame_index,
-                last_frame_index,
-            } => {
-                self.metrics.idr_requests.fetch_add(1, Ordering::Relaxed);
-                let dropped = last_frame_index
-                    .wrapping_sub(first_frame_index)
-                    .saturating_add(1);
-                self.metrics
-                    .client_frames_dropped
-                    .fetch_add(u64::from(dropped), Ordering::Relaxed);
-                tracing::debug!(
-                    first_frame_index,
-                    last_frame_index,
-                    "client invalidates reference frames"
-                );
-                self.request_idr();
-            }
-            ClientMessage::InputData(bytes) => match InputEvent::parse(&bytes) {
-                Ok(event) => self.handle_input(event),
-                Err(error) => tracing::debug!(%error, "malformed input packet dropped"),
-            },
-            ClientMessage::FecStatus(status) => {
-                self.metrics.record_fec_status(&status);
-                tracing::debug!(?status, "client FEC status");
-            }
-            ClientMessage::LossStats { last_good_frame } => {
-                tracing::debug!(last_good_frame, "client loss stats")
-            }
-            ClientMessage::PeriodicPing | ClientMessage::StartB | ClientMessage::LtrAck { .. } => {}
-            ClientMessage::Unknown { packet_type } => {
-                tracing::debug!(packet_type, "unknown control message")
-            }
-        }
-    }
-
-    /// Routes one input event (from Moonlight's control stream or a browser's data channel)
-    /// to the session's desktop or gamepads.
-    pub fn handle_input(&self, event: InputEvent) {
-        self.metrics.input_events.fetch_add(1, Ordering::Relaxed);
-        match self.input.get() {
-            Some(input) => input.handle(event),
-            None => tracing::debug!(parent: &self.span, "input before launch finished dropped"),
-        }
-    }
-
-    /// Sets a gamepad's rumble motors on the client: over the data channel for a browser,
-    /// over the control stream for Moonlight.
-    fn rumble(&self, controller: u8, motors: crate::gamepad::Motors) {
-        if let Some(ActiveStream::Browser(stream)) = lock(&self.lifecycle).stream.as_ref() {
-            stream.send_to_page(&hati_protocol::browser::rumble_message(
-                controller,
-                motors.low_freq,
-                motors.high_freq,
-            ));
-            return;
-        }
-        let _ = self.services.control.send(ControlCommand::Rumble {
-            session_id: self.id,
-            controller: u16::from(controller),
-            low_freq: motors.low_freq,
-            high_freq: motors.high_freq,
-        });
-    }
-
     /// The session's desktop, if its app has one.
     pub fn desktop(&self) -> Option<&hati_compositor::CompositorHandle> {
         self.desktop.get()
@@ -543,32 +338,4 @@ impl Session {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SessionState::*;
-
-    #[test]
-    fn lifecycle_moves_forward_and_ends_once() {
-        assert!(Launching.may_become(WaitingForClient));
-        assert!(WaitingForClient.may_become(Streaming));
-        assert!(Streaming.may_become(Paused));
-        assert!(Paused.may_become(Streaming));
-        assert!(
-            Streaming.may_become(Streaming),
-            "a new ANNOUNCE restarts the stream"
-        );
-        for state in [Launching, WaitingForClient, Streaming, Paused] {
-            assert!(state.may_become(Ended));
-        }
-        for state in [Launching, WaitingForClient, Streaming, Paused, Ended] {
-            assert!(!Ended.may_become(state), "ended is final");
-        }
-        assert!(
-            !Launching.may_become(Streaming),
-            "no stream before the app started"
-        );
-        assert!(!WaitingForClient.may_become(Paused));
-    }
 }
