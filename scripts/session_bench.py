@@ -167,19 +167,61 @@ def write_server_pem(host: RunningHost, work: Path) -> None:
     (work / "server.pem").write_text(identity["cert_pem"])
 
 
-def busiest_ms(host: RunningHost) -> float | None:
-    """The host's `control_loop_busiest_ms` (GET /status on the admin socket), if it has one."""
+def admin_get(host: RunningHost, path: str):
+    """GET `path` on the host's admin socket; the decoded JSON."""
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(str(host.state / "admin.sock"))
-        sock.sendall(b"GET /status HTTP/1.1\r\nHost: hati\r\nConnection: close\r\n\r\n")
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hati\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-    match = re.search(rb'"control_loop_busiest_ms":([0-9.]+)', data)
-    return float(match.group(1)) if match else None
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        sys.path.insert(0, str(ROOT / "tests/e2e"))
+        from conftest import _dechunk
+
+        body = _dechunk(body)
+    return json.loads(body)
+
+
+def busiest_ms(host: RunningHost) -> float | None:
+    """The host's `control_loop_busiest_ms` (GET /status), if it has one."""
+    return admin_get(host, "/status").get("control_loop_busiest_ms")
+
+
+def input_delay_counts(host: RunningHost, app: str) -> tuple[list, list] | None:
+    """(bucket upper bounds µs, cumulative counts) of `app`'s session's compositor input
+    delays, if the host reports them."""
+    for session in admin_get(host, "/sessions"):
+        if session.get("app") == app and session.get("input_delay"):
+            delay = session["input_delay"]
+            return delay["bucket_upper_us"], delay["counts"]
+    return None
+
+
+def delay_window(before, after) -> str:
+    """p50, p99 and the largest bucket reached between two `input_delay_counts` reads."""
+    if not before or not after:
+        return "not reported by this host"
+    bounds, counts = after[0], [b - a for a, b in zip(before[1], after[1])]
+    total = sum(counts)
+    if not total:
+        return "no events"
+
+    def quantile(q: float) -> str:
+        seen = 0
+        for bound, count in zip(bounds, counts):
+            seen += count
+            if seen >= q * total:
+                return f"<= {bound / 1000:.3f} ms" if bound is not None else "> 4 s"
+        return "?"
+
+    top = max(i for i, count in enumerate(counts) if count)
+    largest = f"<= {bounds[top] / 1000:.3f} ms" if bounds[top] is not None else "> 4 s"
+    return f"{total} events: p50 {quantile(0.5)}, p99 {quantile(0.99)}, max {largest}"
 
 
 def percentiles(values: list[float]) -> str:
@@ -210,10 +252,12 @@ def stall(args) -> int:
                       "--stop-file", str(stop_file), "--out", str(work / "mouse.json"),
                       "--max-seconds", "600", "--width", str(args.width), "--height", str(args.height))
         wait_line(mouse, "sending")
+        delays_start = input_delay_counts(host, "Mouse app")
         baseline_start = time.monotonic()
         time.sleep(args.baseline_s)
         baseline_end = churn_start = time.monotonic()
         busiest_before_churn = busiest_ms(host)
+        delays_before_churn = input_delay_counts(host, "Mouse app")
         # --churn-nice lowers client A's priority, so that what stalls B's input is the host,
         # not A's decoder competing for the same two cores.
         churn = spawn("worker-churn", "--config-dir", str(work / "a"), "--port", str(host.port),
@@ -223,6 +267,7 @@ def stall(args) -> int:
         churn_end = time.monotonic()
         churned = json.loads(churn_output.strip().splitlines()[-1])
         busiest_after_churn = busiest_ms(host)
+        delays_after_churn = input_delay_counts(host, "Mouse app")
         stop_file.touch()
         mouse.wait(timeout=60)
         result = json.loads((work / "mouse.json").read_text())
@@ -271,6 +316,9 @@ def stall(args) -> int:
         print(f"  the app saw {len(seen)} motions for {len(result['sent'])} sent ({merged} merged)")
         print(f"  control loop's longest stretch between receives: {busiest_before_churn} ms up to "
               f"A's churn, {busiest_after_churn} ms after it")
+        print(f"  B's input in the host, handed to its compositor until applied: alone "
+              f"{delay_window(delays_start, delays_before_churn)}; during A's churn "
+              f"{delay_window(delays_before_churn, delays_after_churn)}")
         return 0
     finally:
         host.stop()

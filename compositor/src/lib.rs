@@ -49,6 +49,7 @@ mod state;
 pub mod vk;
 pub mod waylanddisplaysrc;
 
+pub use handle::delays;
 pub use handle::{
     Compositor, CompositorConfig, CompositorError, CompositorHandle, CompositorStats, FrameOutcome,
     InputSender,

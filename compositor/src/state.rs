@@ -146,6 +146,8 @@ pub(crate) struct State {
     pub xwayland_client: Option<smithay::reexports::wayland_server::Client>,
     /// Connected clients, shared with their `ClientState`s.
     pub client_count: Arc<AtomicUsize>,
+    /// How long injected input waited, shared with the handle.
+    pub input_delays: Arc<crate::handle::delays::InputDelays>,
 }
 
 impl std::fmt::Debug for State {
@@ -271,6 +273,7 @@ impl State {
             xwayland_token: None,
             xwayland_client: None,
             client_count: Arc::default(),
+            input_delays: Arc::default(),
         })
     }
 

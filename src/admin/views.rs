@@ -34,6 +34,7 @@ pub(super) fn session_json(session: &crate::session::Session) -> Value {
         })),
         "video_target": session.video_target.get().map(|a| a.to_string()),
         "audio_target": session.audio_target.get().map(|a| a.to_string()),
+        "input_delay": session.desktop().map(input_delay_json),
     });
     // The counters sit beside the fields above, as in the `stream_stats` event.
     if let (Some(view), Ok(Value::Object(counters))) = (
@@ -43,6 +44,16 @@ pub(super) fn session_json(session: &crate::session::Session) -> Value {
         view.extend(counters);
     }
     view
+}
+
+/// How long the desktop's injected input waited for its compositor: cumulative counts per
+/// bucket, each bucket's upper bound in µs (`null`: no bound).
+fn input_delay_json(desktop: &hati_compositor::CompositorHandle) -> Value {
+    use hati_compositor::delays::{BUCKETS, bucket_upper_us};
+    let bounds: Vec<Option<u64>> = (0..BUCKETS)
+        .map(|bucket| Some(bucket_upper_us(bucket)).filter(|&bound| bound != u64::MAX))
+        .collect();
+    json!({ "bucket_upper_us": bounds, "counts": desktop.input_delays().to_vec() })
 }
 
 /// A client as the admin API shows it (no certificate).

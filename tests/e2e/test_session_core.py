@@ -133,3 +133,25 @@ def test_a_client_whose_start_failed_can_launch_again(host, tmp_path):
            f"new session {fresh}: {result.frames} frames in {result.seconds:.1f} s")
     assert result.frames >= 0.9 * 3 * 30, result.summary("too few frames")
     events.close()
+
+
+def test_twelve_quick_reconnects_from_one_address(host, tmp_path):
+    """A client that connects and disconnects twelve times in a row, from one address (each
+    connection its own control tunnel through the gate): every start gets its control stream.
+    The gate used to keep a disconnected client's tunnel for 15 s and allow 8 per address, so
+    the 9th start here failed at stage 8 (the control stream)."""
+    client = MoonlightClient(config_dir=tmp_path / "client")
+    pair(host, client)
+    events = host.event_reader()
+    started = 0
+    for _ in range(12):
+        client.start_stream(app="Test pattern", width=320, height=180, fps=30, ready_timeout=30)
+        started += 1
+        client.stop_stream()
+    session = events.wait_for("session_launched")["session"]
+    resumed = len(events.of_type("session_resumed", session=session))
+    report(f"quick reconnects from one address: {started} of 12 starts streamed ({resumed} resumes)")
+    assert resumed == 11
+    client.quit_app()
+    events.wait_for("session_ended", session=session)
+    events.close()

@@ -8,7 +8,8 @@ use crate::{input::InputEvent, render::RenderError, state::State};
 
 /// A request from a handle to the compositor thread.
 pub(crate) enum Command {
-    Input(InputEvent),
+    /// An input event and when it was sent.
+    Input(InputEvent, std::time::Instant),
     Render {
         buffer: gst::Buffer,
         force: bool,
@@ -21,7 +22,7 @@ pub(crate) enum Command {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Input(event) => f.debug_tuple("Input").field(event).finish(),
+            Self::Input(event, _) => f.debug_tuple("Input").field(event).finish(),
             Self::Render { force, .. } => f.debug_struct("Render").field("force", force).finish(),
             Self::Stats(_) => f.write_str("Stats"),
             Self::Stop => f.write_str("Stop"),
@@ -32,7 +33,10 @@ impl std::fmt::Debug for Command {
 impl State {
     pub(super) fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Input(event) => self.process_input(event),
+            Command::Input(event, sent) => {
+                self.process_input(event);
+                self.input_delays.record(sent.elapsed());
+            }
             Command::Render {
                 buffer,
                 force,

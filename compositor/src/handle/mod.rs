@@ -6,6 +6,7 @@
 //! in `command`.
 
 mod command;
+pub mod delays;
 mod start;
 mod xwayland;
 
@@ -123,6 +124,7 @@ struct Inner {
     x_display: Option<String>,
     sender: Sender<Command>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    input_delays: Arc<delays::InputDelays>,
 }
 
 impl Inner {
@@ -203,8 +205,14 @@ impl CompositorHandle {
     pub fn send_input(&self, event: InputEvent) -> Result<(), CompositorError> {
         self.inner
             .sender
-            .send(Command::Input(event))
+            .send(Command::Input(event, std::time::Instant::now()))
             .map_err(|_| CompositorError::Stopped)
+    }
+
+    /// How long injected input has waited for the compositor thread, as cumulative counts
+    /// per bucket (see [`delays::bucket_upper_us`]).
+    pub fn input_delays(&self) -> [u64; delays::BUCKETS] {
+        self.inner.input_delays.snapshot()
     }
 
     /// Renders the output into `buffer` (BGRx, `width * 4` stride unless the buffer carries a
@@ -254,7 +262,7 @@ impl InputSender {
     /// Injects one input event.
     pub fn send(&self, event: InputEvent) -> Result<(), CompositorError> {
         self.sender
-            .send(Command::Input(event))
+            .send(Command::Input(event, std::time::Instant::now()))
             .map_err(|_| CompositorError::Stopped)
     }
 }

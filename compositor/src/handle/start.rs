@@ -71,6 +71,7 @@ impl Compositor {
             x_display: ready.x_display,
             sender: ready.sender,
             thread: Mutex::new(Some(thread)),
+            input_delays: ready.input_delays,
         });
         REGISTRY
             .lock()
@@ -102,6 +103,7 @@ struct Ready {
     socket_path: PathBuf,
     x_display: Option<String>,
     sender: Sender<Command>,
+    input_delays: Arc<super::delays::InputDelays>,
 }
 
 /// The compositor thread's body.
@@ -235,6 +237,7 @@ fn setup(config: &CompositorConfig) -> Result<Setup, CompositorError> {
         None
     };
 
+    let input_delays = state.input_delays.clone();
     Ok((
         event_loop,
         state,
@@ -243,6 +246,7 @@ fn setup(config: &CompositorConfig) -> Result<Setup, CompositorError> {
             socket_path,
             x_display,
             sender,
+            input_delays,
         },
     ))
 }
