@@ -329,6 +329,12 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used (user + nice + system + irq + softirq)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields[i] for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -348,6 +354,7 @@ def round_of(host: RunningHost, work: Path, sessions: int, seconds: float, label
         line = worker.stdout.readline()
         started.append(line)
     cpu_before, wall_before = proc_cpu_seconds(host.pid), time.monotonic()
+    machine_before = machine_busy_seconds()
     go.touch()
     time.sleep(seconds / 2)
     rss = proc_rss_mb(host.pid)  # every session streaming
@@ -360,9 +367,12 @@ def round_of(host: RunningHost, work: Path, sessions: int, seconds: float, label
             tail = worker.stdout.read().strip().splitlines()
             results.append(json.loads(tail[-1]) if tail else {"error": "worker printed nothing"})
         worker.wait(timeout=60)
-    cpu = (proc_cpu_seconds(host.pid) - cpu_before) / (time.monotonic() - wall_before)
+    wall = time.monotonic() - wall_before
+    cpu = (proc_cpu_seconds(host.pid) - cpu_before) / wall
+    machine = (machine_busy_seconds() - machine_before) / wall
     for r in results:
         r["host_cpu_cores"] = cpu
+        r["machine_cpu_cores"] = machine
         r["host_rss_mb"] = rss
     return results
 
@@ -415,7 +425,8 @@ def many(args) -> int:
                 good += share >= 0.95
                 print(f"  {label} round, client {k}: {r['frames']} frames in {r['seconds']:.1f} s = {share:.0%}")
             print(f"{label} round: {good}/{args.sessions} sessions at >= 95% of {FPS} fps; host CPU "
-                  f"{results[0].get('host_cpu_cores', 0):.2f} cores; host RSS while streaming "
+                  f"{results[0].get('host_cpu_cores', 0):.2f} cores of the machine's "
+                  f"{results[0].get('machine_cpu_cores', 0):.2f} busy (the rest: the clients); host RSS while streaming "
                   f"{results[0].get('host_rss_mb', 0):.0f} MB, after {proc_rss_mb(host.pid):.0f} MB "
                   f"(idle {idle_rss:.0f} MB)")
         streaming_rss = results[0].get("host_rss_mb", 0)
