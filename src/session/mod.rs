@@ -16,6 +16,11 @@
 //! and releases it in one place, [`SessionManager::end_session`], in a fixed order, whatever
 //! ended the session. HTTP, RTSP and the control stream only send requests: launch, resume,
 //! cancel, announce, control messages, pause.
+//!
+//! The state and the running stream sit under one lock (`lifecycle`), so an end never misses a
+//! stream stored after it looked; building and tearing down pipelines happens on the session's
+//! media worker (`worker`), never on an async task. What the client sends (pings, control
+//! messages, input) is handled in `client`; the Moonlight key and its counters are `keys`.
 
 mod client;
 mod keys;
