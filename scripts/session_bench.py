@@ -169,22 +169,9 @@ def write_server_pem(host: RunningHost, work: Path) -> None:
 
 def admin_get(host: RunningHost, path: str):
     """GET `path` on the host's admin socket; the decoded JSON."""
-    import socket
+    from conftest import admin_request
 
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(str(host.state / "admin.sock"))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hati\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    if b"transfer-encoding: chunked" in head.lower():
-        sys.path.insert(0, str(ROOT / "tests/e2e"))
-        from conftest import _dechunk
-
-        body = _dechunk(body)
-    return json.loads(body)
+    return admin_request(host.state, path)
 
 
 def busiest_ms(host: RunningHost) -> float | None:

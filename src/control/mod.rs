@@ -121,6 +121,7 @@ pub async fn serve(
                             low_freq,
                             high_freq,
                         },
+                        Then::Stay,
                     );
                 }
             }
@@ -273,12 +274,22 @@ fn drop_unproven(
     }
 }
 
-/// Sends `message` to every control connection of session `session_id`.
+/// What becomes of a control connection once a message went out on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// It stays open.
+    Stay,
+    /// It closes once the message is delivered (the termination message).
+    Disconnect,
+}
+
+/// Sends `message` to every authenticated control connection of session `session_id`.
 fn send(
     host: &mut tokio_enet::Host,
     peers: &mut HashMap<PeerId, Peer>,
     session_id: u32,
     message: &HostMessage,
+    then: Then,
 ) {
     for (peer_id, peer) in peers
         .iter_mut()
@@ -296,47 +307,30 @@ fn send(
             Ok(sealed) => {
                 if let Some(enet_peer) = host.peer_mut(*peer_id) {
                     let _ = enet_peer.send(0, Packet::new(&sealed, PacketMode::ReliableSequenced));
+                    if then == Then::Disconnect {
+                        enet_peer.disconnect_later(0);
+                    }
                 }
             }
             Err(error) => {
-                tracing::error!(parent: &peer.session.span, %error, "cannot seal a control message")
+                tracing::error!(parent: &peer.session.span, %error, ?message, "cannot seal a control message")
             }
         }
     }
 }
 
+/// Tells every control connection of session `session_id` the stream ended, then closes them.
 fn terminate(
     host: &mut tokio_enet::Host,
     peers: &mut HashMap<PeerId, Peer>,
     session_id: u32,
     hresult: u32,
 ) {
-    for (peer_id, peer) in peers
-        .iter_mut()
-        .filter(|(_, p)| p.authenticated && p.session.id == session_id)
-    {
-        let Some(seq) = peer
-            .session
-            .keys
-            .as_ref()
-            .and_then(SessionKeys::next_control_send_seq)
-        else {
-            continue;
-        };
-        match peer
-            .cipher
-            .seal_host_message(seq, &HostMessage::Termination { hresult })
-        {
-            Ok(sealed) => {
-                if let Some(enet_peer) = host.peer_mut(*peer_id) {
-                    let _ = enet_peer.send(0, Packet::new(&sealed, PacketMode::ReliableSequenced));
-                    enet_peer.disconnect_later(0);
-                }
-                tracing::info!(parent: &peer.session.span, hresult = format_args!("{hresult:#x}"), "termination sent");
-            }
-            Err(error) => {
-                tracing::error!(parent: &peer.session.span, %error, "cannot seal the termination message")
-            }
-        }
-    }
+    let message = HostMessage::Termination { hresult };
+    send(host, peers, session_id, &message, Then::Disconnect);
+    tracing::debug!(
+        session = session_id,
+        hresult = format_args!("{hresult:#x}"),
+        "termination sent"
+    );
 }

@@ -163,8 +163,8 @@ impl SessionManager {
                 video_target: Arc::default(),
                 audio_target: Arc::default(),
                 metrics: SessionMetrics::default(),
-                keys: params.key.clone().map(SessionKeys::new),
-                launch: params,
+                keys: params.key.map(SessionKeys::new),
+                launch_mode: params.mode,
                 lifecycle: Mutex::default(),
                 media: MediaWorker::start(span.clone()),
                 input: OnceLock::new(),
@@ -211,7 +211,7 @@ impl SessionManager {
         } else {
             None
         };
-        let launch_mode = session.launch.mode;
+        let launch_mode = session.launch_mode;
         let resources = AppResources::start(
             session.id,
             &session.app,

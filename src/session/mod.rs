@@ -139,8 +139,8 @@ pub struct Session {
     pub audio_target: Arc<Target>,
     /// What the control stream counted.
     pub metrics: SessionMetrics,
-    /// `mode` and `surroundAudioInfo` from the launch.
-    pub launch: LaunchParams,
+    /// The desktop's mode from the launch (width, height, fps); the stream follows ANNOUNCE.
+    pub launch_mode: Option<(u32, u32, u32)>,
     /// A Moonlight session's key in force and its sequence state; `None` for a browser's.
     pub keys: Option<SessionKeys>,
     lifecycle: Mutex<Lifecycle>,

@@ -149,15 +149,36 @@ impl Session {
         config: StreamConfig,
         high_quality_audio: Option<bool>,
     ) -> Result<(), StartError> {
+        self.start_on_media_worker(move |session| {
+            session.replace_moonlight_stream(config, high_quality_audio)
+        })
+        .await
+    }
+
+    /// Runs a stream start on the session's media worker and waits for it, if the session
+    /// may stream now.
+    async fn start_on_media_worker<T: Send + 'static>(
+        self: &Arc<Self>,
+        start: impl FnOnce(Arc<Self>) -> Result<T, StartError> + Send + 'static,
+    ) -> Result<T, StartError> {
         let state = self.state();
         if !state.may_become(SessionState::Streaming) {
             return Err(StartError::NotReady(state));
         }
         let session = self.clone();
         self.media
-            .run(move || session.replace_moonlight_stream(config, high_quality_audio))
+            .run(move || start(session))
             .await
             .unwrap_or(Err(StartError::NotReady(SessionState::Ended)))
+    }
+
+    /// On the media worker: stops the running stream before another takes its place (a
+    /// browser's signalling task hears it was replaced).
+    fn close_running_stream(&self) {
+        let previous = lock(&self.lifecycle).stream.take();
+        if let Some(previous) = previous {
+            previous.close(StreamClosed::Replaced);
+        }
     }
 
     /// On the media worker: stops the running stream, starts the announced one and stores it
@@ -167,10 +188,7 @@ impl Session {
         config: StreamConfig,
         high_quality_audio: Option<bool>,
     ) -> Result<(), StartError> {
-        let previous = lock(&self.lifecycle).stream.take();
-        if let Some(previous) = previous {
-            previous.close(StreamClosed::Replaced);
-        }
+        self.close_running_stream();
         let stream = self
             .start_media(&config, high_quality_audio)
             .inspect_err(|error| self.publish_stream_failed(error))?;
@@ -204,15 +222,8 @@ impl Session {
         self: &Arc<Self>,
         request: BrowserStream,
     ) -> Result<BrowserPlay, StartError> {
-        let state = self.state();
-        if !state.may_become(SessionState::Streaming) {
-            return Err(StartError::NotReady(state));
-        }
-        let session = self.clone();
-        self.media
-            .run(move || session.replace_browser_stream(request))
+        self.start_on_media_worker(move |session| session.replace_browser_stream(request))
             .await
-            .unwrap_or(Err(StartError::NotReady(SessionState::Ended)))
     }
 
     /// On the media worker: stops the running stream and starts the browser's.
@@ -220,10 +231,7 @@ impl Session {
         self: &Arc<Self>,
         request: BrowserStream,
     ) -> Result<BrowserPlay, StartError> {
-        let previous = lock(&self.lifecycle).stream.take();
-        if let Some(previous) = previous {
-            previous.close(StreamClosed::Replaced);
-        }
+        self.close_running_stream();
         let limits = &self.config.webrtc;
         let bitrate_kbps = request.bitrate_kbps.clamp(
             limits.min_bitrate_kbps,

@@ -225,6 +225,25 @@ class EventReader:
         self._sock.close()
 
 
+def admin_request(state_dir: Path, path: str) -> object:
+    """GET `path` from the admin API on the unix socket of the host whose state is in
+    `state_dir`; returns the decoded JSON (tests and the scripts share it)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(state_dir / "admin.sock"))
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hati\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        body = _dechunk(body)
+    return json.loads(body)
+
+
 class Host:
     """One `hati serve` process; its log is collected for assertions."""
 
@@ -314,20 +333,7 @@ class Host:
 
     def admin(self, path: str) -> object:
         """GET `path` from the admin API on the host's unix socket; returns the decoded JSON."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
-        sock.connect(str(self.state_dir / "admin.sock"))
-        try:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hati\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        finally:
-            sock.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        if b"transfer-encoding: chunked" in head.lower():
-            body = _dechunk(body)
-        return json.loads(body)
+        return admin_request(self.state_dir, path)
 
     def bus(self) -> "EventReader":
         """This host process's event reader, opened on first use (and again after a restart):

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 from moonlight_python import MoonlightClient
 from moonlight_python.exceptions import MoonlightError
 
 from conftest import report
 from test_pairing import pair
+from test_runners import host_threads
 from test_streaming import measure
 
 
@@ -20,15 +20,7 @@ def sender_threads(pid: int) -> list[str]:
     """The host's video sender threads (`hati-send-<session>`): each stream has one, joined
     when its pipelines stop. (GStreamer's streaming threads are no such sign: idle ones wait in
     GLib's thread pool under the name of their last task.)"""
-    names = []
-    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
-        try:
-            name = comm.read_text().strip()
-        except OSError:
-            continue  # the thread exited while we looked
-        if name.startswith("hati-send-"):
-            names.append(name)
-    return sorted(names)
+    return sorted(name for name in host_threads(pid) if name.startswith("hati-send-"))
 
 
 def test_an_end_during_announce_leaves_no_pipeline(make_host, tmp_path):
