@@ -17,3 +17,14 @@ build:
 test:
 	./scripts/setup.sh --test
 	./scripts/test.sh
+
+# Installable forms (docs/install.md): the container image hati:<version>, built from Debian
+# packages only, and the Debian package hati_<version>_<arch>.deb with its systemd unit.
+.PHONY: image deb
+image:
+	./scripts/setup.sh --package
+	./scripts/image.sh image
+
+deb:
+	./scripts/setup.sh --package
+	./scripts/deb.sh

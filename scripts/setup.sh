@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Hati needs on Debian 12, skipping what is present:
+# (--package: also what `make image` and `make deb` need; --test: all of it)
 # Debian packages (GStreamer with webrtcbin and libnice, PulseAudio, Wayland, weston, …) and, with --test, a Python venv in
 # .venv holding the real Moonlight client library (moonlight-python) for the end-to-end tests.
 set -euo pipefail
@@ -47,6 +48,13 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
+fi
+
+if [ "${1:-}" = "--package" ] || [ "${1:-}" = "--test" ]; then
+  # `make image` and `make deb` (and their tests): debootstrap makes the image's Debian root,
+  # dpkg-dev computes the package's Depends and builds it, systemd-analyze checks its unit,
+  # docker-compose runs deploy/compose.yaml.
+  install_missing debootstrap dpkg-dev binutils systemd docker-compose
 fi
 
 if [ "${1:-}" = "--test" ]; then

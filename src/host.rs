@@ -60,6 +60,7 @@ impl Host {
         let explicit_state_dir = state_dir.is_some();
         let state = StateDir::open(state_dir.unwrap_or_else(StateDir::default_path))
             .context("cannot open the state directory")?;
+        state.migrate()?;
         let identity = HostIdentity::load_or_create(&state)?;
         let api_token = state.api_token()?;
         let clients = ClientStore::load(&state)?;
@@ -84,7 +85,10 @@ impl Host {
             media,
             codecs: codecs.clone(),
             launcher: Arc::new(Launcher::owned_by(&owner)),
-            audio: Arc::new(SharedAudioServer::new(state.file("pulse"), &owner)),
+            audio: Arc::new(SharedAudioServer::new(
+                crate::session::resources::private_audio_dir(&owner, state.file("pulse")),
+                &owner,
+            )),
         });
         let host = Self {
             sessions: Arc::new(sessions),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod crypto;
 pub mod daemon;
+pub mod doctor;
 pub mod encoders;
 pub mod events;
 pub mod gamepad;

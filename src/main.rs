@@ -1,4 +1,4 @@
-//! The `hati` command line: `serve`, `pair`, `clients`, `unpair`, `config check`.
+//! The `hati` command line: `serve`, `pair`, `clients`, `unpair`, `doctor`, `config check`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,16 @@ enum Command {
     Stop {
         /// The session's ID, as `hati sessions` shows it.
         session: u32,
+    },
+    /// Check what this machine can do for Hati and what is missing, with a fix for each.
+    /// Exits 0 when nothing needed is missing, 1 when a check failed, 2 on a config error.
+    Doctor {
+        /// A config.toml holding the keys to change from the default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print one JSON object (`{"ok": bool, "checks": [...]}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration tools.
     Config {
@@ -235,6 +245,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 fail(&body)
             }
+        }
+        Command::Doctor { config, json } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("hati: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let options = hati::doctor::Options {
+                config,
+                state_dir: state(&state_dir).path().to_path_buf(),
+            };
+            let report = hati::doctor::run(&options);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::from(report.exit_code()))
         }
         Command::Config {
             action: ConfigAction::Check { file },

@@ -282,6 +282,9 @@ pub fn audio_description(
     Ok(description)
 }
 
+/// What a running app without a sink plays.
+const SILENCE: &str = "audiotestsrc is-live=true wave=silence";
+
 /// The audio source (the session's sink monitor, or the configured source) and encoder.
 fn audio_parts(
     config: &Config,
@@ -314,10 +317,14 @@ fn audio_parts(
     let part = |name: &'static str, template: &str| {
         fill(template, &values).map_err(|source| PipelineError::Template { part: name, source })
     };
+    // An app that runs but got no sink (no PulseAudio server could be had) streams silence,
+    // not the test tone an app without a runner plays: a tone would pass for the app's sound.
     let default_source = if request.sink.is_some() {
-        &audio.sink_source
+        audio.sink_source.as_str()
+    } else if app.runner.is_some() {
+        SILENCE
     } else {
-        &audio.source
+        audio.source.as_str()
     };
     let source = part(
         "audio source",
@@ -393,6 +400,37 @@ mod tests {
         assert!(
             audio.contains("encrypt=true aes-key=11111111111111111111111111111111 rikeyid=-5"),
             "{audio}"
+        );
+    }
+
+    #[test]
+    fn a_running_app_without_a_sink_streams_silence_not_the_test_tone() {
+        let config = Config::default_config().unwrap();
+        let desktop = config.apps.iter().find(|a| a.runner.is_some()).unwrap();
+        let pattern = config
+            .apps
+            .iter()
+            .find(|a| a.title == "Test pattern")
+            .unwrap();
+        let request = |sink: Option<(String, String)>| AudioRequest {
+            session_id: 7,
+            layout: &OpusLayout::STEREO,
+            packet_duration_ms: 5,
+            sink,
+            encryption: None,
+        };
+        let without_sink = audio_description(&config, desktop, &request(None)).unwrap();
+        assert!(without_sink.starts_with(SILENCE), "{without_sink}");
+        let with_sink = request(Some(("hati-7".into(), "unix:/run/p".into())));
+        let with_sink = audio_description(&config, desktop, &with_sink).unwrap();
+        assert!(
+            with_sink.starts_with("pulsesrc server=unix:/run/p device=hati-7.monitor"),
+            "{with_sink}"
+        );
+        let tone = audio_description(&config, pattern, &request(None)).unwrap();
+        assert!(
+            tone.starts_with("audiotestsrc is-live=true wave=sine"),
+            "{tone}"
         );
     }
 

@@ -173,9 +173,24 @@ impl AppResources {
     }
 }
 
-/// Where this host's session runtime directories live: `$XDG_RUNTIME_DIR/hati/<owner>` (else
-/// under the temp dir), so that two hosts of one user keep theirs apart.
+/// The environment variable naming a directory shared with app containers at the same path
+/// inside and outside a container (see docs/install.md, "Container"): session runtime
+/// directories and the private PulseAudio socket go under `<it>/<owner>` when it is set.
+pub const SHARED_RUNTIME_DIR_ENV: &str = "HATI_RUNTIME_DIR";
+
+/// `$HATI_RUNTIME_DIR/<owner>` when that variable is set and not empty.
+fn shared_runtime_base(owner: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(SHARED_RUNTIME_DIR_ENV).filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(base).join(owner))
+}
+
+/// Where this host's session runtime directories live: `$HATI_RUNTIME_DIR/<owner>`, else
+/// `$XDG_RUNTIME_DIR/hati/<owner>` (else under the temp dir), so that two hosts of one user
+/// keep theirs apart.
 fn runtime_base(owner: &str) -> PathBuf {
+    if let Some(shared) = shared_runtime_base(owner) {
+        return shared;
+    }
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -188,6 +203,13 @@ fn runtime_base(owner: &str) -> PathBuf {
     } else {
         base.join(owner)
     }
+}
+
+/// Where the private PulseAudio daemon keeps its socket: `$HATI_RUNTIME_DIR/<owner>/pulse`
+/// when set (app containers must reach it at the same path), else `fallback` (the state
+/// directory's `pulse`).
+pub fn private_audio_dir(owner: &str, fallback: PathBuf) -> PathBuf {
+    shared_runtime_base(owner).map_or(fallback, |base| base.join("pulse"))
 }
 
 /// Removes the session runtime directories a crashed run of this host left; returns how

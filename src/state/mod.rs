@@ -34,7 +34,24 @@ pub enum StateError {
     /// Generating the host certificate failed.
     #[error("cannot generate the host certificate: {0}")]
     Certificate(String),
+    /// The directory was written by a newer Hati whose format this one cannot read.
+    #[error(
+        "{path} says format {found}, written by a newer Hati; this one reads formats up to \
+         {STATE_FORMAT}: run the newer Hati, or give this one another --state-dir (nothing was changed)"
+    )]
+    TooNew {
+        /// The format file.
+        path: PathBuf,
+        /// The format it names.
+        found: u32,
+    },
 }
+
+/// The state directory's format, kept in its `format` file. 1: `identity.json`,
+/// `clients.json`, `api-token` as written since the first release. A directory without the
+/// file was written before the file existed, in format 1. A later format adds its step to
+/// [`StateDir::migrate`]; files are only ever rewritten atomically, never replaced by new ones.
+pub const STATE_FORMAT: u32 = 1;
 
 /// The directory holding Hati's persistent state.
 #[derive(Debug, Clone)]
@@ -68,6 +85,27 @@ impl StateDir {
                 PathBuf::from(home).join(".local/share/hati")
             }
         }
+    }
+
+    /// Brings a directory written by an older Hati to [`STATE_FORMAT`] (format 1 needs no
+    /// change: its files are read as they are) and records the format; refuses, touching
+    /// nothing, one written by a newer Hati. Returns the format found.
+    pub fn migrate(&self) -> Result<u32, StateError> {
+        let path = self.file("format");
+        let found = match read_optional(&path)? {
+            None => 1,
+            Some(text) => text.trim().parse().map_err(|_| StateError::Corrupt {
+                path: path.clone(),
+                message: format!("{:?} is not a format number", text.trim()),
+            })?,
+        };
+        if found > STATE_FORMAT {
+            return Err(StateError::TooNew { path, found });
+        }
+        if found != STATE_FORMAT || !path.exists() {
+            write_atomic(&path, format!("{STATE_FORMAT}\n").as_bytes(), 0o600)?;
+        }
+        Ok(found)
     }
 
     /// The directory itself.
@@ -185,6 +223,29 @@ mod tests {
         assert_eq!(names, ["x.json"]);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn migrate_reads_an_unversioned_directory_and_refuses_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        fs::write(state.file("clients.json"), b"[]").unwrap();
+        assert_eq!(state.migrate().unwrap(), 1);
+        assert_eq!(fs::read_to_string(state.file("format")).unwrap(), "1\n");
+        assert_eq!(fs::read(state.file("clients.json")).unwrap(), b"[]");
+        assert_eq!(state.migrate().unwrap(), 1);
+
+        fs::write(state.file("format"), b"7\n").unwrap();
+        let error = state.migrate().unwrap_err().to_string();
+        assert!(
+            error.contains("format 7") && error.contains("newer Hati"),
+            "{error}"
+        );
+        assert_eq!(fs::read_to_string(state.file("format")).unwrap(), "7\n");
+
+        fs::write(state.file("format"), b"seven").unwrap();
+        let error = state.migrate().unwrap_err().to_string();
+        assert!(error.contains("not a format number"), "{error}");
     }
 
     #[test]
