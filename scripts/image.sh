@@ -109,7 +109,7 @@ runtime_image() {
 }
 
 final_image() {
-  local binary runtime context revision
+  local binary runtime context revision inputs
   binary=$(release_binary)
   runtime=$(runtime_image "$(base_image)" "$binary")
   context=$(mktemp -d)
@@ -118,8 +118,16 @@ final_image() {
   strip "$context/hati" 2>/dev/null || true
   cp config/default.toml udev/60-hati.rules deploy/image/entrypoint.sh deploy/image/Dockerfile "$context/"
   revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  inputs=$(inputs_hash "$runtime" "$revision" "$context"/*)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "hati.inputs"}}' "hati:$VERSION" 2>/dev/null)" = "$inputs" ]; then
+    log "hati:$VERSION is up to date (same binary, files and base)"
+    docker tag "hati:$VERSION" hati:latest
+    echo "hati:$VERSION"
+    return
+  fi
   log "adding Hati $VERSION ($revision) to $runtime"
   DOCKER_BUILDKIT=0 docker build -q \
+    --build-arg INPUTS="$inputs" \
     --build-arg RUNTIME_IMAGE="$runtime" \
     --build-arg VERSION="$VERSION" \
     --build-arg REVISION="$revision" \
