@@ -148,11 +148,92 @@ pub fn runtime_dir_check(docker_apps: &[String]) -> Check {
     let runtime_dir = std::env::var(RUNTIME_DIR_VAR)
         .ok()
         .filter(|v| !v.is_empty());
-    runtime_dir_verdict(
+    let mount = match (&runtime_dir, in_container) {
+        (Some(dir), true) => std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .map(|info| host_path_of(&info, Path::new(dir))),
+        _ => None,
+    };
+    let check = runtime_dir_verdict(
         in_container,
         runtime_dir.as_deref(),
         !docker_apps.is_empty(),
-    )
+    );
+    match (runtime_dir.as_deref(), mount) {
+        (Some(dir), Some(mount)) => mount_verdict(check, dir, mount, !docker_apps.is_empty()),
+        _ => check,
+    }
+}
+
+/// Where a directory of this container comes from, as `/proc/self/mountinfo` tells.
+#[derive(Debug, PartialEq)]
+enum RuntimeMount {
+    /// No mount covers it but the container's own root: it is not shared with the host.
+    NotMounted,
+    /// A mount covers it; the path inside the mounted file system (its `root` joined with the
+    /// rest of the directory's path), which is the host path's tail for a bind mount.
+    From(std::path::PathBuf),
+}
+
+/// The mount covering `dir` (the longest mount point above it other than `/`).
+fn host_path_of(mountinfo: &str, dir: &Path) -> RuntimeMount {
+    let best = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let root = fields.nth(3)?;
+            let mount_point = fields.next()?;
+            Some((root, mount_point))
+        })
+        .filter(|(_, mount_point)| *mount_point != "/" && dir.starts_with(mount_point))
+        .max_by_key(|(_, mount_point)| mount_point.len());
+    match best {
+        None => RuntimeMount::NotMounted,
+        Some((root, mount_point)) => {
+            let rest = dir.strip_prefix(mount_point).unwrap_or(Path::new(""));
+            RuntimeMount::From(Path::new(root).join(rest))
+        }
+    }
+}
+
+/// Refines the container verdict with what the mount table shows: a runtime directory that
+/// is not mounted from the host, or whose host path cannot be the same, fails (warns without
+/// Docker apps). A bind mount's `root` is the host path relative to the host file system
+/// holding it, so the same path inside ends with it.
+fn mount_verdict(check: Check, dir: &str, mount: RuntimeMount, docker_apps: bool) -> Check {
+    const ID: &str = "runtime-dir";
+    let status = if docker_apps {
+        Status::Fail
+    } else {
+        Status::Warn
+    };
+    let fix = format!("mount it at the same path inside and outside: -v {dir}:{dir}");
+    match mount {
+        RuntimeMount::NotMounted => Check::new(
+            ID,
+            status,
+            format!(
+                "{RUNTIME_DIR_VAR}={dir} is not mounted from the host: Docker apps' containers \
+                 would get an empty directory instead of the session's sockets"
+            ),
+            Some(fix),
+        ),
+        RuntimeMount::From(source)
+            if !Path::new(dir).ends_with(source.strip_prefix("/").unwrap_or(&source)) =>
+        {
+            Check::new(
+                ID,
+                status,
+                format!(
+                    "{RUNTIME_DIR_VAR}={dir} is mounted from {} on the host, not from the same path: \
+                 Docker apps' containers would not find the session's sockets",
+                    source.display()
+                ),
+                Some(fix),
+            )
+        }
+        RuntimeMount::From(_) => check,
+    }
 }
 
 /// The verdict, given whether Hati runs in a container, `HATI_RUNTIME_DIR`, and whether any
@@ -265,6 +346,43 @@ mod tests {
             fix.contains("check DOCKER_HOST (now unix:///x/docker.sock)"),
             "{fix}"
         );
+    }
+
+    #[test]
+    fn runtime_dir_mounts_are_read_from_mountinfo() {
+        let info = "1 0 0:1 / / rw - overlay overlay rw\n\
+                    2 1 8:1 /tmp/hati-run /tmp/hati-run rw - ext4 /dev/vda1 rw\n\
+                    3 1 0:5 /hati /run/hati rw - tmpfs tmpfs rw\n\
+                    4 1 8:1 /var/lib/docker/volumes/x/_data /run/elsewhere rw - ext4 /dev/vda1 rw\n";
+        let same = host_path_of(info, Path::new("/tmp/hati-run"));
+        assert_eq!(same, RuntimeMount::From("/tmp/hati-run".into()));
+        let tmpfs = host_path_of(info, Path::new("/run/hati/sub"));
+        assert_eq!(tmpfs, RuntimeMount::From("/hati/sub".into()));
+        assert_eq!(
+            host_path_of(info, Path::new("/srv/run")),
+            RuntimeMount::NotMounted
+        );
+
+        let ok = || Check::ok("runtime-dir", "fine");
+        assert_eq!(
+            mount_verdict(ok(), "/tmp/hati-run", same, true).status,
+            Status::Ok
+        );
+        assert_eq!(
+            mount_verdict(ok(), "/run/hati/sub", tmpfs, true).status,
+            Status::Ok
+        );
+        let volume = host_path_of(info, Path::new("/run/elsewhere"));
+        let moved = mount_verdict(ok(), "/run/elsewhere", volume, true);
+        assert_eq!(moved.status, Status::Fail);
+        assert!(
+            moved.summary.contains("/var/lib/docker/volumes/x/_data"),
+            "{}",
+            moved.summary
+        );
+        let absent = mount_verdict(ok(), "/srv/run", RuntimeMount::NotMounted, false);
+        assert_eq!(absent.status, Status::Warn);
+        assert!(absent.summary.contains("not mounted from the host"));
     }
 
     #[test]

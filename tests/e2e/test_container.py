@@ -189,6 +189,13 @@ def test_image_with_compose_keeps_pairing_streams_and_runs_docker_apps(make_host
         )
         assert host.hati_uid() != 0, "hati runs as root in the container"
 
+        # `hati doctor` inside the running container sees what compose handed it.
+        doctor = host.compose("exec", "-T", "hati", "hati", "doctor", "--config", "/etc/hati/config.toml", "--json", check=False)
+        checks = {check["id"]: check for check in json.loads(doctor.stdout)["checks"]}
+        for ok in ("encoder.h264", "docker", "runtime-dir", "pulseaudio"):
+            assert checks[ok]["status"] == "ok", checks[ok]
+        assert checks["ports"]["status"] == "fail" and "Hati is already running" in checks["ports"]["summary"], checks["ports"]
+
         # The upgrade kept the identity and the pairing: the client's pinned certificate still
         # matches, and the host still knows the client.
         info = client._http.parse_server_info(client._http.get_server_info(use_https=True))

@@ -139,6 +139,11 @@ def test_twelve_quick_reconnects_from_one_address(host, tmp_path):
     for _ in range(12):
         client.start_stream(app="Test pattern", width=320, height=180, fps=30, ready_timeout=30)
         started += 1
+        # A picture before stopping, as a person would see: moonlight-common-c's
+        # LiStopConnection right after LiStartConnection crashed the test process once (SIGSEGV
+        # in the client library, in the CI run of 2026-12-07).
+        with client.latest_frame() as frames:
+            frames.get(timeout=10)
         client.stop_stream()
     session = events.wait_for("session_launched")["session"]
     resumed = len(events.of_type("session_resumed", session=session))
