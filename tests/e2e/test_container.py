@@ -67,6 +67,7 @@ class ComposedHost(Host):
 
     def __init__(self, like: Host, image: str):
         self.__dict__.update(like.__dict__)
+        self._bus = None  # the source host's event reader listened to a host that is gone
         self.image = image
         self.project = f"hatie2e{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
         # Short: the PulseAudio and Wayland socket paths under it must fit a sockaddr_un.
@@ -203,6 +204,11 @@ def test_image_with_compose_keeps_pairing_streams_and_runs_docker_apps(make_host
         assert info.paired, "the client is no longer paired after the upgrade"
         assert (host.state_dir / "clients.json").read_text() == clients_before
         assert (host.state_dir / "format").read_text() == "1\n", "the older state was not recorded as format 1"
+        # A new client pairs with the containerised host (PIN through `hati pair` on its admin
+        # socket in the state volume) and sees its apps.
+        newcomer = MoonlightClient(config_dir=tmp_path / "newcomer")
+        pair(host, newcomer)
+        assert {app.name for app in newcomer._http.get_app_list()} == {"Test pattern", "Docker test"}
 
         client.start_stream(app="Test pattern", width=WIDTH, height=HEIGHT, fps=FPS, ready_timeout=20)
         try:
