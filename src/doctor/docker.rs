@@ -17,8 +17,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// The variable naming the base directory of session runtime directories and the private
-/// PulseAudio socket (`src/session/resources.rs`).
-const RUNTIME_DIR_VAR: &str = "HATI_RUNTIME_DIR";
+/// PulseAudio socket.
+const RUNTIME_DIR_VAR: &str = crate::session::resources::SHARED_RUNTIME_DIR_ENV;
 
 /// The titles of the apps with `[apps.runner] type = "docker"`.
 pub fn configured_apps(config: &Config) -> Vec<String> {

@@ -24,7 +24,7 @@ from conftest import Host, report
 from test_pairing import pair
 from test_runners import IMAGE as APP_IMAGE
 from test_runners import build_image as build_app_image
-from test_runners import check_picture_and_sound, docker_unavailable, hati_containers, hati_sinks
+from test_runners import docker_unavailable, hati_containers, hati_sinks, stream_docker_app
 from test_streaming import FPS, HEIGHT, WIDTH, assert_good_stream, measure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +78,9 @@ class ComposedHost(Host):
         self.started_in: float | None = None
         self._logs: subprocess.Popen | None = None
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    def compose_command(self, *args: str) -> tuple[list[str], dict[str, str]]:
+        """The docker-compose command line for this project and the environment that fills
+        deploy/compose.yaml's variables."""
         env = dict(
             os.environ,
             HATI_IMAGE=self.image,
@@ -87,10 +89,11 @@ class ComposedHost(Host):
             HATI_RUNTIME_DIR=str(self.runtime_dir),
             RUST_LOG=os.environ.get("HATI_TEST_LOG", "info,tokio_enet=warn"),
         )
-        result = subprocess.run(
-            ["docker-compose", "-f", str(COMPOSE), "-p", self.project, *args],
-            capture_output=True, text=True, env=env, timeout=timeout,
-        )
+        return ["docker-compose", "-f", str(COMPOSE), "-p", self.project, *args], env
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        command, env = self.compose_command(*args)
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
         if check:
             assert result.returncode == 0, f"docker-compose {' '.join(args)}: {result.stderr[-2000:]}"
         return result
@@ -128,12 +131,8 @@ class ComposedHost(Host):
         self.serving_after_start = answered_wall - (epoch + float(f"0.{fraction or 0}"))
         # The log, for wait_for_log: `docker-compose logs -f` ends when the container does.
         self.log_lines = []
-        self._logs = subprocess.Popen(
-            ["docker-compose", "-f", str(COMPOSE), "-p", self.project, "logs", "--no-color", "-f"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, HATI_IMAGE=self.image, HATI_STATE=str(self.state_dir),
-                     HATI_CONFIG_DIR=str(self.config_dir), HATI_RUNTIME_DIR=str(self.runtime_dir)),
-        )
+        command, env = self.compose_command("logs", "--no-color", "-f")
+        self._logs = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.process = self._logs
         threading.Thread(target=self._read_log, daemon=True).start()
         self.wait_for_log("hati is running", timeout)
@@ -219,13 +218,7 @@ def test_image_with_compose_keeps_pairing_streams_and_runs_docker_apps(make_host
         assert_good_stream(result, min_share=0.95)
         client.quit_app()
 
-        client.start_stream(app="Docker test", width=1280, height=720, fps=60, ready_timeout=30)
-        try:
-            containers = hati_containers()
-            assert len(containers) == 1 and "hati.session=" in containers[0], containers
-            check_picture_and_sound(client, "container, Docker app")
-        finally:
-            client.stop_stream()
+        stream_docker_app(client, "container, Docker app")
         server = pulse_socket(host)
         assert len(hati_sinks(server)) == 1
         assert len(runtime_leftovers(host)) == 1

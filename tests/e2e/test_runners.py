@@ -153,15 +153,20 @@ def check_picture_and_sound(client: MoonlightClient, label: str) -> None:
     assert result.audio_rms > 0.05, result.summary(f"{label}: silent audio from the app's sink")
 
 
-def test_docker_app_streams_its_picture_and_sound(runner_host, docker_image):
-    host, client = runner_host
+def stream_docker_app(client: MoonlightClient, label: str) -> None:
+    """Streams the "Docker test" app: its one session container, its picture and its sound."""
     client.start_stream(app="Docker test", width=WIDTH, height=HEIGHT, fps=60, ready_timeout=30)
     try:
         containers = hati_containers()
         assert len(containers) == 1 and "hati.session=" in containers[0], containers
-        check_picture_and_sound(client, "Docker app")
+        check_picture_and_sound(client, label)
     finally:
         client.stop_stream()
+
+
+def test_docker_app_streams_its_picture_and_sound(runner_host, docker_image):
+    host, client = runner_host
+    stream_docker_app(client, "Docker app")
     server = pulse_server(host)
     assert len(hati_sinks(server)) == 1
     client.quit_app()
