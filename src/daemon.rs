@@ -1,5 +1,12 @@
-//! `hati serve`: starts every server on one [`Host`] and runs until Ctrl-C or SIGTERM, plus the
-//! host's background tasks (pairing events onto the bus, stream statistics, reload on SIGHUP).
+//! `hati serve`, `hati gateway` and `hati node`: starts the servers of the role on one [`Host`]
+//! and runs until Ctrl-C or SIGTERM, plus the host's background tasks (pairing events onto the
+//! bus, stream statistics, reload on SIGHUP).
+//!
+//! | role    | HTTP/HTTPS, pairing, mDNS | RTSP, control, media | node link |
+//! |---------|---------------------------|----------------------|-----------|
+//! | serve   | yes                       | yes                  | no        |
+//! | gateway | yes (launches go to nodes)| no                   | listens   |
+//! | node    | no                        | yes                  | dials     |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,14 +26,50 @@ use crate::stream::ping::StreamKind;
 /// How long start-up clean-up may take before the host serves anyway.
 const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// What this process is.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// `hati serve`: one machine does everything.
+    Standalone,
+    /// `hati gateway`: clients talk to it; nodes run the sessions.
+    Gateway,
+    /// `hati node`: runs sessions for a gateway.
+    Node(crate::node::NodeSettings),
+}
+
 /// Runs the host until Ctrl-C or SIGTERM.
 pub async fn serve(
     config: Config,
     config_path: Option<PathBuf>,
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let (host, control_queue) = Host::new(config, config_path, state_dir)?;
+    run(Role::Standalone, config, config_path, state_dir).await
+}
+
+/// Runs the host in `role` until Ctrl-C or SIGTERM.
+pub async fn run(
+    role: Role,
+    config: Config,
+    config_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let gateway_role = matches!(role, Role::Gateway);
+    let serves_clients = !matches!(role, Role::Node(_));
+    let (host, control_queue) = Host::with_media(config, config_path, state_dir, !gateway_role)?;
     let host = Arc::new(host);
+    if gateway_role {
+        let settings = host.config().gateway.clone();
+        let token = crate::cluster::link::JoinToken::for_gateway(&host.state, &host.identity)?;
+        let gateway = crate::gateway::Gateway::new(
+            settings,
+            token,
+            host.config().network.bind,
+            host.events.clone(),
+        )
+        .await
+        .context("cannot start the gateway")?;
+        let _ = host.gateway.set(Arc::new(gateway));
+    }
     // Before any server accepts a session, so nothing of a new session is removed.
     if tokio::time::timeout(CLEANUP_TIMEOUT, host.cleanup_stale())
         .await
@@ -45,9 +88,28 @@ pub async fn serve(
             .await
             .with_context(|| format!("cannot listen on {address} (set by {key} in the config)"))
     };
-    let http = listen(host.ports.http, "network.http_port").await?;
-    let https = listen(host.ports.https, "network.https_port").await?;
-    let rtsp = listen(host.ports.rtsp, "network.rtsp_port").await?;
+    let (http, https) = if serves_clients {
+        (
+            Some(listen(host.ports.http, "network.http_port").await?),
+            Some(listen(host.ports.https, "network.https_port").await?),
+        )
+    } else {
+        (None, None)
+    };
+    let rtsp = if gateway_role {
+        None
+    } else {
+        Some(listen(host.ports.rtsp, "network.rtsp_port").await?)
+    };
+    let node_link = match host.gateway.get() {
+        Some(gateway) => {
+            let address = gateway.settings().node_listen;
+            Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen on {address} (set by gateway.node_listen in the config)")
+            })?)
+        }
+        None => None,
+    };
     let tls = crate::http::tls::server_config(&host.identity).context("cannot set up TLS")?;
     let admin = crate::admin::AdminSocket::bind(&host.state)?;
     let admin_tcp = match config.admin.listen {
@@ -59,7 +121,7 @@ pub async fn serve(
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut extra_tasks = Vec::new();
 
-    let mdns = if config.network.mdns {
+    let mdns = if config.network.mdns && serves_clients {
         match crate::mdns::Advertisement::start(&config.hostname, host.ports.http, bind) {
             Ok(advert) => Some(advert),
             Err(error) => {
@@ -86,16 +148,34 @@ pub async fn serve(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .list()
         .len();
-    tracing::info!(
-        hostname = %config.hostname,
-        http = %http.local_addr()?,
-        https = %https.local_addr()?,
-        state_dir = %host.state.path().display(),
-        paired_clients = paired,
-        connection_limit = host.connections.limit(),
-        "hati is running; pair from Moonlight, then enter the PIN with `{}`",
-        host.pair_command
-    );
+    let address_of = |listener: &Option<TcpListener>| {
+        listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "-".to_owned(), |a| a.to_string())
+    };
+    match &role {
+        Role::Node(settings) => tracing::info!(
+            gateway = %settings.gateway,
+            name = %settings.name,
+            capacity = settings.capacity,
+            rtsp = %address_of(&rtsp),
+            state_dir = %host.state.path().display(),
+            "hati node is running; it joins its gateway, where clients pair and launch"
+        ),
+        _ => tracing::info!(
+            hostname = %config.hostname,
+            http = %address_of(&http),
+            https = %address_of(&https),
+            node_link = %address_of(&node_link),
+            state_dir = %host.state.path().display(),
+            paired_clients = paired,
+            connection_limit = host.connections.limit(),
+            "hati {} is running; pair from Moonlight, then enter the PIN with `{}`",
+            if gateway_role { "gateway" } else { "host" },
+            host.pair_command
+        ),
+    }
 
     if let Some(listener) = admin_tcp {
         tracing::info!(address = %listener.local_addr()?, "admin API listening (bearer token required)");
@@ -106,51 +186,95 @@ pub async fn serve(
             shutdown.clone(),
         )));
     }
-    let tasks = [
-        tokio::spawn(crate::http::serve_http(
+    let mut tasks = vec![
+        tokio::spawn(admin.serve(host.clone(), shutdown.clone())),
+        tokio::spawn(publish_pairing_events(host.clone(), shutdown.clone())),
+        tokio::spawn(reload_on_sighup(host.clone(), shutdown.clone())),
+    ];
+    if let (Some(http), Some(https)) = (http, https) {
+        tasks.push(tokio::spawn(crate::http::serve_http(
             http,
             host.clone(),
             shutdown.clone(),
-        )),
-        tokio::spawn(crate::http::serve_https(
+        )));
+        tasks.push(tokio::spawn(crate::http::serve_https(
             https,
             tls,
             host.clone(),
             shutdown.clone(),
-        )),
-        tokio::spawn(admin.serve(host.clone(), shutdown.clone())),
-        tokio::spawn(crate::rtsp::serve(
-            rtsp,
-            crate::rtsp::RtspContext {
-                sessions: host.sessions.clone(),
-                ports: host.ports,
-                connections: host.connections.clone(),
-            },
+        )));
+    }
+    if let (Some(listener), Some(gateway)) = (node_link, host.gateway.get()) {
+        let node_tls = crate::cluster::link::gateway_tls(&host.identity)
+            .context("cannot set up the node link's TLS")?;
+        tasks.push(tokio::spawn(crate::gateway::node_link::serve(
+            listener,
+            gateway.clone(),
+            node_tls,
             shutdown.clone(),
-        )),
-        tokio::spawn(publish_pairing_events(host.clone(), shutdown.clone())),
-        tokio::spawn(publish_stream_stats(host.clone(), shutdown.clone())),
-        tokio::spawn(reload_on_sighup(host.clone(), shutdown.clone())),
-        tokio::spawn(crate::session::pings::listen(
-            host.sessions.services().media.video.clone(),
-            StreamKind::Video,
-            host.sessions.clone(),
+        )));
+        // Nodes re-dial within seconds of a restart; what none of them reported is stale.
+        let gateway = gateway.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(crate::cluster::NODE_TIMEOUT * 2).await;
+            gateway.reconcile().await;
+        }));
+    }
+    if let Role::Node(settings) = &role {
+        tasks.push(tokio::spawn(crate::node::run(
+            host.clone(),
+            settings.clone(),
             shutdown.clone(),
-        )),
-        tokio::spawn(crate::session::pings::listen(
-            host.sessions.services().media.audio.clone(),
-            StreamKind::Audio,
-            host.sessions.clone(),
-            shutdown.clone(),
-        )),
-    ];
-    let control_address = SocketAddr::new(bind, host.ports.control);
-    let control = tokio::spawn(crate::control::serve(
-        control_address,
-        host.sessions.clone(),
-        control_queue,
-        shutdown.clone(),
-    ));
+        )));
+    }
+    let control = match rtsp {
+        Some(rtsp) => {
+            tasks.push(tokio::spawn(crate::rtsp::serve(
+                rtsp,
+                crate::rtsp::RtspContext {
+                    sessions: host.sessions.clone(),
+                    ports: host.ports,
+                    connections: host.connections.clone(),
+                },
+                shutdown.clone(),
+            )));
+            tasks.push(tokio::spawn(publish_stream_stats(
+                host.clone(),
+                shutdown.clone(),
+            )));
+            for (socket, kind) in [
+                (
+                    host.sessions.services().media.video.clone(),
+                    StreamKind::Video,
+                ),
+                (
+                    host.sessions.services().media.audio.clone(),
+                    StreamKind::Audio,
+                ),
+            ] {
+                tasks.push(tokio::spawn(crate::session::pings::listen(
+                    socket,
+                    kind,
+                    host.sessions.clone(),
+                    shutdown.clone(),
+                )));
+            }
+            let control_address = SocketAddr::new(bind, host.ports.control);
+            Some(tokio::spawn(crate::control::serve(
+                control_address,
+                host.sessions.clone(),
+                control_queue,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let control = async move {
+        match control {
+            Some(control) => control.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = wait_for_shutdown_signal() => {}
         result = control => {

@@ -5,14 +5,14 @@
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// Events a slow subscriber may fall behind by before it misses some (it is told how many).
 const CAPACITY: usize = 1024;
 
 /// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// The client quit the app (`/cancel`).
@@ -27,6 +27,8 @@ pub enum EndReason {
     PipelineError,
     /// The client did not come back (or never came) within `streaming.client_timeout_s`.
     ClientTimeout,
+    /// The node that ran it went away (`hati gateway`: its link closed or went silent).
+    NodeLost,
 }
 
 /// One state change.
@@ -133,6 +135,39 @@ pub enum Event {
         session: u32,
         /// Why.
         reason: EndReason,
+    },
+    /// `hati gateway`: a node joined (or re-joined after a link loss or a gateway restart).
+    NodeJoined {
+        /// The gateway's number for it.
+        node: u32,
+        /// Its name.
+        name: String,
+        /// The address streams are forwarded to.
+        address: IpAddr,
+        /// Sessions it may run together.
+        capacity: u32,
+        /// Sessions it already ran (re-learnt).
+        sessions: usize,
+    },
+    /// `hati gateway`: a node's link closed or went silent; its sessions ended (`node_lost`).
+    NodeLost {
+        /// The node.
+        node: u32,
+        /// Its name.
+        name: String,
+        /// What happened to the link.
+        reason: String,
+    },
+    /// `hati gateway`: a session was placed on a node and reached through front ports.
+    SessionPlaced {
+        /// The session.
+        session: u32,
+        /// The node that runs it.
+        node: u32,
+        /// The node's name.
+        node_name: String,
+        /// The session's RTSP port on the front address (the other three follow it).
+        front_rtsp_port: u16,
     },
     /// The config file was reloaded; new sessions use it.
     ConfigReloaded {

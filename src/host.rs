@@ -47,6 +47,8 @@ pub struct Host {
     pub events: EventBus,
     /// TCP connections the HTTP, HTTPS and RTSP servers may hold together.
     pub connections: Arc<crate::net::ConnectionBudget>,
+    /// Set when this host is `hati gateway`: launches go to its nodes.
+    pub gateway: std::sync::OnceLock<Arc<crate::gateway::Gateway>>,
 }
 
 impl Host {
@@ -56,6 +58,17 @@ impl Host {
         config: Config,
         config_path: Option<PathBuf>,
         state_dir: Option<PathBuf>,
+    ) -> anyhow::Result<(Self, tokio::sync::mpsc::UnboundedReceiver<ControlCommand>)> {
+        Self::with_media(config, config_path, state_dir, true)
+    }
+
+    /// [`Host::new`]; `stream_ports: false` binds the media sockets to any free port (a gateway
+    /// streams nothing itself, and may share a machine with a node).
+    pub fn with_media(
+        config: Config,
+        config_path: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        stream_ports: bool,
     ) -> anyhow::Result<(Self, tokio::sync::mpsc::UnboundedReceiver<ControlCommand>)> {
         let explicit_state_dir = state_dir.is_some();
         let state = StateDir::open(state_dir.unwrap_or_else(StateDir::default_path))
@@ -75,7 +88,11 @@ impl Host {
             "hati pair <PIN>".to_owned()
         };
         let ports = config.ports();
-        let media = MediaSockets::bind(config.network.bind, ports.video, ports.audio)?;
+        let media = if stream_ports {
+            MediaSockets::bind(config.network.bind, ports.video, ports.audio)?
+        } else {
+            MediaSockets::bind(config.network.bind, 0, 0)?
+        };
         let (control_commands, control_queue) = tokio::sync::mpsc::unbounded_channel();
         let events = EventBus::new();
         let owner = owner_tag(&identity.unique_id);
@@ -106,6 +123,7 @@ impl Host {
             clients: RwLock::new(clients),
             codecs,
             pair_command,
+            gateway: std::sync::OnceLock::new(),
         };
         Ok((host, control_queue))
     }

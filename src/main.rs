@@ -1,4 +1,5 @@
-//! The `hati` command line: `serve`, `pair`, `clients`, `unpair`, `doctor`, `config check`.
+//! The `hati` command line: `serve`, `gateway`, `node`, `pair`, `clients`, `unpair`, `nodes`,
+//! `doctor`, `config check`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,34 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Run the gateway of many machines: clients pair and launch here; `hati node`s run the
+    /// sessions (docs/many-machines.md).
+    Gateway {
+        /// A config.toml holding the keys to change from the default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run sessions for a gateway (it serves no HTTP; clients use the gateway).
+    Node {
+        /// A config.toml holding the keys to change from the default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The gateway's node-link address, host:port (default: node.gateway in the config).
+        #[arg(long, env = "HATI_GATEWAY", value_name = "HOST:PORT")]
+        gateway: Option<String>,
+        /// The join token `hati join-token` prints on the gateway.
+        #[arg(
+            long,
+            env = "HATI_JOIN_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+    },
+    /// Print the token nodes join this gateway with (made on first use; keep it secret).
+    JoinToken,
+    /// List the nodes of the running gateway.
+    Nodes,
     /// Enter the PIN Moonlight shows, completing the pairing it started.
     Pair {
         /// The 4-digit PIN.
@@ -101,6 +130,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(hati::daemon::serve(config, config_path, state_dir))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateway { config } => {
+            hati::memory::limit_arenas();
+            init_logging();
+            let config_path = config;
+            let config = Config::load(config_path.as_deref())?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(hati::daemon::run(
+                hati::daemon::Role::Gateway,
+                config,
+                config_path,
+                state_dir,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node {
+            config,
+            gateway,
+            token,
+        } => {
+            hati::memory::limit_arenas();
+            init_logging();
+            let config_path = config;
+            let config = Config::load(config_path.as_deref())?;
+            let gateway = gateway.or_else(|| config.node.gateway.clone()).context(
+                "which gateway? give --gateway HOST:PORT, HATI_GATEWAY or node.gateway in the config",
+            )?;
+            let token: hati::cluster::link::JoinToken = token
+                .context("no join token: give --token or HATI_JOIN_TOKEN (`hati join-token` on the gateway prints it)")?
+                .parse()?;
+            let settings = hati::node::NodeSettings {
+                gateway,
+                token,
+                name: config.node.name.clone().unwrap_or_else(machine_name),
+                capacity: config.node.max_sessions,
+                address: config.node.address,
+            };
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(hati::daemon::run(
+                hati::daemon::Role::Node(settings),
+                config,
+                config_path,
+                state_dir,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::JoinToken => {
+            let state = StateDir::open(state(&state_dir).path())?;
+            let identity = hati::state::identity::HostIdentity::load_or_create(&state)?;
+            let token = hati::cluster::link::JoinToken::for_gateway(&state, &identity)?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nodes => {
+            let (_, body) = admin::request(&state(&state_dir).admin_socket(), "GET", "/nodes")?;
+            let nodes = body.as_array().cloned().unwrap_or_default();
+            if nodes.is_empty() {
+                println!("no nodes");
+            }
+            for node in &nodes {
+                let number = |key: &str| node.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+                println!(
+                    "{:>4}  {}  {}  sessions {}/{}  load {:.0}%  version {}  since {}",
+                    number("id"),
+                    text(node, "name"),
+                    text(node, "address"),
+                    number("sessions"),
+                    number("capacity"),
+                    node.get("load").and_then(|v| v.as_f64()).unwrap_or(0.0) * 100.0,
+                    text(node, "version"),
+                    format_time(number("connected_since"))
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Pair { pin } => {
@@ -214,8 +319,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     "paused"
                 };
+                // A gateway's session says what its node reported.
+                let state = match session.get("node") {
+                    Some(_) => text(session, "state"),
+                    None => streaming.to_owned(),
+                };
+                let node = match session.get("node_name").and_then(|v| v.as_str()) {
+                    Some(name) => format!("  node {name}"),
+                    None => String::new(),
+                };
                 println!(
-                    "{id:>10}  client {}  app {}  {streaming}",
+                    "{id:>10}  client {}  app {}  {state}{node}",
                     text(session, "client"),
                     text(session, "app")
                 );
@@ -335,6 +449,15 @@ fn format_time(unix: u64) -> String {
             )
         })
         .unwrap_or_else(|_| unix.to_string())
+}
+
+/// This machine's hostname, for a node's default name.
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node".to_owned())
 }
 
 fn init_logging() {

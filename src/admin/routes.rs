@@ -179,15 +179,22 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
             StatusCode::OK,
             json!(host.config().apps.iter().map(app_json).collect::<Vec<_>>()),
         ),
-        (&Method::GET, "/sessions") => (
-            StatusCode::OK,
-            json!(
-                host.sessions
-                    .all()
-                    .iter()
-                    .map(|s| session_json(s))
-                    .collect::<Vec<_>>()
+        (&Method::GET, "/sessions") => match host.gateway.get() {
+            Some(gateway) => (StatusCode::OK, placed_sessions_json(gateway)),
+            None => (
+                StatusCode::OK,
+                json!(
+                    host.sessions
+                        .all()
+                        .iter()
+                        .map(|s| session_json(s))
+                        .collect::<Vec<_>>()
+                ),
             ),
+        },
+        (&Method::GET, "/nodes") => (
+            StatusCode::OK,
+            json!(host.gateway.get().map(|g| g.nodes()).unwrap_or_default()),
         ),
         (&Method::GET, "/pipelines") => (StatusCode::OK, json!(crate::stream::live_pipelines())),
         (&Method::POST, "/reload") => match host.reload() {
@@ -198,9 +205,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
             ),
         },
         (&Method::POST, "/sessions/stop") => match query.number::<u32>("id") {
-            Ok(id) if host.sessions.end_session(id, EndReason::Stopped).await => {
-                (StatusCode::OK, json!({ "stopped": id }))
-            }
+            Ok(id) if stop_session(host, id).await => (StatusCode::OK, json!({ "stopped": id })),
             Ok(id) => (
                 StatusCode::NOT_FOUND,
                 json!({ "error": format!("no session {id}") }),
@@ -216,6 +221,45 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
         ),
     };
     json_response(status, body.to_string())
+}
+
+/// Ends a session of this host, or (on a gateway) on its node; false when there is none.
+async fn stop_session(host: &Host, id: u32) -> bool {
+    match host.gateway.get() {
+        Some(gateway) => !matches!(
+            gateway.stop(id, EndReason::Stopped).await,
+            Err(crate::gateway::GatewayError::NotRunning)
+        ),
+        None => host.sessions.end_session(id, EndReason::Stopped).await,
+    }
+}
+
+/// A gateway's sessions with their nodes' names and relay counters.
+fn placed_sessions_json(gateway: &crate::gateway::Gateway) -> Value {
+    let nodes = gateway.nodes();
+    let sessions: Vec<Value> = gateway
+        .sessions()
+        .into_iter()
+        .map(|session| {
+            let mut view = json!(session);
+            if let Some(view) = view.as_object_mut() {
+                let node_name = nodes
+                    .iter()
+                    .find(|n| n.id == session.node)
+                    .map(|n| n.name.clone());
+                view.insert("node_name".into(), json!(node_name));
+                view.insert(
+                    "streaming".into(),
+                    json!(session.state == crate::gateway::PlacedState::Streaming),
+                );
+                if let Some(stats) = gateway.relay_stats(session.id) {
+                    view.insert("relay".into(), json!(stats));
+                }
+            }
+            view
+        })
+        .collect();
+    json!(sessions)
 }
 
 async fn pair(host: &Host, pin: &str) -> (StatusCode, Value) {

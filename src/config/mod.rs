@@ -19,8 +19,8 @@ mod validate;
 pub use load::DEFAULT_TOML;
 pub use schema::{
     AdminConfig, AppAudioConfig, AppConfig, AppVideoConfig, AudioPipelineConfig, DebugConfig,
-    EncoderConfig, GstreamerConfig, NetworkConfig, PairingConfig, StreamingConfig,
-    VideoPipelineConfig, WebRtcConfig, stable_hash,
+    EncoderConfig, Forwarding, GatewayConfig, GstreamerConfig, NetworkConfig, NodeConfig,
+    PairingConfig, StreamingConfig, VideoPipelineConfig, WebRtcConfig, stable_hash,
 };
 
 /// Why a configuration could not be used.
@@ -79,6 +79,10 @@ pub struct Config {
     pub webrtc: WebRtcConfig,
     /// Switches for testing; keep them off.
     pub debug: DebugConfig,
+    /// `hati gateway`'s settings.
+    pub gateway: GatewayConfig,
+    /// `hati node`'s settings.
+    pub node: NodeConfig,
     /// The apps offered to clients, in order.
     #[serde(default)]
     pub apps: Vec<AppConfig>,

@@ -91,6 +91,63 @@ pub struct WebRtcConfig {
     pub audio_bitrate: u32,
 }
 
+/// `[gateway]`: `hati gateway` only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where nodes dial in (TCP, mutual TLS).
+    pub node_listen: std::net::SocketAddr,
+    /// The address clients use for this gateway; absent: the address each request arrived on.
+    pub front_address: Option<IpAddr>,
+    /// The front ports sessions get, `"FIRST-LAST"`, four per session.
+    pub front_ports: String,
+    /// How front ports reach the node.
+    pub forwarding: Forwarding,
+    /// The nftables table `dnat` forwarding owns.
+    pub nft_table: String,
+    /// `dnat`: masquerade forwarded traffic, so nodes answer through the gateway wherever it is.
+    pub masquerade: bool,
+    /// Nodes that may be connected at once.
+    pub max_nodes: u32,
+}
+
+/// How the gateway's front ports reach a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarding {
+    /// A user-space relay in the gateway (works anywhere; one extra hop).
+    Relay,
+    /// nftables DNAT rules the gateway programs (kernel path; needs CAP_NET_ADMIN).
+    Dnat,
+    /// Something else forwards them (a load balancer programmed by an operator); the gateway
+    /// only allocates the ports and tells the nodes.
+    External,
+}
+
+/// `[node]`: `hati node` only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The gateway's node-link address, `host:port` (`HATI_GATEWAY` overrides it).
+    pub gateway: Option<String>,
+    /// The node's name in listings; absent: the machine's hostname.
+    pub name: Option<String>,
+    /// Sessions this node runs together.
+    pub max_sessions: u32,
+    /// The address the gateway forwards streams to; absent: the one the link comes from.
+    pub address: Option<IpAddr>,
+}
+
+impl GatewayConfig {
+    /// `front_ports` as a range; `None` when malformed or too small for one session.
+    pub fn front_port_range(&self) -> Option<std::ops::RangeInclusive<u16>> {
+        let (first, last) = self.front_ports.split_once('-')?;
+        let first: u16 = first.trim().parse().ok()?;
+        let last: u16 = last.trim().parse().ok()?;
+        (first >= 1024 && last >= first && last - first >= 3).then_some(first..=last)
+    }
+}
+
 /// `[debug]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -125,6 +125,33 @@ impl Config {
                 return Err(fail("network".into(), format!("port {port} is used twice")));
             }
         }
+        if self.gateway.front_port_range().is_none() {
+            return Err(fail(
+                "gateway.front_ports".into(),
+                format!(
+                    "`{}` is not FIRST-LAST with 1024 <= FIRST and room for one session's four ports",
+                    self.gateway.front_ports
+                ),
+            ));
+        }
+        let table = &self.gateway.nft_table;
+        if table.is_empty()
+            || table.len() > 32
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(fail(
+                "gateway.nft_table".into(),
+                "letters, digits and `_`, at most 32".into(),
+            ));
+        }
+        if self.node.max_sessions == 0 {
+            return Err(fail(
+                "node.max_sessions".into(),
+                "must be at least 1".into(),
+            ));
+        }
         for (i, app) in self.apps.iter_mut().enumerate() {
             if app.title.trim().is_empty() {
                 return Err(fail(format!("apps[{i}].title"), "must not be empty".into()));

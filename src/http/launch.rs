@@ -25,12 +25,40 @@ pub async fn launch(host: &Host, context: &RequestContext, query: &Query) -> Xml
         Err(error) => return XmlReply::error(400, error.to_string()),
     };
     let corever = params.key.as_ref().map_or(0, |key| key.corever);
+    if let Some(gateway) = host.gateway.get() {
+        let config = host.config();
+        let Some(app) = config.app(app_id) else {
+            return XmlReply::error(404, format!("no app with ID {app_id}"));
+        };
+        let launch = crate::gateway::ClientLaunch {
+            client_id: client,
+            client_ip: context.peer.ip(),
+            front_ip: context.local_ip(),
+            app_id,
+            app: app.title.clone(),
+            params,
+        };
+        return match gateway.launch(launch).await {
+            Ok(front) => XmlReply::ok()
+                .element(
+                    "sessionUrl0",
+                    stream_url(
+                        gateway.front_address(context.local_ip()),
+                        front.rtsp,
+                        corever,
+                    ),
+                )
+                .element("gamesession", 1),
+            Err(error) => XmlReply::error(error.status(), error.to_string()),
+        };
+    }
     let request = LaunchRequest {
         client_id: client,
         client_ip: context.peer.ip(),
         app_id,
         config: host.config(),
         params,
+        placement: None,
     };
     match host.sessions.launch(request).await {
         Ok(_) => XmlReply::ok()
@@ -52,7 +80,7 @@ fn launch_status(error: &LaunchError) -> u32 {
 }
 
 /// `/resume`: moonlight-python sends only the key, key ID, audio info and `corever`.
-pub fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
+pub async fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply {
     let Some(client) = context.client_fingerprint() else {
         return XmlReply::unauthorized("/resume");
     };
@@ -66,6 +94,21 @@ pub fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
         rikeyid,
         corever,
     };
+    if let Some(gateway) = host.gateway.get() {
+        return match gateway.resume(&client, &key).await {
+            Ok(front) => XmlReply::ok()
+                .element(
+                    "sessionUrl0",
+                    stream_url(
+                        gateway.front_address(context.local_ip()),
+                        front.rtsp,
+                        corever,
+                    ),
+                )
+                .element("resume", 1),
+            Err(error) => XmlReply::error(error.status(), error.to_string()),
+        };
+    }
     match host.sessions.resume(&client, Some(key)) {
         Ok(_) => XmlReply::ok()
             .element("sessionUrl0", session_url(host, context, corever))
@@ -77,7 +120,14 @@ pub fn resume(host: &Host, context: &RequestContext, query: &Query) -> XmlReply 
 /// `/cancel`: ends the client's session and the app, answering once everything is released.
 pub async fn cancel(host: &Host, context: &RequestContext) -> XmlReply {
     if let Some(client) = context.client_fingerprint() {
-        host.sessions.cancel(&client).await;
+        match host.gateway.get() {
+            Some(gateway) => {
+                gateway.cancel(&client).await;
+            }
+            None => {
+                host.sessions.cancel(&client).await;
+            }
+        }
     }
     XmlReply::ok().element("cancel", 1)
 }
@@ -123,8 +173,12 @@ fn keys(query: &Query) -> Result<([u8; 16], i32), QueryError> {
 /// `rtspenc://` when the client can encrypt RTSP (`corever` ≥ 1), so requests can be matched to
 /// their session by key.
 fn session_url(host: &Host, context: &RequestContext, corever: u32) -> String {
+    stream_url(context.local_ip(), host.ports.rtsp, corever)
+}
+
+/// `rtsp(enc)://address:port`.
+fn stream_url(address: std::net::IpAddr, port: u16, corever: u32) -> String {
     let scheme = if corever >= 1 { "rtspenc" } else { "rtsp" };
     // SocketAddr brackets IPv6 addresses, as a URL needs.
-    let address = std::net::SocketAddr::new(context.local_ip(), host.ports.rtsp);
-    format!("{scheme}://{address}")
+    format!("{scheme}://{}", std::net::SocketAddr::new(address, port))
 }

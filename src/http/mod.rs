@@ -259,7 +259,7 @@ async fn route(
             xml(&launch::launch(host, context, &query).await)
         }
         (&Method::GET, "/resume") if is_https(context) => {
-            xml(&launch::resume(host, context, &query))
+            xml(&launch::resume(host, context, &query).await)
         }
         (&Method::GET, "/cancel") if is_https(context) => xml(&launch::cancel(host, context).await),
         (&Method::GET, "/pin") if !is_https(context) => {

@@ -37,11 +37,14 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
         None
     };
     let codecs = host.codecs.server_codec_mode_support();
-    let session = context
+    let running_app = context
         .client_fingerprint()
-        .and_then(|client| host.sessions.by_client(&client));
-    let (current_game, state) = match session {
-        Some(session) => (session.app_id, "SUNSHINE_SERVER_BUSY"),
+        .and_then(|client| match host.gateway.get() {
+            Some(gateway) => gateway.session_of(&client).map(|s| s.app_id),
+            None => host.sessions.by_client(&client).map(|s| s.app_id),
+        });
+    let (current_game, state) = match running_app {
+        Some(app_id) => (app_id, "SUNSHINE_SERVER_BUSY"),
         None => (0, "SUNSHINE_SERVER_FREE"),
     };
     XmlReply::ok()

@@ -35,7 +35,7 @@ pub fn server_config(identity: &HostIdentity) -> Result<ServerConfig, Error> {
 #[derive(Debug)]
 struct AnyClientCertificate;
 
-const SCHEMES: [SignatureScheme; 9] = [
+pub(crate) const SCHEMES: [SignatureScheme; 9] = [
     SignatureScheme::RSA_PSS_SHA256,
     SignatureScheme::RSA_PSS_SHA384,
     SignatureScheme::RSA_PSS_SHA512,
@@ -95,7 +95,7 @@ impl ClientCertVerifier for AnyClientCertificate {
     }
 }
 
-fn verify_handshake_signature(
+pub(crate) fn verify_handshake_signature(
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,

@@ -209,6 +209,11 @@ async fn respond(
     tracing::debug!(parent: &session.span, method = %request.method.as_str(), target = %request.target, "rtsp");
     let cseq = request.cseq;
     let session_header = format!("{:08X}", session.id);
+    // A session a gateway placed here is reached on its front ports, which SETUP must name.
+    let (audio, video, control) = match session.front_ports {
+        Some(front) => (front.audio, front.video, front.control),
+        None => (host.ports.audio, host.ports.video, host.ports.control),
+    };
     match &request.method {
         Method::Options => RtspResponse::ok(cseq),
         Method::Describe => RtspResponse::ok(cseq).with_body(session.describe().encode()),
@@ -216,19 +221,19 @@ async fn respond(
             Some(StreamKind::Audio) => RtspResponse::setup(
                 cseq,
                 &session_header,
-                host.ports.audio,
+                audio,
                 SetupIdentifier::PingPayload(&session.ping_payload),
             ),
             Some(StreamKind::Video) => RtspResponse::setup(
                 cseq,
                 &session_header,
-                host.ports.video,
+                video,
                 SetupIdentifier::PingPayload(&session.ping_payload),
             ),
             Some(StreamKind::Control) => RtspResponse::setup(
                 cseq,
                 &session_header,
-                host.ports.control,
+                control,
                 SetupIdentifier::ConnectData(session.id),
             ),
             None => RtspResponse::new(StatusCode::NOT_FOUND, cseq),

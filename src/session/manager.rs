@@ -62,6 +62,17 @@ pub struct LaunchRequest {
     pub config: Arc<Config>,
     /// What `/launch` carried.
     pub params: LaunchParams,
+    /// Set when a gateway placed the session here (`hati node`): its ID and front ports.
+    pub placement: Option<Placement>,
+}
+
+/// What a gateway decided for a session it placed on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The session's ID, unique across the gateway's nodes.
+    pub session_id: u32,
+    /// The ports clients reach it on at the gateway (RTSP SETUP names them).
+    pub front: crate::cluster::PortSet,
 }
 
 /// Why `/launch` or `/resume` was refused.
@@ -125,6 +136,7 @@ impl SessionManager {
             app_id,
             config,
             params,
+            placement,
         } = request;
         let app = config
             .app(app_id)
@@ -144,11 +156,17 @@ impl SessionManager {
             if sessions.iter().any(|s| s.client_id == client_id) {
                 return Err(LaunchError::AlreadyRunning);
             }
-            let id = loop {
-                let id = u32::from_be_bytes(crate::crypto::random::<4>()) & 0x7fff_ffff;
-                if id != 0 && sessions.iter().all(|s| s.id != id) {
-                    break id;
+            let id = match placement {
+                Some(placement) if sessions.iter().any(|s| s.id == placement.session_id) => {
+                    return Err(LaunchError::AlreadyRunning);
                 }
+                Some(placement) => placement.session_id,
+                None => loop {
+                    let id = u32::from_be_bytes(crate::crypto::random::<4>()) & 0x7fff_ffff;
+                    if id != 0 && sessions.iter().all(|s| s.id != id) {
+                        break id;
+                    }
+                },
             };
             let span = tracing::info_span!("session", id, client = %crate::state::clients::short_id(&client_id));
             let session = Arc::new(Session {
@@ -156,6 +174,7 @@ impl SessionManager {
                 span: span.clone(),
                 client_id,
                 client_ip: crate::net::canonical_ip(client_ip),
+                front_ports: placement.map(|p| p.front),
                 app_id,
                 app,
                 config,

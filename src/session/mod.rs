@@ -41,7 +41,7 @@ use hati_protocol::sdp::StreamConfig;
 pub use self::keys::SessionKeys;
 use self::lifecycle::Lifecycle;
 pub use self::lifecycle::SessionState;
-pub use self::manager::{LaunchError, LaunchRequest, SessionManager, SessionServices};
+pub use self::manager::{LaunchError, LaunchRequest, Placement, SessionManager, SessionServices};
 use self::resources::AppResources;
 use self::streaming::ActiveStream;
 pub use self::streaming::{BrowserPlay, BrowserStream, StartError};
@@ -123,6 +123,9 @@ pub struct Session {
     pub client_id: String,
     /// The client's address at launch (for clients without session-ID pings).
     pub client_ip: IpAddr,
+    /// The ports clients reach this session on when a gateway placed it (`hati node`);
+    /// `None`: the host's own.
+    pub front_ports: Option<crate::cluster::PortSet>,
     /// The app.
     pub app: AppConfig,
     /// The app's ID.

@@ -278,6 +278,7 @@ async fn session_for(
             // WebRTC brings its own keys (DTLS-SRTP): the session answers no RTSP or control.
             key: None,
         },
+        placement: None,
     };
     host.sessions
         .launch(request)
@@ -295,6 +296,7 @@ fn end_reason_text(reason: EndReason) -> String {
         EndReason::Stopped => "the host's owner stopped it",
         EndReason::PipelineError => "the stream failed on the host",
         EndReason::ClientTimeout => "the host waited too long for this browser",
+        EndReason::NodeLost => "the machine that ran it went away",
     }
     .to_owned()
 }
