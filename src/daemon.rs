@@ -161,7 +161,7 @@ pub async fn run(
             capacity = settings.capacity,
             rtsp = %address_of(&rtsp),
             state_dir = %host.state.path().display(),
-            "hati node is running; it joins its gateway, where clients pair and launch"
+            "hati is running as a node; it joins its gateway, where clients pair and launch"
         ),
         _ => tracing::info!(
             hostname = %config.hostname,
@@ -171,8 +171,8 @@ pub async fn run(
             state_dir = %host.state.path().display(),
             paired_clients = paired,
             connection_limit = host.connections.limit(),
-            "hati {} is running; pair from Moonlight, then enter the PIN with `{}`",
-            if gateway_role { "gateway" } else { "host" },
+            "hati is running{}; pair from Moonlight, then enter the PIN with `{}`",
+            if gateway_role { " as a gateway" } else { "" },
             host.pair_command
         ),
     }

@@ -111,7 +111,8 @@ impl JoinToken {
                 });
             }
         }
-        let secret = hati_protocol::query::encode_hex(&crate::crypto::random::<16>());
+        let secret =
+            hati_protocol::query::encode_hex(&crate::crypto::random::<16>()).to_ascii_lowercase();
         write_atomic(&path, format!("{secret}\n").as_bytes(), 0o600)?;
         Ok(Self {
             secret,
@@ -136,9 +137,20 @@ pub fn gateway_tls(identity: &HostIdentity) -> Result<rustls::ServerConfig, Erro
 
 /// The node's TLS configuration: its own certificate, and the gateway's pinned by `token`.
 pub fn node_tls(identity: &HostIdentity, token: &JoinToken) -> Result<rustls::ClientConfig, Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let key_der = pem_to_der(&identity.key_pem, "PRIVATE KEY")
         .ok_or_else(|| Error::General("node key is not PKCS#8 PEM".into()))?;
+    node_tls_with_cert(identity.cert_der.clone(), key_der, token)
+}
+
+/// [`node_tls`] with a given certificate and its PKCS#8 key, both DER (any key type the
+/// gateway verifies: RSA, ECDSA P-256/P-384, Ed25519). Simulated nodes use it to join with
+/// identities of their own.
+pub fn node_tls_with_cert(
+    cert_der: Vec<u8>,
+    key_pkcs8_der: Vec<u8>,
+    token: &JoinToken,
+) -> Result<rustls::ClientConfig, Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -146,8 +158,8 @@ pub fn node_tls(identity: &HostIdentity, token: &JoinToken) -> Result<rustls::Cl
             fingerprint: token.gateway_fingerprint.clone(),
         }))
         .with_client_auth_cert(
-            vec![CertificateDer::from(identity.cert_der.clone())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
+            vec![CertificateDer::from(cert_der)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8_der)),
         )?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)

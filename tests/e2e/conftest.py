@@ -266,6 +266,8 @@ class Host:
         self.nofile: int | None = None
         # A network namespace to run in (`ip netns exec`), for the network-condition tests.
         self.netns: str | None = None
+        # The role and its arguments: `serve`, or `gateway` / `node --gateway … --token …`.
+        self.role: list[str] = ["serve"]
         self.log_lines: list[str] = []
         self._log_lock = threading.Lock()
         self._bus: EventReader | None = None
@@ -285,7 +287,7 @@ class Host:
             self._bus = None
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.process = subprocess.Popen(
-            [*prefix, HATI_BIN, "--state-dir", str(self.state_dir), "serve", "--config", str(self.config_path)],
+            [*prefix, HATI_BIN, "--state-dir", str(self.state_dir), *self.role, "--config", str(self.config_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -1,0 +1,145 @@
+"""A Moonlight client (the real moonlight-common-c through moonlight-python) in its own process,
+for the gateway tests: it runs inside a client network namespace (`ip netns exec NS python
+gwclient.py ...`) and talks only to the gateway's address.
+
+  pair    pairs with the gateway (the test enters the PIN with `hati pair`); prints `paired`
+  stream  launches (or resumes) the app, streams it for --seconds while sending a mouse move and
+          a key press every half second, then stops the stream (the session stays, as when a
+          Moonlight user closes the stream window); prints one JSON line
+  quit    quits the running app (/cancel); prints one JSON line
+
+The JSON line: {"frames_per_second": [...], "audio_chunks": n, "audio_rms": x, "inputs": n,
+"error": null | "..."}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cffi
+import numpy as np
+
+import moonlight_python
+from moonlight_python import MoonlightClient
+from moonlight_python.discovery import connect_to_server
+from moonlight_python.exceptions import MoonlightError
+
+LIMELIGHT = """
+int LiSendMouseMoveEvent(short deltaX, short deltaY);
+int LiSendKeyboardEvent(short keyCode, signed char keyAction, signed char modifiers);
+"""
+KEY_DOWN, KEY_UP = 0x03, 0x04
+
+
+def limelight():
+    ffi = cffi.FFI()
+    ffi.cdef(LIMELIGHT)
+    return ffi.dlopen(str(Path(moonlight_python.__file__).with_name("libmoonlight-common-c.so")))
+
+
+def stream(client: MoonlightClient, args) -> dict:
+    arrivals: list[float] = []
+    chunks: list[np.ndarray] = []
+    inputs = 0
+    error = None
+    stop = threading.Event()
+    started = time.monotonic()
+    try:
+        client.start_stream(app=args.app, width=args.width, height=args.height, fps=args.fps,
+                            bitrate_kbps=args.bitrate, ready_timeout=20)
+        started = time.monotonic()
+        print("streaming", flush=True)
+
+        def frames() -> None:
+            try:
+                for _ in client.frames():
+                    arrivals.append(time.monotonic())
+                    if stop.is_set():
+                        break
+            except (MoonlightError, AttributeError):
+                pass
+
+        def audio() -> None:
+            try:
+                for chunk in client.audio():
+                    chunks.append(chunk.data)
+                    if stop.is_set():
+                        break
+            except (MoonlightError, AttributeError):
+                pass
+
+        collectors = [threading.Thread(target=f, daemon=True) for f in (frames, audio)]
+        for collector in collectors:
+            collector.start()
+        lib = limelight()
+        while time.monotonic() < started + args.seconds:
+            if args.input:
+                lib.LiSendMouseMoveEvent(3, 2)
+                lib.LiSendKeyboardEvent(0x41, KEY_DOWN, 0)
+                lib.LiSendKeyboardEvent(0x41, KEY_UP, 0)
+                inputs += 3
+            time.sleep(0.5)
+        stop.set()
+        for collector in collectors:
+            collector.join(timeout=3)
+    except MoonlightError as failure:
+        error = str(failure)
+    finally:
+        try:
+            client.stop_stream()
+        except Exception:  # noqa: BLE001 - the stream may never have started
+            pass
+    seconds = int(args.seconds)
+    per_second = [0] * seconds
+    for arrival in arrivals:
+        index = int(arrival - started)
+        if 0 <= index < seconds:
+            per_second[index] += 1
+    samples = np.concatenate(chunks) if chunks else np.zeros(1)
+    return {"frames_per_second": per_second, "audio_chunks": len(chunks),
+            "audio_rms": float(np.sqrt(np.mean(np.square(samples.astype(np.float64))))),
+            "inputs": inputs, "error": error}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("action", choices=("pair", "stream", "quit"))
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--config-dir", required=True)
+    parser.add_argument("--pin", default="4711")
+    parser.add_argument("--app", default="Test pattern")
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--bitrate", type=int, default=8000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--input", action="store_true")
+    args = parser.parse_args()
+
+    client = MoonlightClient(config_dir=args.config_dir)
+    if args.action == "pair":
+        server = connect_to_server(args.host, client._identity, args.port)
+        client.pair(server, pin=args.pin)
+        print("paired", flush=True)
+        return 0
+    client.connect(args.host, args.port)
+    if args.action == "quit":
+        error = None
+        try:
+            client.quit_app()
+        except MoonlightError as failure:
+            error = str(failure)
+        print(json.dumps({"error": error}), flush=True)
+        return 0
+    print(json.dumps(stream(client, args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
