@@ -4,8 +4,9 @@
 //! session's front ports. Its sessions outlive the link: after a gateway restart or a link
 //! loss it re-dials and reports them, so streams go on.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,6 +21,7 @@ use crate::cluster::protocol::{
 };
 use crate::cluster::{HEARTBEAT, NODE_TIMEOUT};
 use crate::events::{Event, Stamped};
+use crate::gateway::lock;
 use crate::host::Host;
 use crate::session::{LaunchParams, LaunchRequest, Placement};
 
@@ -221,6 +223,9 @@ async fn write_link<W: AsyncWrite + Unpin>(mut writer: W, mut queue: mpsc::Recei
     }
 }
 
+/// Pages of browsers playing here through the gateway: where their messages go.
+type Pages = HashMap<u64, mpsc::Sender<Option<String>>>;
+
 /// Reads the gateway's orders; each runs in its own task and answers on `outgoing`.
 async fn read_link<R: AsyncRead + Unpin>(
     mut reader: R,
@@ -229,6 +234,7 @@ async fn read_link<R: AsyncRead + Unpin>(
     outgoing: mpsc::Sender<NodeMessage>,
 ) -> LinkEnd {
     let mut buffer = Vec::new();
+    let pages: Arc<Mutex<Pages>> = Arc::default();
     loop {
         let message = match tokio::time::timeout(
             NODE_TIMEOUT,
@@ -247,6 +253,22 @@ async fn read_link<R: AsyncRead + Unpin>(
         };
         let (request, work): (u64, OrderFuture) = match message {
             GatewayMessage::Heartbeat | GatewayMessage::Welcome { .. } => continue,
+            GatewayMessage::BrowserOpen(open) => {
+                open_page(&host, *open, &pages, &outgoing);
+                continue;
+            }
+            GatewayMessage::BrowserSignal { channel, text } => {
+                let page = lock(&pages).get(&channel).cloned();
+                // A page whose queue is full has stopped reading: its messages are dropped.
+                if let Some(page) = page {
+                    let _ = page.try_send(text);
+                }
+                continue;
+            }
+            GatewayMessage::BrowserClose { channel } => {
+                lock(&pages).remove(&channel);
+                continue;
+            }
             GatewayMessage::Refused { reason } => return LinkEnd::Refused(reason),
             GatewayMessage::Launch(order) => {
                 let host = host.clone();
@@ -302,6 +324,49 @@ async fn read_link<R: AsyncRead + Unpin>(
             let _ = outgoing.send(NodeMessage::Reply { request, error }).await;
         });
     }
+}
+
+/// Streams a placed browser session to a page whose signalling the gateway relays.
+fn open_page(
+    host: &Arc<Host>,
+    open: crate::cluster::protocol::BrowserOpen,
+    pages: &Arc<Mutex<Pages>>,
+    outgoing: &mpsc::Sender<NodeMessage>,
+) {
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let channel = open.channel;
+    let (page, messages) = mpsc::channel::<Option<String>>(64);
+    lock(pages).insert(channel, page);
+    let incoming = futures_util::stream::unfold(messages, |mut messages| async move {
+        let message = match messages.recv().await? {
+            Some(text) => Message::text(text),
+            // The page answered the gateway's ping.
+            None => Message::Pong(Default::default()),
+        };
+        Some((Ok::<_, Error>(message), messages))
+    });
+    let to_gateway = outgoing.clone();
+    let socket =
+        futures_util::sink::unfold(to_gateway, move |to_gateway, message: Message| async move {
+            let text = match message {
+                Message::Text(text) => Some(text.as_str().to_owned()),
+                Message::Ping(_) => None,
+                _ => return Ok::<_, Error>(to_gateway),
+            };
+            let _ = to_gateway
+                .send(NodeMessage::BrowserSignal { channel, text })
+                .await;
+            Ok(to_gateway)
+        });
+    let host = host.clone();
+    let pages = pages.clone();
+    let outgoing = outgoing.clone();
+    tokio::spawn(async move {
+        crate::webrtc::signalling::serve_placed(&host, &open, Box::pin(incoming), Box::pin(socket))
+            .await;
+        lock(&pages).remove(&channel);
+        let _ = outgoing.send(NodeMessage::BrowserClose { channel }).await;
+    });
 }
 
 type OrderFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;

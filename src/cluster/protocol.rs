@@ -43,6 +43,18 @@ pub enum NodeMessage {
         /// What happened.
         change: SessionChange,
     },
+    /// A signalling message for a browser that plays here (through the gateway's WebSocket).
+    BrowserSignal {
+        /// The browser's channel ([`BrowserOpen::channel`]).
+        channel: u64,
+        /// The message for the page; `None`: ping the browser.
+        text: Option<String>,
+    },
+    /// The node is done with a browser's channel (it said why on the channel first).
+    BrowserClose {
+        /// The channel.
+        channel: u64,
+    },
 }
 
 /// A node's introduction.
@@ -131,6 +143,21 @@ pub enum GatewayMessage {
         /// The new key.
         key: WireKey,
     },
+    /// A browser paired at the gateway plays a session of this node: signalling goes through
+    /// the gateway, media straight between the browser and the node.
+    BrowserOpen(Box<BrowserOpen>),
+    /// A message from the browser's WebSocket.
+    BrowserSignal {
+        /// The channel.
+        channel: u64,
+        /// The page's message; `None`: it answered a ping (it is alive).
+        text: Option<String>,
+    },
+    /// The browser's WebSocket closed.
+    BrowserClose {
+        /// The channel.
+        channel: u64,
+    },
     /// End a session.
     Stop {
         /// The request's number.
@@ -166,6 +193,28 @@ pub struct LaunchOrder {
     pub key: Option<WireKey>,
     /// The ports the client reaches the session on (the node answers SETUP with them).
     pub front: PortSet,
+}
+
+/// What a node needs to stream a placed browser session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserOpen {
+    /// The gateway's number for this browser connection.
+    pub channel: u64,
+    /// The session (placed on this node).
+    pub session: u32,
+    /// The browser's client ID.
+    pub client_id: String,
+    /// True when the session was launched for this connection; false: it is resumed.
+    pub launched: bool,
+    /// Stream width.
+    pub width: u32,
+    /// Stream height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// The bitrate the page asked for, kbit/s.
+    pub bitrate_kbps: Option<u32>,
 }
 
 /// A Moonlight client's key on the wire.

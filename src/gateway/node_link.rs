@@ -200,6 +200,13 @@ async fn read_link<R: AsyncRead + Unpin>(node: u32, mut reader: R, gateway: &Gat
             NodeMessage::Session { session, change } => {
                 gateway.session_changed(node, session, change).await;
             }
+            NodeMessage::BrowserSignal { channel, text } => {
+                let message = text.map_or(super::ToPage::Ping, super::ToPage::Text);
+                gateway.to_page(node, channel, message);
+            }
+            NodeMessage::BrowserClose { channel } => {
+                gateway.to_page(node, channel, super::ToPage::Close);
+            }
             NodeMessage::Hello(_) => return "a second hello on one link".into(),
         }
     }

@@ -75,7 +75,10 @@ pub async fn serve(
                 (Method::POST, "/play/api/quit") => {
                     // The Bearer header already rules out cross-site requests (it needs a
                     // preflight); the page sends no body.
-                    let ended = host.sessions.cancel(&client.id).await;
+                    let ended = match host.gateway.get() {
+                        Some(gateway) => gateway.cancel(&client.id).await,
+                        None => host.sessions.cancel(&client.id).await,
+                    };
                     json_reply(StatusCode::OK, &json!({ "ended": ended }))
                 }
                 (Method::GET, path) => match icon_id(path) {
@@ -186,9 +189,21 @@ fn apps(host: &Host, client: &PairedClient) -> Response<BoxBody<Bytes, Infallibl
         .iter()
         .map(|app| json!({ "id": app.id(), "title": app.title, "has_icon": true }))
         .collect();
-    let session = host.sessions.by_client(&client.id).map(
-        |session| json!({ "id": session.id, "app_id": session.app_id, "state": session.state() }),
-    );
+    let session = match host.gateway.get() {
+        // The page knows a session's states by a single host's names.
+        Some(gateway) => gateway.session_of(&client.id).map(|session| {
+            let state = match session.state {
+                crate::gateway::PlacedState::Launching => "launching",
+                crate::gateway::PlacedState::Launched => "waiting_for_client",
+                crate::gateway::PlacedState::Streaming => "streaming",
+                crate::gateway::PlacedState::Paused => "paused",
+            };
+            json!({ "id": session.id, "app_id": session.app_id, "state": state })
+        }),
+        None => host.sessions.by_client(&client.id).map(|session| {
+            json!({ "id": session.id, "app_id": session.app_id, "state": session.state() })
+        }),
+    };
     json_reply(
         StatusCode::OK,
         &json!({

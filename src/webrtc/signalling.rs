@@ -125,6 +125,10 @@ async fn play(
     {
         return;
     }
+    if let Some(gateway) = host.gateway.get() {
+        through_gateway(socket, incoming, gateway, host, peer, &client, &hello).await;
+        return;
+    }
     let (session, resumed) = match session_for(host, peer, &client, &hello).await {
         Ok(found) => found,
         Err(refusal) => {
@@ -133,14 +137,6 @@ async fn play(
             return;
         }
     };
-    let launched = HostSignal::Launched {
-        session: session.id,
-        app: session.app.title.clone(),
-        resumed,
-    };
-    if send(socket, &launched).await.is_err() {
-        return;
-    }
     let request = BrowserStream {
         width: hello.width,
         height: hello.height,
@@ -149,6 +145,31 @@ async fn play(
             .bitrate_kbps
             .unwrap_or(config.webrtc.max_bitrate_kbps / 2),
     };
+    stream_session(
+        socket, incoming, host, &session, resumed, &client.id, request,
+    )
+    .await;
+}
+
+/// Streams a launched or resumed session to the browser and relays its signalling until the
+/// end (also what a node runs for a browser whose signalling comes through its gateway).
+async fn stream_session(
+    socket: &mut impl Outgoing,
+    incoming: &mut impl Incoming,
+    host: &Arc<Host>,
+    session: &Arc<Session>,
+    resumed: bool,
+    client_id: &str,
+    request: BrowserStream,
+) {
+    let launched = HostSignal::Launched {
+        session: session.id,
+        app: session.app.title.clone(),
+        resumed,
+    };
+    if send(socket, &launched).await.is_err() {
+        return;
+    }
     let BrowserPlay {
         generation,
         handle,
@@ -216,7 +237,7 @@ async fn play(
                     Ok(SignalMessage::Quit) => {
                         // The end comes back as the stream's last event, and is told to the
                         // page there.
-                        host.sessions.cancel(&client.id).await;
+                        host.sessions.cancel(client_id).await;
                     }
                     Ok(SignalMessage::Hello(_)) => {
                         tracing::debug!("a second hello ignored");
@@ -243,6 +264,136 @@ async fn play(
     // The player left (closed the tab or its peer connection, lost the network): the session
     // waits to be resumed, unless another connection already took it over.
     session.pause_if_current(generation);
+}
+
+/// `hati gateway`: the browser paired here; its session runs on a node. The gateway places or
+/// resumes it, then relays the page's signalling to the node and back; media goes between the
+/// browser and the node.
+async fn through_gateway(
+    socket: &mut impl Outgoing,
+    incoming: &mut impl Incoming,
+    gateway: &crate::gateway::Gateway,
+    host: &Host,
+    peer: SocketAddr,
+    client: &PairedClient,
+    hello: &Hello,
+) {
+    use crate::cluster::protocol::GatewayMessage;
+    use crate::gateway::ToPage;
+    let config = host.config();
+    let Some(app) = config.app(hello.app_id) else {
+        let message = format!("no app with ID {}", hello.app_id);
+        let _ = send(socket, &HostSignal::Error { message }).await;
+        return;
+    };
+    let request = crate::gateway::BrowserRequest {
+        app_id: hello.app_id,
+        width: hello.width,
+        height: hello.height,
+        fps: hello.fps,
+        bitrate_kbps: hello.bitrate_kbps,
+    };
+    let mut channel = match gateway
+        .open_browser(&client.id, peer.ip(), peer.ip(), &app.title, request)
+        .await
+    {
+        Ok(channel) => channel,
+        Err(message) => {
+            tracing::info!(%message, "browser refused");
+            let _ = send(socket, &HostSignal::Error { message }).await;
+            return;
+        }
+    };
+    tracing::info!(
+        session = channel.session,
+        resumed = channel.resumed,
+        "browser plays through the gateway"
+    );
+    let id = channel.channel;
+    let to_node = |text: Option<String>| GatewayMessage::BrowserSignal { channel: id, text };
+    loop {
+        tokio::select! {
+            from_node = channel.from_node.recv() => match from_node {
+                Some(ToPage::Text(text)) => {
+                    if socket.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ToPage::Ping) => {
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ToPage::Close) => return,
+                None => {
+                    let reason = end_reason_text(EndReason::NodeLost);
+                    let _ = send(socket, &HostSignal::Ended { reason }).await;
+                    return;
+                }
+            },
+            message = next_message(incoming) => {
+                let Some(message) = message else { break };
+                if channel.to_node.send(to_node(message)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = channel
+        .to_node
+        .send(GatewayMessage::BrowserClose { channel: id })
+        .await;
+    gateway.browser_gone(None, id);
+}
+
+/// `hati node`: streams a session the gateway placed here to a browser whose signalling comes
+/// through the gateway (`open`); `incoming` and `socket` carry the page's messages. Returns
+/// when the page left or the session ended.
+pub(crate) async fn serve_placed<I, O>(
+    host: &Arc<Host>,
+    open: &crate::cluster::protocol::BrowserOpen,
+    mut incoming: I,
+    mut socket: O,
+) where
+    I: Incoming,
+    O: Outgoing,
+{
+    let session = host
+        .sessions
+        .by_id(open.session)
+        .filter(|s| s.client_id == open.client_id && s.keys.is_none());
+    let Some(session) = session else {
+        let message = "this node has no such browser session".to_owned();
+        let _ = send(&mut socket, &HostSignal::Error { message }).await;
+        return;
+    };
+    if !open.launched
+        && let Err(error) = host.sessions.resume(&open.client_id, None)
+    {
+        let message = error.to_string();
+        let _ = send(&mut socket, &HostSignal::Error { message }).await;
+        return;
+    }
+    let request = BrowserStream {
+        width: open.width,
+        height: open.height,
+        fps: open.fps,
+        bitrate_kbps: open
+            .bitrate_kbps
+            .unwrap_or(host.config().webrtc.max_bitrate_kbps / 2),
+    };
+    let span = tracing::info_span!("browser", channel = open.channel);
+    stream_session(
+        &mut socket,
+        &mut incoming,
+        host,
+        &session,
+        !open.launched,
+        &open.client_id,
+        request,
+    )
+    .instrument(span)
+    .await;
 }
 
 /// The browser's session for `hello.app_id`: its running one (resumed) or a new launch.
@@ -302,7 +453,7 @@ fn end_reason_text(reason: EndReason) -> String {
 }
 
 /// The browser's side of the WebSocket.
-trait Incoming:
+pub(crate) trait Incoming:
     futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin
 {
 }
@@ -312,7 +463,7 @@ impl<T> Incoming for T where
 }
 
 /// The host's side of the WebSocket.
-trait Outgoing:
+pub(crate) trait Outgoing:
     futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin
 {
 }

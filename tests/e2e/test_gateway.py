@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Host, report
+from test_dashboard import browser  # noqa: F401  (the Chromium fixture)
 
 HERE = Path(__file__).resolve().parent
 APPS = (
@@ -425,3 +426,58 @@ def test_strangers_change_nothing(cluster):
     assert [s["id"] for s in gateway.sessions()] == [placed["session"]]
     assert [s["id"] for s in listed] == [placed["session"]]
     assert wrong.process and wrong.process.poll() is None
+
+
+def test_a_browser_pairs_at_the_gateway_and_plays_on_a_node(make_host, browser):  # noqa: F811
+    """Browser play through a gateway (on this machine's loopback: Chromium runs here): the page
+    pairs and signals at the gateway; WebRTC media goes between Chromium and the node."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conftest import free_http_port
+    from test_browser import (TEST_PATTERN_RGB, app_id, browser_stats, pair_page, press_toolbar, shot,
+                              start_playing, video_colour, wait_until_steady)
+
+    link = free_http_port()
+    gateway = make_host(APPS + f'[gateway]\nnode_listen = "127.0.0.1:{link}"\nfront_ports = "41000-41099"\n')
+    gateway.role = ["gateway"]
+    gateway.start()
+    node = make_host(APPS + '[node]\nmax_sessions = 2\nname = "loopback"\n')
+    token = gateway.cli("join-token").stdout.strip()
+    node.role = ["node", "--gateway", f"127.0.0.1:{link}", "--token", token]
+    mark = gateway.bus().position()
+    node.start()
+    node.bus().wait_for_open()
+    gateway.bus().wait_for("node_joined", start=mark, timeout=20)
+
+    pair_page(gateway, browser, "Gateway Chromium")
+    test_pattern = app_id(gateway, "Test pattern")
+    start_playing(browser, test_pattern, "gateway-1-playing")
+    streaming = node.bus().wait_for("session_streaming", timeout=30)
+    placed = gateway.bus().wait_for("session_placed", timeout=5)
+    assert placed["session"] == streaming["session"], (placed, streaming)
+    wait_until_steady(browser, 60)
+    before = browser_stats(browser)
+    time.sleep(5)
+    after = browser_stats(browser)
+    frames = after["framesDecoded"] - before["framesDecoded"]
+    audio = after["audioPacketsReceived"] - before["audioPacketsReceived"]
+    colour = video_colour(browser)
+    relayed = gateway.sessions()
+    report(f"browser through the gateway, Test pattern 1280x720@60 on node 'loopback' for 5 s: {frames} frames "
+           f"decoded (of 300), {audio} audio packets, most common colour {colour}")
+    assert frames >= 270, frames
+    assert audio > 0
+    assert all(abs(c - e) <= 24 for c, e in zip(colour, TEST_PATTERN_RGB)), colour
+    assert [s["id"] for s in relayed] == [placed["session"]] and "relay" not in relayed[0], relayed
+    # Back to the list pauses the session on the node; Resume streams it again through the gateway.
+    press_toolbar(browser, "back")
+    node.bus().wait_for("session_paused", session=placed["session"], timeout=20)
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements("id", f"resume-{test_pattern}"))
+    browser.find_element("id", f"resume-{test_pattern}").click()
+    node.bus().wait_for("session_resumed", session=placed["session"], timeout=20)
+    wait_until_steady(browser, 60)
+    shot(browser, "gateway-2-resumed")
+    press_toolbar(browser, "quit")
+    ended = gateway.bus().wait_for("session_ended", session=placed["session"], timeout=20)
+    assert ended["reason"] == "cancelled", ended
+    assert gateway.sessions() == [] and node.sessions() == []
