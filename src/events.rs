@@ -5,31 +5,13 @@
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 /// Events a slow subscriber may fall behind by before it misses some (it is told how many).
 const CAPACITY: usize = 1024;
 
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EndReason {
-    /// The client quit the app (`/cancel`).
-    Cancelled,
-    /// The app exited by itself.
-    AppExited,
-    /// The host shut down.
-    HostShutdown,
-    /// The host's owner stopped it (admin API).
-    Stopped,
-    /// Its video or audio pipeline failed.
-    PipelineError,
-    /// The client did not come back (or never came) within `streaming.client_timeout_s`.
-    ClientTimeout,
-    /// The node that ran it went away (`hati gateway`: its link closed or went silent).
-    NodeLost,
-}
+pub use hati_protocol::node_link::EndReason;
 
 /// One state change.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -284,7 +284,8 @@ async fn read_link<R: AsyncRead + Unpin>(
             } => {
                 let host = host.clone();
                 let work = async move {
-                    let key = key.to_key().ok_or("the resume's key is malformed")?;
+                    let key = crate::cluster::protocol::moonlight_key(&key)
+                        .ok_or("the resume's key is malformed")?;
                     let client = host
                         .sessions
                         .by_id(session)
@@ -396,7 +397,9 @@ async fn launch(host: &Host, capacity: u32, order: LaunchOrder) -> Result<(), St
         }
     }
     let key = match &order.key {
-        Some(key) => Some(key.to_key().ok_or("the launch's key is malformed")?),
+        Some(key) => Some(
+            crate::cluster::protocol::moonlight_key(key).ok_or("the launch's key is malformed")?,
+        ),
         None => None,
     };
     let request = LaunchRequest {

@@ -10,6 +10,7 @@ mod codec;
 pub mod control;
 pub mod enet;
 pub mod input;
+pub mod node_link;
 pub mod query;
 pub mod rtsp;
 pub mod sdp;

@@ -31,9 +31,7 @@ use self::forward::{Forwarder, Route};
 use self::ports::PortAllocator;
 use crate::cluster::PortSet;
 use crate::cluster::link::JoinToken;
-use crate::cluster::protocol::{
-    GatewayMessage, LaunchOrder, RunningSession, SessionChange, WireKey,
-};
+use crate::cluster::protocol::{GatewayMessage, LaunchOrder, RunningSession, SessionChange};
 use crate::config::GatewayConfig;
 use crate::events::{EndReason, Event, EventBus};
 use crate::session::{LaunchParams, MoonlightKey};
@@ -451,7 +449,11 @@ impl Gateway {
                 app: launch.app.clone(),
                 mode: launch.params.mode,
                 surround_info: launch.params.surround_info,
-                key: launch.params.key.as_ref().map(WireKey::from_key),
+                key: launch
+                    .params
+                    .key
+                    .as_ref()
+                    .map(crate::cluster::protocol::wire_key),
                 front: route.front,
             }))
         };
@@ -595,7 +597,7 @@ impl Gateway {
             .session_of(client_id)
             .filter(|s| s.state != PlacedState::Launching)
             .ok_or(GatewayError::NotRunning)?;
-        let key = WireKey::from_key(key);
+        let key = crate::cluster::protocol::wire_key(key);
         self.request(
             session.node,
             |request| GatewayMessage::Resume {

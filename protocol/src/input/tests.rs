@@ -519,6 +519,7 @@ fn write_fuzz_seeds() {
         ("control_envelope", crate::control::tests::seeds()),
         ("input_packet", seeds()),
         ("browser_message", crate::browser::tests::seeds()),
+        ("node_link_message", crate::node_link::tests::seeds()),
     ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
