@@ -169,6 +169,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
             StatusCode::OK,
             json!({
                 "hostname": host.config().hostname,
+                "role": if host.gateway.get().is_some() { "gateway" } else { "host" },
                 "ports": { "http": host.ports.http, "https": host.ports.https, "rtsp": host.ports.rtsp },
                 "codecs": host.codecs.names(),
                 "client_waiting_for_pin": host.pairing.waiting_secret().is_some(),
