@@ -469,6 +469,20 @@ def test_a_browser_pairs_at_the_gateway_and_plays_on_a_node(make_host, browser):
     assert audio > 0
     assert all(abs(c - e) <= 24 for c, e in zip(colour, TEST_PATTERN_RGB)), colour
     assert [s["id"] for s in relayed] == [placed["session"]] and "relay" not in relayed[0], relayed
+    # The gateway's dashboard (a second tab) shows the node and where the session runs.
+    main = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(f"http://127.0.0.1:{gateway.http_port}/dashboard")
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements("id", "node-1") and d.find_elements(
+        "css selector", f"#session-{placed['session']} .state"))
+    WebDriverWait(browser, 20).until(lambda d: "on loopback" in d.find_element(
+        "css selector", f"#session-{placed['session']} .state").text)
+    node_row = browser.find_element("id", "node-1").text
+    shot(browser, "gateway-dashboard")
+    report(f"gateway dashboard: node row {node_row!r}")
+    assert "loopback" in node_row and "1 / 2" in node_row, node_row
+    browser.close()
+    browser.switch_to.window(main)
     # Back to the list pauses the session on the node; Resume streams it again through the gateway.
     press_toolbar(browser, "back")
     node.bus().wait_for("session_paused", session=placed["session"], timeout=20)
