@@ -60,8 +60,9 @@ fi
 if [ "${1:-}" = "--test" ]; then
   # The dashboard test drives Debian's Chromium with Selenium (xev and xmessage from x11-utils are
   # the X11 clients of the compositor tests); the network tests build
-  # namespaces and cap or drop traffic with iproute2 (tc tbf) and nftables.
-  install_missing chromium chromium-driver iproute2 nftables x11-utils
+  # namespaces and cap or drop traffic with iproute2 (tc tbf) and nftables; the gateway's DNAT
+  # forwarding cuts an ended session's flows with conntrack.
+  install_missing chromium chromium-driver iproute2 nftables conntrack x11-utils
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf, selenium, schemathesis" 2>/dev/null; then
     echo "setup: creating .venv with moonlight-python, pytest, selenium and schemathesis"
     python3 -m venv .venv

@@ -38,5 +38,17 @@ chmod 0700 "$state"
 
 # setpriv changes ids only: the user's own environment (PulseAudio writes under $HOME) goes too.
 export HOME="$state" USER=hati LOGNAME=hati
-exec setpriv --reuid=hati --regid=hati --groups="$groups" --inh-caps=-all --bounding-set=-all \
-  -- /usr/bin/hati "$@"
+# `hati gateway` with forwarding = "dnat" programs nftables: when the container was given
+# CAP_NET_ADMIN (compose cap_add, a pod's securityContext), the gateway keeps that one
+# capability; every other process and capability stays dropped.
+caps=-all
+if [ "${1:-}" = gateway ] && grep -q '^CapBnd:' /proc/self/status \
+   && [ $(( 0x$(awk '/^CapBnd:/ {print $2}' /proc/self/status) >> 12 & 1 )) = 1 ]; then
+  caps=-all,+net_admin
+fi
+if [ "$caps" = -all ]; then
+  exec setpriv --reuid=hati --regid=hati --groups="$groups" --inh-caps=-all --bounding-set=-all \
+    -- /usr/bin/hati "$@"
+fi
+exec setpriv --reuid=hati --regid=hati --groups="$groups" --inh-caps="$caps" --ambient-caps="$caps" \
+  --bounding-set="$caps" -- /usr/bin/hati "$@"

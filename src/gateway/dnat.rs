@@ -2,7 +2,7 @@
 //! one `inet` table and the kernel moves every packet, so a stream costs the gateway no copy
 //! and no context switch, and no gateway task has to keep up with a 100 Mbit/s video stream.
 //!
-//! The table (`inet <name>`, default `hati`) holds:
+//! The table (`inet <name>`) holds:
 //!
 //! - `prerouting` (nat, `dstnat`): per session port, one rule
 //!   `ip saddr <client> ip daddr <front> udp dport <front.video> dnat ip to <node>:<node.video>`
@@ -188,8 +188,9 @@ impl Dnat {
     /// Forwards `front_ip:front.*` → `node_ip:node.*` for packets from `client_ip` only (TCP
     /// for RTSP, UDP for the others), with rules commented `hati-session-<session>`.
     ///
-    /// Replaces the rules `session` already has, in the same transaction. All three addresses
-    /// must be of one family; for IPv6, `net.ipv6.conf.all.forwarding` must be 1.
+    /// Replaces the rules `session` already has, in the same transaction (and deletes the
+    /// conntrack entries of replaced ports that now translate differently). All three
+    /// addresses must be of one family; for IPv6, `net.ipv6.conf.all.forwarding` must be 1.
     pub async fn add(
         &self,
         session: u64,
@@ -214,15 +215,26 @@ impl Dnat {
             node_ip,
             node,
         };
-        let _guard = self.lock.lock().await;
-        let rules = self.list().await?;
-        let (old, kept): (Vec<_>, Vec<_>) = rules.into_iter().partition(|r| r.session == session);
-        let mut nodes = node_addresses(&kept);
-        nodes.insert(node_ip);
-        let mut script = delete_script(&self.table, &old);
-        script.push_str(&add_script(&self.table, &new, self.masquerade));
-        script.push_str(&node_set_script(&self.table, &nodes));
-        nft_apply(script).await?;
+        let old = {
+            let _guard = self.lock.lock().await;
+            let rules = self.list().await?;
+            let (old, kept): (Vec<_>, Vec<_>) =
+                rules.into_iter().partition(|r| r.session == session);
+            let mut nodes = node_addresses(&kept);
+            nodes.insert(node_ip);
+            let mut script = delete_script(&self.table, &old);
+            script.push_str(&add_script(&self.table, &new, self.masquerade));
+            script.push_str(&node_set_script(&self.table, &nodes));
+            nft_apply(script).await?;
+            old
+        };
+        // Flows of replaced rules that now translate differently must not keep the old way.
+        let forwards = new.forwards();
+        for forward in old.iter().filter_map(|r| r.forward.as_ref()) {
+            if !forwards.contains(forward) {
+                self.forget_flows(forward).await;
+            }
+        }
         tracing::info!(
             session,
             client = %client_ip,
@@ -441,6 +453,26 @@ struct NewSession {
     node: PortSet,
 }
 
+impl NewSession {
+    /// The translation of each of the session's four ports.
+    fn forwards(&self) -> [Forward; 4] {
+        let forward = |proto, front_port, node_port| Forward {
+            proto,
+            client: self.client,
+            front: self.front_ip,
+            front_port,
+            node: self.node_ip,
+            node_port,
+        };
+        [
+            forward(Proto::Tcp, self.front.rtsp, self.node.rtsp),
+            forward(Proto::Udp, self.front.control, self.node.control),
+            forward(Proto::Udp, self.front.video, self.node.video),
+            forward(Proto::Udp, self.front.audio, self.node.audio),
+        ]
+    }
+}
+
 /// One rule of the table that belongs to a session (by its comment).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SessionRule {
@@ -527,15 +559,10 @@ fn add_script(table: &str, new: &NewSession, masquerade: bool) -> String {
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("[{ip}]"),
     };
-    let ports = [
-        (Proto::Tcp, new.front.rtsp, new.node.rtsp),
-        (Proto::Udp, new.front.control, new.node.control),
-        (Proto::Udp, new.front.video, new.node.video),
-        (Proto::Udp, new.front.audio, new.node.audio),
-    ];
     let mut script = String::new();
-    for (proto, front_port, node_port) in ports {
-        let proto = proto.as_str();
+    for forward in new.forwards() {
+        let proto = forward.proto.as_str();
+        let (front_port, node_port) = (forward.front_port, forward.node_port);
         // Writing to a String cannot fail.
         let _ = writeln!(
             script,
