@@ -105,6 +105,12 @@ async fn serve_link(
             Err(_) => return LinkEnd::Failed("connect timed out".into()),
         };
     let _ = stream.set_nodelay(true);
+    // Forwarded streams reach this node from the gateway's side of the link (relay, or DNAT
+    // with masquerade): pings from there are the clients'.
+    let gateway_ip = stream
+        .peer_addr()
+        .ok()
+        .map(|a| crate::net::canonical_ip(a.ip()));
     let mut link =
         match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name(), stream)).await
         {
@@ -156,6 +162,7 @@ async fn serve_link(
         reader,
         host.clone(),
         settings.capacity,
+        gateway_ip,
         outgoing.clone(),
     ));
     let ended = tokio::select! {
@@ -231,6 +238,7 @@ async fn read_link<R: AsyncRead + Unpin>(
     mut reader: R,
     host: Arc<Host>,
     capacity: u32,
+    gateway_ip: Option<IpAddr>,
     outgoing: mpsc::Sender<NodeMessage>,
 ) -> LinkEnd {
     let mut buffer = Vec::new();
@@ -274,7 +282,7 @@ async fn read_link<R: AsyncRead + Unpin>(
                 let host = host.clone();
                 (
                     order.request,
-                    Box::pin(async move { launch(&host, capacity, *order).await }),
+                    Box::pin(async move { launch(&host, capacity, gateway_ip, *order).await }),
                 )
             }
             GatewayMessage::Resume {
@@ -373,7 +381,12 @@ fn open_page(
 type OrderFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 /// Launches a session the gateway placed here.
-async fn launch(host: &Host, capacity: u32, order: LaunchOrder) -> Result<(), String> {
+async fn launch(
+    host: &Host,
+    capacity: u32,
+    gateway_ip: Option<IpAddr>,
+    order: LaunchOrder,
+) -> Result<(), String> {
     let running = host.sessions.all().len();
     if running >= usize::try_from(capacity).unwrap_or(usize::MAX) {
         return Err(format!(
@@ -415,6 +428,7 @@ async fn launch(host: &Host, capacity: u32, order: LaunchOrder) -> Result<(), St
         placement: Some(Placement {
             session_id: order.session,
             front: order.front,
+            gateway_ip,
         }),
     };
     host.sessions

@@ -15,12 +15,13 @@ use crate::stream::target::PingOutcome;
 
 impl Session {
     /// Whether pings from `ip` may steer this session's streams: the address that launched
-    /// it (over mutual TLS) or the one whose control connection proved it holds the key.
+    /// it (over mutual TLS), the gateway that forwards it (a placed session), or the one whose
+    /// control connection proved it holds the key.
     fn may_ping_from(&self, ip: IpAddr) -> bool {
         // The target keeps the socket's own form of the address (a `::` socket cannot send
         // to a plain IPv4 address); comparisons use the canonical one.
         let ip = crate::net::canonical_ip(ip);
-        ip == self.client_ip || *lock(&self.control_ip) == Some(ip)
+        ip == self.client_ip || self.gateway_ip == Some(ip) || *lock(&self.control_ip) == Some(ip)
     }
 
     /// The control stream authenticated a client at `ip` (its first message decrypted).

@@ -73,6 +73,8 @@ pub struct Placement {
     pub session_id: u32,
     /// The ports clients reach it on at the gateway (RTSP SETUP names them).
     pub front: crate::cluster::PortSet,
+    /// The gateway's address as this node sees it: forwarded streams come from there.
+    pub gateway_ip: Option<IpAddr>,
 }
 
 /// Why `/launch` or `/resume` was refused.
@@ -175,6 +177,7 @@ impl SessionManager {
                 client_id,
                 client_ip: crate::net::canonical_ip(client_ip),
                 front_ports: placement.map(|p| p.front),
+                gateway_ip: placement.and_then(|p| p.gateway_ip),
                 app_id,
                 app,
                 config,

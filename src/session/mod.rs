@@ -126,6 +126,9 @@ pub struct Session {
     /// The ports clients reach this session on when a gateway placed it (`hati node`);
     /// `None`: the host's own.
     pub front_ports: Option<crate::cluster::PortSet>,
+    /// The gateway's address when a gateway placed this session: its forwarded streams arrive
+    /// from there (relay, or DNAT with masquerade).
+    pub gateway_ip: Option<IpAddr>,
     /// The app.
     pub app: AppConfig,
     /// The app's ID.

@@ -9,7 +9,7 @@ gwclient.py ...`) and talks only to the gateway's address.
   quit    quits the running app (/cancel); prints one JSON line
 
 The JSON line: {"frames_per_second": [...], "audio_chunks": n, "audio_rms": x, "inputs": n,
-"error": null | "..."}.
+"first_frame_ms": launch to first decoded frame, "error": null | "..."}.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def stream(client: MoonlightClient, args) -> dict:
     error = None
     stop = threading.Event()
     started = time.monotonic()
+    launched = time.monotonic()
     try:
         client.start_stream(app=args.app, width=args.width, height=args.height, fps=args.fps,
                             bitrate_kbps=args.bitrate, ready_timeout=20)
@@ -101,7 +102,9 @@ def stream(client: MoonlightClient, args) -> dict:
         if 0 <= index < seconds:
             per_second[index] += 1
     samples = np.concatenate(chunks) if chunks else np.zeros(1)
-    return {"frames_per_second": per_second, "audio_chunks": len(chunks),
+    # From asking to launch to the first decoded frame (start_stream returns once the stream runs).
+    first_frame_ms = (arrivals[0] - launched) * 1000 if arrivals else None
+    return {"frames_per_second": per_second, "audio_chunks": len(chunks), "first_frame_ms": first_frame_ms,
             "audio_rms": float(np.sqrt(np.mean(np.square(samples.astype(np.float64))))),
             "inputs": inputs, "error": error}
 
@@ -120,6 +123,7 @@ def main() -> int:
     parser.add_argument("--bitrate", type=int, default=8000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--input", action="store_true")
+    parser.add_argument("--quit", action="store_true", help="stream: quit the app afterwards")
     args = parser.parse_args()
 
     client = MoonlightClient(config_dir=args.config_dir)
@@ -137,7 +141,13 @@ def main() -> int:
             error = str(failure)
         print(json.dumps({"error": error}), flush=True)
         return 0
-    print(json.dumps(stream(client, args)), flush=True)
+    result = stream(client, args)
+    if args.quit:
+        try:
+            client.quit_app()
+        except MoonlightError as failure:
+            result["error"] = result["error"] or f"quit: {failure}"
+    print(json.dumps(result), flush=True)
     return 0
 
 

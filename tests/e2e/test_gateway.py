@@ -348,6 +348,37 @@ def test_a_restarted_gateway_keeps_dnat_streams_and_relearns_them(dnat_cluster):
     assert [n["name"] for n in gateway.admin("/nodes")] == ["node1", "node2"] or len(gateway.admin("/nodes")) == 2
 
 
+def test_launch_to_first_frame_through_the_gateway_against_direct(cluster):
+    """Benchmark, one run: a fresh launch to the first decoded frame, through the gateway and
+    straight to a single host (`hati serve` in the gateway's namespace, on other ports), taken
+    in turns. Figures only; the target (gateway ≤ direct + 50 ms) is judged from them."""
+    direct = Host(cluster.workdir / "direct", APPS, bind="0.0.0.0")
+    direct.netns = cluster.topology.ns["gateway"]
+    direct.http_port, direct.https_port = 48989, 48984
+    direct.config_path.write_text(APPS + '\n[network]\nbind = "0.0.0.0"\nhttp_port = 48989\nmdns = false\n')
+    direct.start()
+    try:
+        cluster.pair("homeA", "a")
+        mark = direct.bus().position()
+        pairing = cluster.client("homeA", "pair", "direct", "--port", "48989")
+        direct.bus().wait_for("pairing_waiting", start=mark, timeout=30)
+        assert direct.cli("pair", "4711").returncode == 0
+        assert "paired" in pairing.communicate(timeout=60)[0]
+        times: dict[str, list[float]] = {"direct": [], "gateway": []}
+        for _ in range(3):
+            for name, extra in (("direct", ("--port", "48989")), ("gateway", ())):
+                client = "direct" if name == "direct" else "a"
+                result = outcome(cluster.client("homeA", "stream", client, "--seconds", "2", "--quit", *extra), 60)
+                assert result["error"] is None and result["first_frame_ms"], (name, result)
+                times[name].append(result["first_frame_ms"])
+    finally:
+        direct.stop()
+    median = {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+    report(f"{cluster.forwarding}: launch to first frame, median of 3 (each): direct {median['direct']:.0f} ms, "
+           f"through the gateway {median['gateway']:.0f} ms ({median['gateway'] - median['direct']:+.0f} ms); "
+           f"all: {({k: [round(v) for v in vs] for k, vs in times.items()})}")
+
+
 def test_strangers_change_nothing(cluster):
     """Hostile LAN, gateway edition: unauthenticated node links are refused and bounded; a peer
     behind the same NAT sending to a session's front ports, or to a node's own ports, moves no
