@@ -318,6 +318,26 @@ def test_a_lost_node_ends_its_sessions_and_the_next_launch_goes_elsewhere(cluste
     assert again["error"] is None, again
     assert share(again) >= 0.95, again
     assert node_session(survivor, placed_again["session"]), survivor.sessions()
+    # A node that hangs (SIGSTOP: its link stays open, heartbeats stop) is taken out after 5 s;
+    # when it comes back it re-joins, and the session the gateway ended is stopped there too.
+    mark = bus.position()
+    assert survivor.process is not None
+    survivor.process.send_signal(signal.SIGSTOP)
+    stopped = time.time()
+    try:
+        silent = bus.wait_for("node_lost", start=mark, timeout=15)
+    finally:
+        survivor.process.send_signal(signal.SIGCONT)
+    waited = silent["time_ms"] / 1000 - stopped
+    report(f"{cluster.forwarding}: node frozen with SIGSTOP: node_lost after {waited:.1f} s ({silent['reason']})")
+    assert 4.0 <= waited <= 7.0 and "heartbeat" in silent["reason"], silent
+    assert bus.wait_for("session_ended", start=mark, session=placed_again["session"])["reason"] == "node_lost"
+    rejoined = bus.wait_for("node_joined", start=mark, timeout=20, name=silent["name"])
+    deadline = time.monotonic() + 20
+    while node_session(survivor, placed_again["session"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rejoined["sessions"] == 0 and not node_session(survivor, placed_again["session"]), survivor.sessions()
+    assert gateway.sessions() == []
 
 
 def test_a_restarted_gateway_keeps_dnat_streams_and_relearns_them(dnat_cluster):
