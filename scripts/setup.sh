@@ -63,10 +63,10 @@ if [ "${1:-}" = "--test" ]; then
   # namespaces and cap or drop traffic with iproute2 (tc tbf) and nftables; the gateway's DNAT
   # forwarding cuts an ended session's flows with conntrack.
   install_missing chromium chromium-driver iproute2 nftables conntrack x11-utils
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf, selenium, schemathesis" 2>/dev/null; then
-    echo "setup: creating .venv with moonlight-python, pytest, selenium and schemathesis"
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import moonlight_python, pytest, zeroconf, selenium, schemathesis, kubernetes_validate, yaml" 2>/dev/null; then
+    echo "setup: creating .venv with moonlight-python, pytest, selenium, schemathesis and kubernetes-validate"
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q "moonlight-python==0.3.0" "pytest>=7" "zeroconf>=0.80" "selenium>=4.20" "schemathesis>=4.0,<5"
+    .venv/bin/pip install -q "moonlight-python==0.3.0" "pytest>=7" "zeroconf>=0.80" "selenium>=4.20" "schemathesis>=4.0,<5" "kubernetes-validate==1.37.0"
   fi
 fi

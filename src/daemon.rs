@@ -70,8 +70,11 @@ pub async fn run(
         .context("cannot start the gateway")?;
         let _ = host.gateway.set(Arc::new(gateway));
     }
-    // Before any server accepts a session, so nothing of a new session is removed.
-    if tokio::time::timeout(CLEANUP_TIMEOUT, host.cleanup_stale())
+    // Before any server accepts a session, so nothing of a new session is removed. A gateway
+    // runs no sessions (no apps, sinks or sound server) here: only its state needs tidying.
+    if gateway_role {
+        host.state.remove_stale_temp_files();
+    } else if tokio::time::timeout(CLEANUP_TIMEOUT, host.cleanup_stale())
         .await
         .is_err()
     {
