@@ -113,7 +113,7 @@ pub async fn run(
         }
         None => None,
     };
-    let tls = crate::http::tls::server_config(&host.identity).context("cannot set up TLS")?;
+    let tls = crate::tls::server_config(&host.identity).context("cannot set up TLS")?;
     let admin = crate::admin::AdminSocket::bind(&host.state)?;
     let admin_tcp = match config.admin.listen {
         Some(address) => Some(TcpListener::bind(address).await.with_context(|| {

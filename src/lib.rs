@@ -28,4 +28,5 @@ pub mod runner;
 pub mod session;
 pub mod state;
 pub mod stream;
+pub mod tls;
 pub mod webrtc;

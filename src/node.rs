@@ -292,7 +292,7 @@ async fn read_link<R: AsyncRead + Unpin>(
             } => {
                 let host = host.clone();
                 let work = async move {
-                    let key = crate::cluster::protocol::moonlight_key(&key)
+                    let key = crate::session::MoonlightKey::from_wire(&key)
                         .ok_or("the resume's key is malformed")?;
                     let client = host
                         .sessions
@@ -411,7 +411,7 @@ async fn launch(
     }
     let key = match &order.key {
         Some(key) => Some(
-            crate::cluster::protocol::moonlight_key(key).ok_or("the launch's key is malformed")?,
+            crate::session::MoonlightKey::from_wire(key).ok_or("the launch's key is malformed")?,
         ),
         None => None,
     };

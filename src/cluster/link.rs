@@ -130,7 +130,7 @@ impl JoinToken {
 /// certificate checked for its handshake signature (a node's certificate is self-signed; the
 /// token admits it).
 pub fn gateway_tls(identity: &HostIdentity) -> Result<rustls::ServerConfig, Error> {
-    let mut config = crate::http::tls::server_config(identity)?;
+    let mut config = crate::tls::server_config(identity)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
 }
@@ -204,7 +204,7 @@ impl ServerCertVerifier for PinnedGateway {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        crate::http::tls::verify_handshake_signature(message, cert, dss)
+        crate::tls::verify_handshake_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -213,11 +213,11 @@ impl ServerCertVerifier for PinnedGateway {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        crate::http::tls::verify_handshake_signature(message, cert, dss)
+        crate::tls::verify_handshake_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        crate::http::tls::SCHEMES.to_vec()
+        crate::tls::SCHEMES.to_vec()
     }
 }
 

@@ -9,20 +9,6 @@ pub use hati_protocol::node_link::{
     RunningSession, SessionChange, WireKey,
 };
 
-/// A Moonlight key for the wire.
-pub fn wire_key(key: &crate::session::MoonlightKey) -> WireKey {
-    WireKey::new(&key.rikey, key.rikeyid, key.corever)
-}
-
-/// The Moonlight key a [`WireKey`] carries; `None` when it is malformed.
-pub fn moonlight_key(key: &WireKey) -> Option<crate::session::MoonlightKey> {
-    Some(crate::session::MoonlightKey {
-        rikey: key.rikey_bytes()?,
-        rikeyid: key.rikeyid,
-        corever: key.corever,
-    })
-}
-
 /// What can go wrong reading or writing a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

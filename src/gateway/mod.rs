@@ -41,6 +41,8 @@ use crate::session::{LaunchParams, MoonlightKey};
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a node may take to resume or stop a session.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many sessions of lost nodes the gateway remembers (see `Table::lost`).
+const LOST_REMEMBERED: usize = 4096;
 /// Signalling messages queued for one page.
 const BROWSER_QUEUE: usize = 64;
 /// `surroundAudioInfo` for stereo.
@@ -240,8 +242,44 @@ pub struct NodeView {
 #[derive(Default)]
 struct Table {
     nodes: BTreeMap<u32, NodeEntry>,
+    /// Changed only through `insert_session` and `remove_session`, which keep `by_client`.
     sessions: HashMap<u32, PlacedSession>,
+    /// Client ID → its sessions (one, unless nodes reported more after a restart): every
+    /// `/launch`, `/resume` and `/cancel` looks its client up, and a scan of 10 000 sessions'
+    /// IDs under the lock was most of a launch's cost at that scale
+    /// (`cargo bench --bench gateway_scale`).
+    by_client: HashMap<String, Vec<u32>>,
     next_node: u32,
+    /// Sessions ended because their node was lost, newest last (at most [`LOST_REMEMBERED`]):
+    /// a node that was only cut off reports them when it re-joins, and is told to stop them,
+    /// since their clients were told they ended.
+    lost: std::collections::VecDeque<u32>,
+}
+
+impl Table {
+    fn insert_session(&mut self, session: PlacedSession) {
+        self.by_client
+            .entry(session.client_id.clone())
+            .or_default()
+            .push(session.id);
+        self.sessions.insert(session.id, session);
+    }
+
+    fn remove_session(&mut self, id: u32) -> Option<PlacedSession> {
+        let session = self.sessions.remove(&id)?;
+        if let Some(ids) = self.by_client.get_mut(&session.client_id) {
+            ids.retain(|&other| other != id);
+            if ids.is_empty() {
+                self.by_client.remove(&session.client_id);
+            }
+        }
+        Some(session)
+    }
+
+    fn session_of(&self, client_id: &str) -> Option<&PlacedSession> {
+        let ids = self.by_client.get(client_id)?;
+        ids.iter().find_map(|id| self.sessions.get(id))
+    }
 }
 
 /// The gateway's state.
@@ -303,11 +341,7 @@ impl Gateway {
 
     /// The client's session: its ID and app.
     pub fn session_of(&self, client_id: &str) -> Option<PlacedSession> {
-        lock(&self.table)
-            .sessions
-            .values()
-            .find(|s| s.client_id == client_id)
-            .cloned()
+        lock(&self.table).session_of(client_id).cloned()
     }
 
     /// Every placed session.
@@ -372,11 +406,7 @@ impl Gateway {
         }
         let (session, node_id, node_name, route, link) = {
             let mut table = lock(&self.table);
-            if table
-                .sessions
-                .values()
-                .any(|s| s.client_id == launch.client_id)
-            {
+            if table.session_of(&launch.client_id).is_some() {
                 return Err(GatewayError::AlreadyRunning);
             }
             let Some(node_id) = placement::choose(&table.nodes) else {
@@ -416,20 +446,17 @@ impl Gateway {
             };
             let node_name = node.name.clone();
             let link = node.link.clone();
-            table.sessions.insert(
+            table.insert_session(PlacedSession {
                 id,
-                PlacedSession {
-                    id,
-                    node: node_id,
-                    client: crate::state::clients::short_id(&launch.client_id).to_owned(),
-                    client_id: launch.client_id.clone(),
-                    client_ip: launch.client_ip,
-                    app_id: launch.app_id,
-                    app: launch.app.clone(),
-                    front,
-                    state: PlacedState::Launching,
-                },
-            );
+                node: node_id,
+                client: crate::state::clients::short_id(&launch.client_id).to_owned(),
+                client_id: launch.client_id.clone(),
+                client_ip: launch.client_ip,
+                app_id: launch.app_id,
+                app: launch.app.clone(),
+                front,
+                state: PlacedState::Launching,
+            });
             (id, node_id, node_name, route, link)
         };
         drop(link);
@@ -453,7 +480,7 @@ impl Gateway {
                     .params
                     .key
                     .as_ref()
-                    .map(crate::cluster::protocol::wire_key),
+                    .map(crate::session::MoonlightKey::to_wire),
                 front: route.front,
             }))
         };
@@ -597,7 +624,7 @@ impl Gateway {
             .session_of(client_id)
             .filter(|s| s.state != PlacedState::Launching)
             .ok_or(GatewayError::NotRunning)?;
-        let key = crate::cluster::protocol::wire_key(key);
+        let key = key.to_wire();
         self.request(
             session.node,
             |request| GatewayMessage::Resume {
@@ -701,7 +728,7 @@ impl Gateway {
     async fn forget(&self, id: u32) -> Option<PlacedSession> {
         let session = {
             let mut table = lock(&self.table);
-            let session = table.sessions.remove(&id)?;
+            let session = table.remove_session(id)?;
             if let Some(node) = table.nodes.get_mut(&session.node) {
                 node.placed = node.placed.saturating_sub(1);
             }
@@ -802,6 +829,10 @@ impl Gateway {
             let id = table.next_node;
             let mut placed = 0;
             for reported in &hello.sessions {
+                if table.lost.contains(&reported.session) {
+                    refused.push(reported.session);
+                    continue;
+                }
                 match table.sessions.get_mut(&reported.session) {
                     // Known (the link dropped and came back before the node was taken out).
                     Some(session)
@@ -814,9 +845,7 @@ impl Gateway {
                     Some(_) => refused.push(reported.session),
                     None => {
                         if lock(&self.ports).claim(reported.front) {
-                            table
-                                .sessions
-                                .insert(reported.session, placed_from_report(reported, id));
+                            table.insert_session(placed_from_report(reported, id));
                             placed += 1;
                             adopted.push((
                                 reported.session,
@@ -855,7 +884,7 @@ impl Gateway {
             }
         }
         for session in refused {
-            tracing::warn!(session, node = %hello.name, "the node reported a session whose ports are taken; stopping it");
+            tracing::warn!(session, node = %hello.name, "the node reported a session that ended here (its node was lost) or whose ports are taken; stopping it");
             let _ = link.try_send(GatewayMessage::Stop {
                 request: 0,
                 session,
@@ -913,6 +942,12 @@ impl Gateway {
                 .filter(|s| s.node == node)
                 .map(|s| s.id)
                 .collect();
+            for session in &sessions {
+                if table.lost.len() == LOST_REMEMBERED {
+                    table.lost.pop_front();
+                }
+                table.lost.push_back(*session);
+            }
             (entry.name, sessions)
         };
         tracing::warn!(node, %name, %reason, sessions = sessions.len(), "node lost");

@@ -10,7 +10,6 @@ pub mod pair;
 pub mod pin_page;
 pub mod play;
 pub mod serverinfo;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -72,7 +72,7 @@ pub struct Placement {
     /// The session's ID, unique across the gateway's nodes.
     pub session_id: u32,
     /// The ports clients reach it on at the gateway (RTSP SETUP names them).
-    pub front: crate::cluster::PortSet,
+    pub front: hati_protocol::node_link::PortSet,
     /// The gateway's address as this node sees it: forwarded streams come from there.
     pub gateway_ip: Option<IpAddr>,
 }

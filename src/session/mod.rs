@@ -76,6 +76,22 @@ pub struct MoonlightKey {
     pub corever: u32,
 }
 
+impl MoonlightKey {
+    /// The key as the node link carries it.
+    pub fn to_wire(&self) -> hati_protocol::node_link::WireKey {
+        hati_protocol::node_link::WireKey::new(&self.rikey, self.rikeyid, self.corever)
+    }
+
+    /// The key a node link message carries; `None` when it is malformed.
+    pub fn from_wire(key: &hati_protocol::node_link::WireKey) -> Option<Self> {
+        Some(Self {
+            rikey: key.rikey_bytes()?,
+            rikeyid: key.rikeyid,
+            corever: key.corever,
+        })
+    }
+}
+
 /// A request to the control-stream task.
 #[derive(Debug)]
 pub enum ControlCommand {
@@ -125,7 +141,7 @@ pub struct Session {
     pub client_ip: IpAddr,
     /// The ports clients reach this session on when a gateway placed it (`hati node`);
     /// `None`: the host's own.
-    pub front_ports: Option<crate::cluster::PortSet>,
+    pub front_ports: Option<hati_protocol::node_link::PortSet>,
     /// The gateway's address when a gateway placed this session: its forwarded streams arrive
     /// from there (relay, or DNAT with masquerade).
     pub gateway_ip: Option<IpAddr>,

@@ -1,4 +1,5 @@
-//! TLS for the HTTPS port (PROTOCOL.md §1.1): the host's self-signed certificate, TLS 1.2+, and a
+//! TLS for the HTTPS port (PROTOCOL.md §1.1) and the node link: the host's self-signed
+//! certificate, TLS 1.2+, and a
 //! client-certificate verifier that accepts any parseable certificate at the handshake (Moonlight
 //! clients send self-signed ones, with serial number 0 or as X.509 v1/v2) and checks the
 //! handshake signature with the certificate's key. Authorisation happens per request, by the
