@@ -80,7 +80,9 @@ pub async fn run(host: Arc<Host>, settings: NodeSettings, mut shutdown: watch::R
             }
             LinkEnd::Failed(reason) => {
                 tracing::warn!(gateway = %settings.gateway, %reason, "node link down; dialling again");
-                RETRY
+                // Up to a second more, at random: after a gateway restart its nodes do not all
+                // dial at once (the gateway takes 32 handshakes at a time).
+                RETRY + Duration::from_millis(u64::from(crate::crypto::random::<2>()[0]) * 4)
             }
         };
         tokio::select! {

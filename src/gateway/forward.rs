@@ -122,10 +122,11 @@ impl Forwarder {
 
     /// Drops forwarding of every session not in `keep` (after a restart, once nodes re-reported).
     pub async fn retain(&self, keep: &[u32]) {
+        let keep_set: HashSet<u32> = keep.iter().copied().collect();
         match self {
-            Self::Relay(relays) => lock(relays).retain(|session, _| keep.contains(session)),
+            Self::Relay(relays) => lock(relays).retain(|session, _| keep_set.contains(session)),
             Self::Dnat(dnat, forwarded) => {
-                lock(forwarded).retain(|session| keep.contains(session));
+                lock(forwarded).retain(|session| keep_set.contains(session));
                 let keep: Vec<u64> = keep.iter().copied().map(u64::from).collect();
                 if let Err(error) = dnat.retain(&keep).await {
                     tracing::warn!(%error, "cannot remove stale DNAT rules");
