@@ -522,7 +522,7 @@ mod tests {
         }
 
         /// (node socket, that stream's front port) for each UDP stream.
-        fn streams<'a>(&'a self, front: PortSet) -> [(&'a UdpSocket, u16); 3] {
+        fn streams(&self, front: PortSet) -> [(&UdpSocket, u16); 3] {
             [
                 (&self.control, front.control),
                 (&self.video, front.video),
