@@ -88,6 +88,8 @@ const WARM_UP: u64 = 200;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The echo's own bound on its life, whatever happens to the orchestrator.
 const ECHO_LIFETIME: Duration = Duration::from_secs(900);
+/// The echo's index in `Lab::parts`.
+const ECHO_PART: usize = 0;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
@@ -127,7 +129,7 @@ impl Path {
         }
     }
 
-    /// Which of `Lab::parts` runs this path's relay, if any.
+    /// Which of `Lab::parts` runs this path's relay, if any (the echo is part 0).
     fn relay_part(self) -> Option<usize> {
         match self {
             Path::Direct | Path::Dnat => None,
@@ -190,15 +192,19 @@ fn orchestrate(args: &[String]) -> Result<()> {
         .context("the benchmark's path is not UTF-8")?
         .to_owned();
 
-    lab.parts
-        .push(Part::start(NS_NODE, &exe, &["--role", "echo"])?);
-    lab.parts
-        .push(Part::start(NS_GATEWAY, &exe, &["--role", "relay"])?);
-    let current_thread = ["--role", "relay", "--flavor", "current-thread"];
-    lab.parts
-        .push(Part::start(NS_GATEWAY, &exe, &current_thread)?);
-    lab.parts
-        .push(Part::start(NS_GATEWAY, &exe, &["--role", "threads"])?);
+    // In the order of `Path::relay_part`.
+    let parts: [(&str, &[&str]); 4] = [
+        (NS_NODE, &["--role", "echo"]),
+        (NS_GATEWAY, &["--role", "relay"]),
+        (
+            NS_GATEWAY,
+            &["--role", "relay", "--flavor", "current-thread"],
+        ),
+        (NS_GATEWAY, &["--role", "threads"]),
+    ];
+    for (ns, args) in parts {
+        lab.parts.push(Part::start(ns, &exe, args)?);
+    }
     for part in &lab.parts {
         part.expect("ready", READY_TIMEOUT)?;
     }
@@ -206,43 +212,45 @@ fn orchestrate(args: &[String]) -> Result<()> {
     let mut runs: Vec<Measured> = Path::ALL.iter().map(|&p| Measured::new(p)).collect();
     for round in 0..rounds {
         for measured in &mut runs {
+            let path = measured.path;
             eprintln!(
                 "round {}/{rounds}: {} for {seconds} s",
                 round + 1,
-                measured.path.name()
+                path.name()
             );
-            let cpu_before = lab.relay_cpu_ns(measured.path)?;
-            let stat_before = CpuTimes::read()?;
+            let echo_before = lab.cpu_ns(Some(ECHO_PART))?;
+            let relay_before = lab.cpu_ns(path.relay_part())?;
+            let machine_before = CpuTimes::read()?;
             let started = Instant::now();
-            let target = measured.path.target().to_string();
+            let target = path.target().to_string();
             let seconds_arg = seconds.to_string();
-            let client = Part::start(
-                NS_CLIENT,
-                &exe,
-                &[
-                    "--role",
-                    "client",
-                    "--target",
-                    &target,
-                    "--seconds",
-                    &seconds_arg,
-                ],
-            )?;
+            let client_args = [
+                "--role",
+                "client",
+                "--target",
+                &target,
+                "--seconds",
+                &seconds_arg,
+            ];
+            let mut client = Part::start(NS_CLIENT, &exe, &client_args)?;
             let timeout = Duration::from_secs(seconds) + READY_TIMEOUT;
             let sent = client.expect("sent", timeout)?;
             let rtts = client.expect("rtt", timeout)?;
-            let mut client = client;
+            let client_cpu = client.expect("cpu_ns", timeout)?;
             client.finish();
             let wall = started.elapsed();
-            let stat_after = CpuTimes::read()?;
-            let cpu_after = lab.relay_cpu_ns(measured.path)?;
-            measured.add(
-                &sent,
-                &rtts,
-                wall,
-                cpu_after - cpu_before,
-                stat_after - stat_before,
-            )?;
+            let machine = CpuTimes::read()? - machine_before;
+            let relay_cpu_ns = lab.cpu_ns(path.relay_part())? - relay_before;
+            let echo_cpu_ns = lab.cpu_ns(Some(ECHO_PART))? - echo_before;
+            measured.sent += sent.parse::<u64>().context("the client's sent count")?;
+            for value in rtts.split_whitespace() {
+                measured.rtt_ns.push(value.parse().context("an RTT")?);
+            }
+            measured.wall += wall;
+            measured.relay_cpu_ns += relay_cpu_ns;
+            measured.echo_cpu_ns += echo_cpu_ns;
+            measured.client_cpu_ns += client_cpu.parse::<u64>().context("the client's CPU")?;
+            measured.machine = measured.machine + machine;
         }
     }
     let mut stats = Vec::new();
@@ -262,6 +270,8 @@ struct Measured {
     rtt_ns: Vec<u64>,
     wall: Duration,
     relay_cpu_ns: u64,
+    echo_cpu_ns: u64,
+    client_cpu_ns: u64,
     machine: CpuTimes,
 }
 
@@ -273,85 +283,55 @@ impl Measured {
             rtt_ns: Vec::new(),
             wall: Duration::ZERO,
             relay_cpu_ns: 0,
+            echo_cpu_ns: 0,
+            client_cpu_ns: 0,
             machine: CpuTimes::default(),
         }
     }
 
-    fn add(
-        &mut self,
-        sent: &str,
-        rtts: &str,
-        wall: Duration,
-        relay_cpu_ns: u64,
-        machine: CpuTimes,
-    ) -> Result<()> {
-        self.sent += sent
-            .trim()
-            .parse::<u64>()
-            .context("the client's sent count")?;
-        for value in rtts.split_whitespace() {
-            self.rtt_ns.push(value.parse().context("an RTT")?);
-        }
-        self.wall += wall;
-        self.relay_cpu_ns += relay_cpu_ns;
-        self.machine = self.machine + machine;
-        Ok(())
+    /// `cpu_ns` as a share of one core over this path's runs, in percent.
+    fn share(&self, cpu_ns: u64) -> f64 {
+        cpu_ns as f64 / self.wall.as_nanos().max(1) as f64 * 100.0
     }
+}
 
-    fn percentile_us(&self, sorted: &[u64], p: f64) -> f64 {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let at = ((sorted.len() - 1) as f64 * p).round() as usize;
-        sorted[at.min(sorted.len() - 1)] as f64 / 1000.0
+/// The `p` quantile of `sorted`, in µs.
+fn percentile_us(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
     }
+    let at = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[at.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 fn report(runs: &[Measured], seconds: u64, rounds: u64, stats: &str) {
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    println!();
     let mbits = f64::from(RATE_PER_SECOND) * DATAGRAM_BYTES as f64 * 8.0 / 1e6;
+    println!();
     println!(
         "Gateway forwarding: {mbits:.0} Mbit/s UDP ({DATAGRAM_BYTES}-byte datagrams, \
          {RATE_PER_SECOND}/s) echoed by the node; {rounds} x {seconds} s per path, alternating; \
          {cores} cores"
     );
-    println!("RTT = client -> node -> client (a forwarding path is crossed twice), in us");
     println!();
+    println!("Round trip client -> node -> client (each path crossed twice), us:");
     println!(
-        "{:<8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>12} {:>12} {:>11} {:>13}",
-        "path",
-        "sent",
-        "lost",
-        "RTT p50",
-        "p90",
-        "p99",
-        "max",
-        "+p50 vs dir",
-        "+p99 vs dir",
-        "relay CPU",
-        "sys+softirq"
+        "{:<9} {:>7} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "path", "sent", "lost", "p50", "p90", "p99", "max", "p50-dir", "p99-dir"
     );
     let mut direct = (f64::NAN, f64::NAN);
     for run in runs {
         let mut sorted = run.rtt_ns.clone();
         sorted.sort_unstable();
-        let received = sorted.len() as u64;
         let expected = run.sent.saturating_sub(WARM_UP * rounds);
-        let lost = expected.saturating_sub(received);
-        let (p50, p90, p99) = (
-            run.percentile_us(&sorted, 0.50),
-            run.percentile_us(&sorted, 0.90),
-            run.percentile_us(&sorted, 0.99),
-        );
+        let lost = expected.saturating_sub(sorted.len() as u64);
+        let [p50, p90, p99] = [0.50, 0.90, 0.99].map(|p| percentile_us(&sorted, p));
         let max = sorted.last().map_or(f64::NAN, |&m| m as f64 / 1000.0);
         if run.path == Path::Direct {
             direct = (p50, p99);
         }
-        let wall_ns = run.wall.as_nanos().max(1) as f64;
         println!(
-            "{:<8} {:>8} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>12.1} {:>12.1} {:>10.2}% \
-             {:>12.2}%",
+            "{:<9} {:>7} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9.1}",
             run.path.name(),
             run.sent,
             lost,
@@ -361,13 +341,36 @@ fn report(runs: &[Measured], seconds: u64, rounds: u64, stats: &str) {
             max,
             p50 - direct.0,
             p99 - direct.1,
-            run.relay_cpu_ns as f64 / wall_ns * 100.0,
+        );
+    }
+    println!();
+    println!("CPU, % of one core over the path's runs:");
+    println!(
+        "{:<9} {:>7} {:>7} {:>7} {:>9} {:>9} {:>14}",
+        "path", "relay", "client", "echo", "all 3", "all-dir", "machine sys+si"
+    );
+    let all = |run: &Measured| run.share(run.relay_cpu_ns + run.client_cpu_ns + run.echo_cpu_ns);
+    let direct_all = runs.first().map_or(f64::NAN, all);
+    for run in runs {
+        println!(
+            "{:<9} {:>7.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>14.2}",
+            run.path.name(),
+            run.share(run.relay_cpu_ns),
+            run.share(run.client_cpu_ns),
+            run.share(run.echo_cpu_ns),
+            all(run),
+            all(run) - direct_all,
             run.machine.kernel_share(cores) * 100.0,
         );
     }
     println!();
-    println!("relay CPU: the relay process, all threads, share of one core over the path's runs");
-    println!("sys+softirq: whole machine (/proc/stat), share of one core; includes client, echo");
+    println!(
+        "relay/client/echo: each process's CPU time (CLOCK_PROCESS_CPUTIME_ID, all threads).\n\
+         The kernel's forwarding, NAT and veth receive run in the softirq of the process that\n\
+         sends, and this kernel charges that to the process: so `all 3` holds every path's\n\
+         whole cost, and `all-dir` what the path adds to direct. machine sys+si: /proc/stat\n\
+         system + softirq of the whole machine, anything else running included."
+    );
     println!("relay stats at the end:\n  {stats}");
 }
 
@@ -428,10 +431,10 @@ struct Lab {
 }
 
 impl Lab {
-    /// The CPU time of `path`'s relay process so far, 0 for paths without one.
-    fn relay_cpu_ns(&mut self, path: Path) -> Result<u64> {
-        match path.relay_part() {
-            Some(i) => self.parts.get_mut(i).context("a relay part")?.mark(),
+    /// The CPU time so far of part `index` (none: 0), in ns.
+    fn cpu_ns(&mut self, index: Option<usize>) -> Result<u64> {
+        match index {
+            Some(i) => self.parts.get_mut(i).context("a part")?.mark(),
             None => Ok(0),
         }
     }
@@ -618,12 +621,12 @@ impl Part {
         Ok(())
     }
 
-    /// The relay's CPU time so far, in ns.
+    /// The part's CPU time so far, in ns.
     fn mark(&mut self) -> Result<u64> {
         self.say("mark")?;
         self.expect("cpu_ns", READY_TIMEOUT)?
             .parse()
-            .context("the relay's CPU time")
+            .context("a part's CPU time")
     }
 
     fn stats(&mut self) -> Result<String> {
@@ -677,8 +680,16 @@ fn echo() -> Result<()> {
         });
     }
     println!("ready");
-    let mut sink = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    answer_marks()
+}
+
+/// Answers the orchestrator's `mark` with this process's CPU time until stdin closes.
+fn answer_marks() -> Result<()> {
+    for line in std::io::stdin().lines() {
+        if line?.trim() == "mark" {
+            println!("cpu_ns {}", process_cpu_ns());
+        }
+    }
     Ok(())
 }
 
@@ -721,14 +732,7 @@ fn threads() -> Result<()> {
         }
     });
     println!("ready");
-    for line in std::io::stdin().lines() {
-        match line?.trim() {
-            "mark" => println!("cpu_ns {}", process_cpu_ns()),
-            "stats" => println!("stats -"),
-            _ => {}
-        }
-    }
-    Ok(())
+    answer_marks()
 }
 
 fn process_cpu_ns() -> u64 {
@@ -832,5 +836,6 @@ fn client(target: SocketAddr, seconds: u64) -> Result<()> {
         write!(out, " {rtt}")?;
     }
     writeln!(out)?;
+    writeln!(out, "cpu_ns {}", process_cpu_ns())?;
     Ok(())
 }

@@ -106,7 +106,10 @@ impl Forwarder {
         match self {
             Self::Relay(relays) => {
                 let relay = lock(relays).remove(&session);
-                drop(relay);
+                if let Some(relay) = relay {
+                    // Its sockets are closed when this returns.
+                    relay.stop().await;
+                }
             }
             Self::Dnat(dnat, forwarded) => {
                 if !lock(forwarded).remove(&session) {

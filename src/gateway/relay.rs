@@ -9,8 +9,12 @@
 //! - **Source-IP lock.** The client's IP is known when the session is set up (it is the address
 //!   that launched it). Datagrams and connections from any other IP are dropped and counted: a
 //!   host on the LAN must not inject input into the session or redirect its video to itself.
-//!   The client's port is learnt from its datagrams, the latest one wins (NAT may rebind), so
-//!   node→client datagrams that arrive before the client has sent one are dropped.
+//!   The client's port is learnt from its first datagram and moves to another port of that
+//!   address only once the current one went silent (a NAT rebinding): another host behind the
+//!   client's NAT cannot pull a live stream to itself. Node→client datagrams that arrive
+//!   before the client has sent one are dropped. (A host that
+//!   spoofs the client's IP can move the stream to another port of the client's machine: it can
+//!   break the session, not receive it.)
 //! - **Upstream sockets.** Each UDP stream has its own ephemeral socket connected to the node's
 //!   port, so the kernel accepts only the node's datagrams on it and the node sees one flow per
 //!   session and stream.
@@ -19,15 +23,17 @@
 //!   in Moonlight) takes at most [`RTSP_MAX_CONNECTIONS`] connections at once, each closed after
 //!   [`RTSP_CONNECTION_CAP`] whatever it is doing.
 //!
-//! The per-packet path runs on tokio tasks of the caller's runtime: on the gateway's 2-core test
-//! machine a relayed 20 Mbit/s stream costs about 2% of a core per direction and adds tens of
-//! microseconds per packet (figures and method in docs/performance.md, "Gateway forwarding").
+//! The per-packet path runs on tokio tasks of the caller's runtime, two per UDP stream (one per
+//! direction), each waiting in `recv`. On a 2-core test machine a relayed 20 Mbit/s stream
+//! costs about 2.5% of a core per direction and adds about 6 µs per datagram at p50; a
+//! current-thread runtime and plain blocking threads did no better (`benches/forwarding.rs`,
+//! docs/performance.md, "Gateway forwarding").
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -54,6 +60,10 @@ const RTSP_BACKLOG: i32 = 16;
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// Set in [`LearntPort`] once the client's port is known; the low 16 bits hold the port.
 const PORT_LEARNT: u32 = 1 << 16;
+/// How long the client's port must be silent before another port of its address takes over.
+/// Moonlight pings video and audio and ENet pings control every half second or so, so a live
+/// port is never this silent.
+const PORT_MOVE_AFTER: Duration = Duration::from_millis(1500);
 
 /// What one relay has forwarded and refused so far (a snapshot of relaxed counters).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -107,21 +117,51 @@ impl Counters {
     }
 }
 
-/// The client's UDP port on one stream, as last seen, shared by that stream's two directions
-/// without a lock. The IP is fixed (the client's), so the port is all there is to learn.
-#[derive(Debug, Default)]
-struct LearntPort(AtomicU32);
+/// The client's UDP port on one stream and when it was last heard, shared by that stream's two
+/// directions without a lock (one writer: the client→node task). The IP is fixed (the
+/// client's), so the port is all there is to learn; it moves to another port of that IP only
+/// after the current one was silent for [`PORT_MOVE_AFTER`] (a NAT rebinding), so another host
+/// behind the client's NAT cannot pull a live stream to itself.
+#[derive(Debug)]
+struct LearntPort {
+    /// Port (low 16 bits), [`PORT_LEARNT`], and the last time heard in ms since `epoch`
+    /// (above bit 16).
+    state: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for LearntPort {
+    fn default() -> Self {
+        Self {
+            state: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
 
 impl LearntPort {
-    fn learn(&self, port: u16) {
-        self.0
-            .store(PORT_LEARNT | u32::from(port), Ordering::Relaxed);
+    /// Whether a datagram from `port` belongs to the client's stream now (and if so, notes it).
+    fn accept(&self, port: u16) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX >> 17);
+        let value = self.state.load(Ordering::Relaxed);
+        let learnt = value & u64::from(PORT_LEARNT) != 0;
+        let current = (value & 0xffff) as u16;
+        let last_heard = value >> 17;
+        let silent = Duration::from_millis(now.saturating_sub(last_heard));
+        if learnt && current != port && silent < PORT_MOVE_AFTER {
+            return false;
+        }
+        self.state.store(
+            (now << 17) | u64::from(PORT_LEARNT) | u64::from(port),
+            Ordering::Relaxed,
+        );
+        true
     }
 
     fn port(&self) -> Option<u16> {
-        let value = self.0.load(Ordering::Relaxed);
-        // The low 16 bits are a port by construction (`learn`).
-        (value & PORT_LEARNT != 0).then_some((value & 0xffff) as u16)
+        let value = self.state.load(Ordering::Relaxed);
+        // The low 16 bits are a port by construction (`accept`).
+        (value & u64::from(PORT_LEARNT) != 0).then_some((value & 0xffff) as u16)
     }
 }
 
@@ -358,11 +398,10 @@ async fn client_to_node(
                 continue;
             }
         };
-        if from.ip().to_canonical() != client_ip {
+        if from.ip().to_canonical() != client_ip || !learnt.accept(from.port()) {
             counters.foreign(what, from);
             continue;
         }
-        learnt.learn(from.port());
         let Some(datagram) = buffer.get(..len) else {
             continue;
         };
@@ -661,6 +700,19 @@ mod tests {
         node.control.send_to(b"to one", upstream).await.unwrap();
         assert_payload(recv_within(&before, WAIT).await, b"to one");
 
+        // While the first port is live, another port of the same address (another host behind
+        // the client's NAT) is refused: the stream stays.
+        after.send_to(b"stranger", (LOCAL, front)).await.unwrap();
+        assert!(
+            recv_within(&node.control, QUIET).await.is_none(),
+            "a live port was taken over"
+        );
+        node.control.send_to(b"still one", upstream).await.unwrap();
+        assert_payload(recv_within(&before, WAIT).await, b"still one");
+        assert_eq!(relay.stats().foreign_dropped, 1);
+
+        // Once it went silent (a NAT rebinding), the new port takes over.
+        tokio::time::sleep(PORT_MOVE_AFTER).await;
         after.send_to(b"two", (LOCAL, front)).await.unwrap();
         let same_upstream = assert_payload(recv_within(&node.control, WAIT).await, b"two");
         assert_eq!(same_upstream, upstream, "one flow to the node");
