@@ -986,3 +986,6 @@ fn placed_from_report(reported: &RunningSession, node: u32) -> PlacedSession {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
