@@ -81,8 +81,8 @@ def stream(client: MoonlightClient, args) -> dict:
         while time.monotonic() < started + args.seconds:
             if args.input:
                 lib.LiSendMouseMoveEvent(3, 2)
-                lib.LiSendKeyboardEvent(0x41, KEY_DOWN, 0)
-                lib.LiSendKeyboardEvent(0x41, KEY_UP, 0)
+                lib.LiSendKeyboardEvent(args.key, KEY_DOWN, 0)
+                lib.LiSendKeyboardEvent(args.key, KEY_UP, 0)
                 inputs += 3
             time.sleep(0.5)
         stop.set()
@@ -123,6 +123,8 @@ def main() -> int:
     parser.add_argument("--bitrate", type=int, default=8000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--input", action="store_true")
+    parser.add_argument("--key", type=lambda text: int(text, 0), default=0x41,
+                        help="the Windows virtual key --input presses (default 0x41, A)")
     parser.add_argument("--quit", action="store_true", help="stream: quit the app afterwards")
     args = parser.parse_args()
 

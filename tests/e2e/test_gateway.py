@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Host, report
+from conftest import HATI_BIN, Host, report
 from test_dashboard import browser  # noqa: F401  (the Chromium fixture)
 
 HERE = Path(__file__).resolve().parent
+TEST_CLIENT = Path(HATI_BIN).with_name("hati-test-client")
 APPS = (
     '[[apps]]\ntitle = "Test pattern"\ncompositor = false\n[apps.video]\n'
     'source = "hatitestsrc background=0xff2060a0 foreground=0xffffd040"\n'
@@ -35,6 +36,12 @@ APPS = (
 FPS = 30
 HTTP_PORT = 47989
 NODE_LINK = 47990
+
+
+def desktop_app(log: Path) -> str:
+    """The repo's Wayland test client as an app: it logs the input it gets to `log`."""
+    return ('[[apps]]\ntitle = "Wayland test"\ncompositor = true\n[apps.runner]\ntype = "process"\n'
+            f'cmd = "{TEST_CLIENT}"\nenv = ["HATI_TEST_CLIENT_LOG={log}"]\n')
 
 
 def run(*command: str, check: bool = True, ns: str | None = None) -> subprocess.CompletedProcess:
@@ -137,7 +144,7 @@ class Cluster:
         self.forwarding = forwarding
         if forwarding == "dnat":
             run("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=topology.ns["gateway"])
-        self.gateway = self._host("gateway", APPS + "[gateway]\n"
+        self.gateway = self._host("gateway", APPS + desktop_app(workdir / "unused.log") + "[gateway]\n"
                                   f'node_listen = "0.0.0.0:{NODE_LINK}"\n'
                                   'front_ports = "40000-40099"\n'
                                   f'forwarding = "{forwarding}"\n'
@@ -164,7 +171,8 @@ class Cluster:
 
     def start_node(self, name: str) -> Host:
         node = self.nodes.get(name) or self._host(
-            name, APPS + f'[node]\nmax_sessions = 1\nname = "{name}"\n', "0.0.0.0")
+            name, APPS + desktop_app(self.input_log(name)) + f'[node]\nmax_sessions = 1\nname = "{name}"\n',
+            "0.0.0.0")
         node.role = ["node", "--gateway", f"{self.topology.gateway_address_for(name)}:{NODE_LINK}",
                      "--token", self.token()]
         self.nodes[name] = node
@@ -172,6 +180,10 @@ class Cluster:
         node.start()
         self.gateway.bus().wait_for("node_joined", start=mark, timeout=20, name=name)
         return node
+
+    def input_log(self, node: str) -> Path:
+        """What the Wayland test app on `node` logged."""
+        return self.workdir / f"input-{node}.log"
 
     def client(self, home: str, action: str, name: str, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(
@@ -288,6 +300,23 @@ def test_two_clients_behind_one_nat_get_their_own_nodes(cluster):
     gateway_sessions = gateway.sessions()
     assert {s["id"] for s in gateway_sessions} == sessions, gateway_sessions
     assert all(s["node_name"] for s in gateway_sessions), gateway_sessions
+
+    # Into the apps themselves: both quit the Test pattern and launch the Wayland test app;
+    # A presses "a" and B "b", and each node's app logs only its own client's key.
+    for home, name in (("homeA", "a"), ("homeB", "b")):
+        assert outcome(cluster.client(home, "quit", name), 60)["error"] is None
+    clients = {name: cluster.client(home, "stream", name, "--app", "Wayland test", "--seconds", "5",
+                                    "--input", "--key", key)
+               for home, name, key in (("homeA", "a", "0x41"), ("homeB", "b", "0x42"))}
+    typed = {name: outcome(process, 90) for name, process in clients.items()}
+    assert all(r["error"] is None for r in typed.values()), {n: r["error"] for n, r in typed.items()}
+    placed = bus.of_type("session_placed")[-2:]
+    keys = {}
+    for node in cluster.nodes:
+        log = cluster.input_log(node).read_text() if cluster.input_log(node).exists() else ""
+        keys[node] = {code for code in ("30", "48") if f"keyboard key code={code} state=pressed" in log}
+    report(f"{cluster.forwarding}: keys each node's app got (30 = a, 48 = b): {keys}")
+    assert sorted(map(sorted, keys.values())) == [["30"], ["48"]], keys
 
     # A third launch: both nodes are full.
     third = outcome(cluster.client("homeA", "stream", "c", "--seconds", "2"), 60)
