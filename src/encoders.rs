@@ -49,6 +49,19 @@ impl CodecSupport {
         [&self.h264, &self.hevc, &self.av1].map(|entry| entry.as_ref().map(|e| e.name.as_str()))
     }
 
+    /// The `ServerCodecModeSupport` bit mask of codecs named `h264`, `hevc`, `av1` (what nodes
+    /// report to a gateway).
+    pub fn mask_of_names<S: AsRef<str>>(names: &[S]) -> u32 {
+        names.iter().fold(0, |mask, name| {
+            mask | match name.as_ref() {
+                "h264" => SCM_H264,
+                "hevc" => SCM_HEVC,
+                "av1" => SCM_AV1_MAIN8,
+                _ => 0,
+            }
+        })
+    }
+
     /// The `ServerCodecModeSupport` bit mask.
     pub fn server_codec_mode_support(&self) -> u32 {
         let mut mask = 0;
@@ -77,6 +90,10 @@ mod tests {
         let software = CodecSupport::choose(video, |e| matches!(e, "x264enc" | "x265enc"));
         assert_eq!(software.names(), [Some("x264"), Some("x265"), None]);
         assert_eq!(software.server_codec_mode_support(), SCM_H264 | SCM_HEVC);
+        assert_eq!(
+            CodecSupport::mask_of_names(&["hevc", "h264", "vp9"]),
+            SCM_H264 | SCM_HEVC
+        );
 
         let nvidia = CodecSupport::choose(video, |e| e != "vah264enc");
         assert_eq!(nvidia.names()[0], Some("nvcodec"));

@@ -344,6 +344,18 @@ impl Gateway {
         lock(&self.table).session_of(client_id).cloned()
     }
 
+    /// The codecs every joined node encodes (what `/serverinfo` may offer: a launch can land on
+    /// any node); `None` before a node joined.
+    pub fn common_codecs(&self) -> Option<Vec<String>> {
+        let table = lock(&self.table);
+        let mut nodes = table.nodes.values();
+        let mut common = nodes.next()?.codecs.clone();
+        for node in nodes {
+            common.retain(|codec| node.codecs.contains(codec));
+        }
+        Some(common)
+    }
+
     /// Every placed session.
     pub fn sessions(&self) -> Vec<PlacedSession> {
         let mut sessions: Vec<_> = lock(&self.table).sessions.values().cloned().collect();

@@ -36,7 +36,16 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
     } else {
         None
     };
-    let codecs = host.codecs.server_codec_mode_support();
+    // A gateway offers what every one of its nodes encodes (a launch may land on any of them).
+    let codecs = match host
+        .gateway
+        .get()
+        .and_then(|gateway| gateway.common_codecs())
+    {
+        Some(names) => crate::encoders::CodecSupport::mask_of_names(&names),
+        None => host.codecs.server_codec_mode_support(),
+    };
+    let hevc = codecs & crate::encoders::SCM_HEVC != 0;
     let running_app = context
         .client_fingerprint()
         .and_then(|client| match host.gateway.get() {
@@ -56,11 +65,7 @@ pub fn serverinfo(host: &Host, context: &RequestContext) -> XmlReply {
         .element("ExternalPort", host.ports.http)
         .element(
             "MaxLumaPixelsHEVC",
-            if host.codecs.hevc.is_some() {
-                MAX_LUMA_PIXELS_HEVC
-            } else {
-                0
-            },
+            if hevc { MAX_LUMA_PIXELS_HEVC } else { 0 },
         )
         .element("mac", mac.unwrap_or_else(|| "00:00:00:00:00:00".into()))
         .element("LocalIP", local_ip)
