@@ -194,6 +194,7 @@ pub fn run(options: &Options) -> Report {
     checks.push(clock::year_check());
     checks.push(clock::sync_check());
     checks.push(network::firewall_check(config));
+    checks.extend(network::gateway_dnat_check(config));
     Report::new(checks)
 }
 

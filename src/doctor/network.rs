@@ -402,6 +402,61 @@ pub fn firewall_check(config: &Config) -> Check {
     firewall_verdict(&found, &tcp, &udp)
 }
 
+/// `[gateway] forwarding = "dnat"` (only then): nft, the forwarding sysctl and CAP_NET_ADMIN,
+/// which `hati gateway` needs to program the kernel's forwarding.
+pub fn gateway_dnat_check(config: &Config) -> Option<Check> {
+    if config.gateway.forwarding != crate::config::Forwarding::Dnat {
+        return None;
+    }
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
+    let net_admin = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|caps| caps >> 12 & 1 == 1);
+    Some(dnat_verdict(which("nft").is_some(), forwarding, net_admin))
+}
+
+fn dnat_verdict(nft: bool, forwarding: bool, net_admin: bool) -> Check {
+    const ID: &str = "gateway.dnat";
+    let mut missing = Vec::new();
+    let mut fixes = Vec::new();
+    if !nft {
+        missing.push("the nft program");
+        fixes.push("apt install nftables");
+    }
+    if !forwarding {
+        missing.push("IPv4 forwarding");
+        fixes.push("sysctl -w net.ipv4.ip_forward=1 (and put it in /etc/sysctl.d/ to keep it)");
+    }
+    if !net_admin {
+        missing.push("CAP_NET_ADMIN");
+        fixes.push(
+            "run `hati gateway` as root or with CAP_NET_ADMIN (a container: --cap-add NET_ADMIN), \
+             or set [gateway] forwarding = \"relay\"",
+        );
+    }
+    if missing.is_empty() {
+        Check::ok(
+            ID,
+            "DNAT forwarding: nft, IPv4 forwarding and CAP_NET_ADMIN are there",
+        )
+    } else {
+        Check::fail(
+            ID,
+            format!(
+                "[gateway] forwarding = \"dnat\" needs {}, missing here",
+                missing.join(", ")
+            ),
+            fixes.join("; "),
+        )
+    }
+}
+
 /// The hint, given the tools found and the ranges to open.
 fn firewall_verdict(found: &[Firewall], tcp: &[PortRange], udp: &[PortRange]) -> Check {
     const ID: &str = "firewall";
@@ -429,6 +484,30 @@ fn firewall_verdict(found: &[Firewall], tcp: &[PortRange], udp: &[PortRange]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dnat_needs_nft_forwarding_and_net_admin() {
+        assert_eq!(
+            dnat_verdict(true, true, true).status,
+            super::super::Status::Ok
+        );
+        let missing = dnat_verdict(false, true, false);
+        assert_eq!(missing.status, super::super::Status::Fail);
+        assert!(
+            missing.summary.contains("nft program") && missing.summary.contains("CAP_NET_ADMIN")
+        );
+        assert!(
+            !missing.summary.contains("IPv4 forwarding"),
+            "{}",
+            missing.summary
+        );
+        assert!(missing.fix.unwrap().contains("forwarding = \"relay\""));
+        let config = Config::default_config().unwrap();
+        assert!(
+            gateway_dnat_check(&config).is_none(),
+            "relay (the default) needs nothing"
+        );
+    }
 
     fn default_ports() -> Ports {
         Config::default_config().unwrap().ports()
