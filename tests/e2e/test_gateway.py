@@ -445,19 +445,33 @@ def test_launch_to_first_frame_through_the_gateway_against_direct(cluster):
 
 def test_strangers_change_nothing(cluster):
     """Hostile LAN, gateway edition: unauthenticated node links are refused and bounded; a peer
-    behind the same NAT sending to a session's front ports, or to a node's own ports, moves no
-    stream and creates nothing."""
+    behind the same NAT replaying the client's captured start (RTSP, ENet, pings) to its front
+    ports, sending junk there, or sending to a node's own ports, moves no stream and creates
+    nothing."""
     gateway = cluster.gateway
     topology = cluster.topology
     cluster.pair("homeA", "a")
     bus = gateway.bus()
     mark = bus.position()
-    client = cluster.client("homeA", "stream", "a", "--seconds", "14")
+    # Everything the client sends to its front ports while it starts (sealed RTSP requests,
+    # ENet, pings) is captured on the gateway's side of the router, to be replayed below.
+    captured = cluster.workdir / "captured.json"
+    capture = subprocess.Popen(
+        ["ip", "netns", "exec", topology.ns["gateway"], sys.executable, str(HERE / "replay.py"), "capture",
+         "--device", topology.devices[("router", "gateway")][1], "--to", topology.front,
+         "--min-port", "40000", "--seconds", "6", "--out", str(captured)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    client = cluster.client("homeA", "stream", "a", "--seconds", "16")
     placed = bus.wait_for("session_placed", start=mark, timeout=30)
     front = next(s["front"] for s in gateway.sessions() if s["id"] == placed["session"])
     node = next(n for n in cluster.nodes.values() if node_session(n, placed["session"]))
     node_ip = topology.node_address(next(k for k, v in cluster.nodes.items() if v is node))
-    time.sleep(3)
+    capture_out, capture_err = capture.communicate(timeout=30)
+    assert "captured" in capture_out, capture_err
+    # Replayed from homeB, behind the same NAT address as the client.
+    replayed = run(sys.executable, str(HERE / "replay.py"), "replay", "--file", str(captured),
+                   "--to", topology.front, ns=topology.ns["homeB"], check=False)
     # From homeB (the same masqueraded address as the client): junk and a plain RTSP request
     # to the session's front ports, and datagrams straight to the node's own ports.
     stranger = (
@@ -512,6 +526,9 @@ def test_strangers_change_nothing(cluster):
     result = outcome(client, 60)
     nodes = gateway.admin("/nodes")
     listed = node.sessions()
+    report(f"{cluster.forwarding}: strangers: {capture_out.strip()} datagrams and segments of the client's start replayed "
+           f"from behind its NAT: {replayed.stdout.strip()[:300]}; session's replayed control messages "
+           f"{listed[0]['replayed_control_messages'] if listed else '?'}")
     report(f"{cluster.forwarding}: strangers: probe {probe.stdout.strip()!r}; bare node links: {bare_result.stdout.strip()}; "
            f"stream frames/s {result['frames_per_second']}; session refused pings "
            f"{listed[0]['refused_pings'] if listed else '?'}")
