@@ -1,9 +1,9 @@
 """Captures a client's traffic to a gateway's front address and replays it from elsewhere, for
 the hostile-LAN gateway test. Runs inside a network namespace (`ip netns exec NS python ...`).
 
-  capture --device DEV --to IP --seconds S --out FILE [--min-port P]
-      reads every IPv4 packet on DEV (an AF_PACKET socket: root) addressed to IP (at port P or
-      above) for S seconds
+  capture --device DEV --to IP --seconds S --out FILE [--ports FIRST-LAST]
+      reads every IPv4 packet on DEV (an AF_PACKET socket: root) addressed to IP (at those
+      ports) for S seconds
       and writes the UDP datagrams' and TCP segments' payloads, with their protocol and
       destination port, to FILE as JSON
   replay --file FILE --to IP
@@ -24,7 +24,7 @@ import time
 ETH_P_IP = 0x0800
 
 
-def capture(device: str, to: str, seconds: float, out: str, min_port: int) -> int:
+def capture(device: str, to: str, seconds: float, out: str, ports: range) -> int:
     sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
     sniffer.bind((device, 0))
     sniffer.settimeout(0.2)
@@ -42,7 +42,7 @@ def capture(device: str, to: str, seconds: float, out: str, min_port: int) -> in
         header = (ip[0] & 0x0F) * 4
         protocol = ip[9]
         body = ip[header:]
-        if len(body) < 4 or struct.unpack("!H", body[2:4])[0] < min_port:
+        if len(body) < 4 or struct.unpack("!H", body[2:4])[0] not in ports:
             continue
         if protocol == 17 and len(body) >= 8:
             port = struct.unpack("!H", body[2:4])[0]
@@ -91,11 +91,12 @@ def main() -> int:
     parser.add_argument("--to", required=True)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--out")
-    parser.add_argument("--min-port", type=int, default=1)
+    parser.add_argument("--ports", default="1-65535", help="FIRST-LAST destination ports")
     parser.add_argument("--file")
     args = parser.parse_args()
     if args.action == "capture":
-        return capture(args.device, args.to, args.seconds, args.out, args.min_port)
+        first, last = (int(p) for p in args.ports.split("-"))
+        return capture(args.device, args.to, args.seconds, args.out, range(first, last + 1))
     return replay(args.file, args.to)
 
 

@@ -459,7 +459,7 @@ def test_strangers_change_nothing(cluster):
     capture = subprocess.Popen(
         ["ip", "netns", "exec", topology.ns["gateway"], sys.executable, str(HERE / "replay.py"), "capture",
          "--device", topology.devices[("router", "gateway")][1], "--to", topology.front,
-         "--min-port", "40000", "--seconds", "6", "--out", str(captured)],
+         "--ports", "40000-40099", "--seconds", "6", "--out", str(captured)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     client = cluster.client("homeA", "stream", "a", "--seconds", "16")
