@@ -193,9 +193,19 @@ async fn report(
                 load: cpu.sample(),
             },
             event = events.recv() => match event {
-                Ok(stamped) => match session_change(&stamped.event) {
-                    Some((session, change)) => NodeMessage::Session { session, change },
-                    None => continue,
+                Ok(stamped) => match &stamped.event {
+                    Event::StreamStats { session, fps, bitrate_kbps, video_frames, .. } => {
+                        NodeMessage::Stats {
+                            session: *session,
+                            fps: *fps,
+                            bitrate_kbps: *bitrate_kbps,
+                            video_frames: *video_frames,
+                        }
+                    }
+                    event => match session_change(event) {
+                        Some((session, change)) => NodeMessage::Session { session, change },
+                        None => continue,
+                    },
                 },
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     // An end missed here would leave the gateway's table wrong: re-dial, and

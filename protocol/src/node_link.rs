@@ -76,6 +76,17 @@ pub enum NodeMessage {
         /// What happened.
         change: SessionChange,
     },
+    /// A streaming session's figures, once a second.
+    Stats {
+        /// The session.
+        session: u32,
+        /// Video frames sent in the last second.
+        fps: u64,
+        /// Video bitrate sent in the last second, kbit/s.
+        bitrate_kbps: u64,
+        /// Video frames sent in total.
+        video_frames: u64,
+    },
     /// A signalling message for a browser that plays here (through the gateway's WebSocket).
     BrowserSignal {
         /// The browser's channel ([`BrowserOpen::channel`]).
@@ -373,6 +384,13 @@ pub(crate) mod tests {
             encode(&NodeMessage::BrowserSignal {
                 channel: 1,
                 text: Some("{}".into()),
+            })
+            .unwrap(),
+            encode(&NodeMessage::Stats {
+                session: 1,
+                fps: 60,
+                bitrate_kbps: 20000,
+                video_frames: 600,
             })
             .unwrap(),
             encode(&GatewayMessage::Welcome { node: 1 }).unwrap(),

@@ -140,6 +140,19 @@ pub struct PlacedSession {
     pub front: PortSet,
     /// Its state.
     pub state: PlacedState,
+    /// Its node's latest figures (once a second while it streams).
+    pub stats: Option<PlacedStats>,
+}
+
+/// A placed session's figures as its node reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PlacedStats {
+    /// Video frames sent in the last second.
+    pub fps: u64,
+    /// Video bitrate sent in the last second, kbit/s.
+    pub bitrate_kbps: u64,
+    /// Video frames sent in total.
+    pub video_frames: u64,
 }
 
 /// A connected node.
@@ -468,6 +481,7 @@ impl Gateway {
                 app: launch.app.clone(),
                 front,
                 state: PlacedState::Launching,
+                stats: None,
             });
             (id, node_id, node_name, route, link)
         };
@@ -785,6 +799,15 @@ impl Gateway {
         }
     }
 
+    /// A node's figures for one of its sessions.
+    pub(crate) fn stats(&self, node: u32, session: u32, stats: PlacedStats) {
+        if let Some(placed) = lock(&self.table).sessions.get_mut(&session)
+            && placed.node == node
+        {
+            placed.stats = Some(stats);
+        }
+    }
+
     /// A node's answer to request `request`.
     pub(crate) fn replied(&self, node: u32, request: u64, error: Option<String>) {
         let waiter = lock(&self.table)
@@ -996,6 +1019,7 @@ fn placed_from_report(reported: &RunningSession, node: u32) -> PlacedSession {
         } else {
             PlacedState::Launched
         },
+        stats: None,
     }
 }
 

@@ -200,6 +200,19 @@ async fn read_link<R: AsyncRead + Unpin>(node: u32, mut reader: R, gateway: &Gat
             NodeMessage::Session { session, change } => {
                 gateway.session_changed(node, session, change).await;
             }
+            NodeMessage::Stats {
+                session,
+                fps,
+                bitrate_kbps,
+                video_frames,
+            } => {
+                let stats = super::PlacedStats {
+                    fps,
+                    bitrate_kbps,
+                    video_frames,
+                };
+                gateway.stats(node, session, stats);
+            }
             NodeMessage::BrowserSignal { channel, text } => {
                 let message = text.map_or(super::ToPage::Ping, super::ToPage::Text);
                 gateway.to_page(node, channel, message);

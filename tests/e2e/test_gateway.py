@@ -300,6 +300,8 @@ def test_two_clients_behind_one_nat_get_their_own_nodes(cluster):
     gateway_sessions = gateway.sessions()
     assert {s["id"] for s in gateway_sessions} == sessions, gateway_sessions
     assert all(s["node_name"] for s in gateway_sessions), gateway_sessions
+    # The nodes' figures reach the gateway's listing (and its dashboard).
+    assert all(s["stats"] and s["stats"]["video_frames"] >= 250 for s in gateway_sessions), gateway_sessions
 
     # Into the apps themselves: both quit the Test pattern and launch the Wayland test app;
     # A presses "a" and B "b", and each node's app logs only its own client's key.
