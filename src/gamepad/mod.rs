@@ -19,6 +19,7 @@
 //! The pure parts ([`translate`], [`rumble`]) have no device; [`uinput`] is the device side.
 
 pub mod rumble;
+pub mod slots;
 pub mod translate;
 pub mod uinput;
 

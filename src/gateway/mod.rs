@@ -6,14 +6,17 @@
 //! front address ([`ports`]), starts forwarding them to the node ([`forward`]), and asks the
 //! node, over its link ([`node_link`]), to create the session with those ports; the client gets
 //! the front RTSP port in `sessionUrl0` and the node names the front ports in its SETUP replies.
+//! Nodes joining, reporting and leaving are in [`nodes`]; browsers' signalling in [`browser`].
 //!
 //! Invariants: a session is in the table from its placement until it ends; while it is there
 //! its ports are taken and its node's `placed` counts it. The table's lock is never held across
 //! an `.await`.
 
+mod browser;
 pub mod dnat;
 pub mod forward;
 pub mod node_link;
+mod nodes;
 pub mod placement;
 pub mod ports;
 pub mod relay;
@@ -22,16 +25,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+pub use self::browser::{BrowserChannel, BrowserRequest, ToPage};
 use self::forward::{Forwarder, Route};
+use self::nodes::NodeEntry;
+pub use self::nodes::NodeView;
 use self::ports::PortAllocator;
 use crate::cluster::PortSet;
 use crate::cluster::link::JoinToken;
-use crate::cluster::protocol::{GatewayMessage, LaunchOrder, RunningSession, SessionChange};
+use crate::cluster::protocol::{GatewayMessage, LaunchOrder};
 use crate::config::GatewayConfig;
 use crate::events::{EndReason, Event, EventBus};
 use crate::session::{LaunchParams, MoonlightKey};
@@ -153,103 +159,6 @@ pub struct PlacedStats {
     pub bitrate_kbps: u64,
     /// Video frames sent in total.
     pub video_frames: u64,
-}
-
-/// A connected node.
-pub(crate) struct NodeEntry {
-    name: String,
-    version: String,
-    address: IpAddr,
-    ports: PortSet,
-    capacity: u32,
-    codecs: Vec<String>,
-    fingerprint: String,
-    connected_since: SystemTime,
-    load: f32,
-    running: u32,
-    placed: u32,
-    link: mpsc::Sender<GatewayMessage>,
-    pending: HashMap<u64, oneshot::Sender<Option<String>>>,
-    /// Browsers playing here: what the node sends each one's page.
-    browsers: HashMap<u64, mpsc::Sender<ToPage>>,
-}
-
-/// What a node sends a browser's page through the gateway.
-#[derive(Debug)]
-pub enum ToPage {
-    /// A signalling message.
-    Text(String),
-    /// Ping the browser.
-    Ping,
-    /// The node is done with the page (it said why first).
-    Close,
-}
-
-/// A browser's signalling channel to the node that plays its session.
-#[derive(Debug)]
-pub struct BrowserChannel {
-    /// The channel's number.
-    pub channel: u64,
-    /// The session.
-    pub session: u32,
-    /// Whether the session was resumed rather than launched.
-    pub resumed: bool,
-    /// The app's title.
-    pub app: String,
-    /// What the node sends the page; closed without [`ToPage::Close`]: the node went away.
-    pub from_node: mpsc::Receiver<ToPage>,
-    /// The node's link.
-    pub to_node: mpsc::Sender<GatewayMessage>,
-}
-
-/// What a browser asks to play.
-#[derive(Debug, Clone, Copy)]
-pub struct BrowserRequest {
-    /// The app.
-    pub app_id: u32,
-    /// Stream width.
-    pub width: u32,
-    /// Stream height.
-    pub height: u32,
-    /// Frames per second.
-    pub fps: u32,
-    /// kbit/s asked for.
-    pub bitrate_kbps: Option<u32>,
-}
-
-impl placement::Slots for NodeEntry {
-    fn capacity(&self) -> u32 {
-        self.capacity
-    }
-    fn placed(&self) -> u32 {
-        self.placed
-    }
-    fn load(&self) -> f32 {
-        self.load
-    }
-}
-
-/// A node as listings show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    /// The gateway's number for it.
-    pub id: u32,
-    /// Its name.
-    pub name: String,
-    /// Hati's version on it.
-    pub version: String,
-    /// Where streams are forwarded.
-    pub address: IpAddr,
-    /// Sessions it may run together.
-    pub capacity: u32,
-    /// Sessions placed on it.
-    pub sessions: u32,
-    /// Its CPU load, 0.0–1.0.
-    pub load: f32,
-    /// Codecs it encodes.
-    pub codecs: Vec<String>,
-    /// When it (re)joined, seconds since the Unix epoch.
-    pub connected_since: u64,
 }
 
 #[derive(Default)]
@@ -374,28 +283,6 @@ impl Gateway {
         let mut sessions: Vec<_> = lock(&self.table).sessions.values().cloned().collect();
         sessions.sort_by_key(|s| s.id);
         sessions
-    }
-
-    /// Every connected node.
-    pub fn nodes(&self) -> Vec<NodeView> {
-        lock(&self.table)
-            .nodes
-            .iter()
-            .map(|(id, node)| NodeView {
-                id: *id,
-                name: node.name.clone(),
-                version: node.version.clone(),
-                address: node.address,
-                capacity: node.capacity,
-                sessions: node.placed,
-                load: node.load,
-                codecs: node.codecs.clone(),
-                connected_since: node
-                    .connected_since
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            })
-            .collect()
     }
 
     /// Relay counters of a session (relay forwarding only).
@@ -539,107 +426,6 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Node("the session ended as it started".into()))
     }
 
-    /// A paired browser's play: resumes its session or places a new one, then opens a
-    /// signalling channel to the session's node. Browser sessions take a port set like any
-    /// other (it keeps one table), but nothing is forwarded: their media goes over ICE.
-    pub async fn open_browser(
-        &self,
-        client_id: &str,
-        client_ip: IpAddr,
-        front_ip: IpAddr,
-        app: &str,
-        request: BrowserRequest,
-    ) -> Result<BrowserChannel, String> {
-        let (session, resumed) = match self.session_of(client_id) {
-            Some(session) if session.app_id != request.app_id => {
-                return Err(format!(
-                    "{} is running for this browser: quit it before starting another app",
-                    session.app
-                ));
-            }
-            Some(session) if session.state == PlacedState::Launching => {
-                return Err(format!("{} is still starting", session.app));
-            }
-            Some(session) => (session, true),
-            None => {
-                let launch = ClientLaunch {
-                    client_id: client_id.to_owned(),
-                    client_ip,
-                    front_ip,
-                    app_id: request.app_id,
-                    app: app.to_owned(),
-                    params: LaunchParams {
-                        mode: Some((request.width, request.height, request.fps)),
-                        surround_info: STEREO,
-                        key: None,
-                    },
-                };
-                (self.place(launch).await.map_err(|e| e.to_string())?, false)
-            }
-        };
-        let channel = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let (to_page, from_node) = mpsc::channel(BROWSER_QUEUE);
-        let to_node = {
-            let mut table = lock(&self.table);
-            let node = table
-                .nodes
-                .get_mut(&session.node)
-                .ok_or("the session's node went away")?;
-            node.browsers.insert(channel, to_page);
-            node.link.clone()
-        };
-        let open = GatewayMessage::BrowserOpen(Box::new(crate::cluster::protocol::BrowserOpen {
-            channel,
-            session: session.id,
-            client_id: client_id.to_owned(),
-            launched: !resumed,
-            width: request.width,
-            height: request.height,
-            fps: request.fps,
-            bitrate_kbps: request.bitrate_kbps,
-        }));
-        to_node
-            .send(open)
-            .await
-            .map_err(|_| "the session's node went away".to_owned())?;
-        Ok(BrowserChannel {
-            channel,
-            session: session.id,
-            resumed,
-            app: session.app,
-            from_node,
-            to_node,
-        })
-    }
-
-    /// A node's message for a browser's page (a page that fell behind by a whole queue is
-    /// closed: signalling is a few messages, so it is gone).
-    pub(crate) fn to_page(&self, node: u32, channel: u64, message: ToPage) {
-        let mut table = lock(&self.table);
-        let Some(entry) = table.nodes.get_mut(&node) else {
-            return;
-        };
-        let closing = matches!(message, ToPage::Close);
-        let delivered = entry
-            .browsers
-            .get(&channel)
-            .is_some_and(|page| page.try_send(message).is_ok());
-        if closing || !delivered {
-            entry.browsers.remove(&channel);
-        }
-    }
-
-    /// The browser's page left; its node's entry is dropped (the handler told the node).
-    pub fn browser_gone(&self, session_node: Option<u32>, channel: u64) {
-        let mut table = lock(&self.table);
-        let nodes = table.nodes.iter_mut();
-        for (id, entry) in nodes {
-            if session_node.is_none_or(|node| node == *id) {
-                entry.browsers.remove(&channel);
-            }
-        }
-    }
-
     /// A Moonlight client's `/resume`: its node re-keys the session.
     pub async fn resume(
         &self,
@@ -776,250 +562,11 @@ impl Gateway {
         }
     }
 
-    /// A node's report about one of its sessions.
-    pub(crate) async fn session_changed(&self, node: u32, session: u32, change: SessionChange) {
-        let ours = lock(&self.table)
-            .sessions
-            .get(&session)
-            .is_some_and(|s| s.node == node);
-        if !ours {
-            return;
-        }
-        match change {
-            SessionChange::Ended { reason } => self.ended(session, reason).await,
-            SessionChange::Streaming | SessionChange::Paused => {
-                if let Some(placed) = lock(&self.table).sessions.get_mut(&session) {
-                    placed.state = if change == SessionChange::Streaming {
-                        PlacedState::Streaming
-                    } else {
-                        PlacedState::Paused
-                    };
-                }
-            }
-        }
-    }
-
-    /// A node's figures for one of its sessions.
-    pub(crate) fn stats(&self, node: u32, session: u32, stats: PlacedStats) {
-        if let Some(placed) = lock(&self.table).sessions.get_mut(&session)
-            && placed.node == node
-        {
-            placed.stats = Some(stats);
-        }
-    }
-
-    /// A node's answer to request `request`.
-    pub(crate) fn replied(&self, node: u32, request: u64, error: Option<String>) {
-        let waiter = lock(&self.table)
-            .nodes
-            .get_mut(&node)
-            .and_then(|entry| entry.pending.remove(&request));
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(error);
-        }
-    }
-
-    /// A node's heartbeat.
-    pub(crate) fn heartbeat(&self, node: u32, sessions: u32, load: f32) {
-        if let Some(entry) = lock(&self.table).nodes.get_mut(&node) {
-            entry.running = sessions;
-            entry.load = if load.is_finite() {
-                load.clamp(0.0, 1.0)
-            } else {
-                1.0
-            };
-        }
-    }
-
-    /// Admits a node: registers it and adopts the sessions it reports. A node re-dialling with
-    /// the same certificate replaces its old entry (whose link is closing) without ending its
-    /// sessions. Returns the node's number, or why it was refused.
-    pub(crate) async fn admit(
-        &self,
-        hello: crate::cluster::protocol::Hello,
-        fingerprint: String,
-        link_peer: IpAddr,
-        link: mpsc::Sender<GatewayMessage>,
-    ) -> Result<u32, String> {
-        let address = crate::net::canonical_ip(hello.address.unwrap_or(link_peer));
-        let mut adopted = Vec::new();
-        let mut refused = Vec::new();
-        let id = {
-            let mut table = lock(&self.table);
-            let previous = table
-                .nodes
-                .iter()
-                .find(|(_, node)| node.fingerprint == fingerprint)
-                .map(|(id, _)| *id);
-            let previous = previous.and_then(|id| table.nodes.remove(&id).map(|_| id));
-            if previous.is_none()
-                && table.nodes.len() >= usize::try_from(self.settings.max_nodes).unwrap_or(0)
-            {
-                return Err(format!(
-                    "the gateway has its {} nodes (gateway.max_nodes)",
-                    self.settings.max_nodes
-                ));
-            }
-            table.next_node = table.next_node.wrapping_add(1).max(1);
-            let id = table.next_node;
-            let mut placed = 0;
-            for reported in &hello.sessions {
-                if table.lost.contains(&reported.session) {
-                    refused.push(reported.session);
-                    continue;
-                }
-                match table.sessions.get_mut(&reported.session) {
-                    // Known (the link dropped and came back before the node was taken out).
-                    Some(session)
-                        if Some(session.node) == previous && session.front == reported.front =>
-                    {
-                        session.node = id;
-                        placed += 1;
-                        adopted.push((reported.session, self.route_for(reported, address, &hello)));
-                    }
-                    Some(_) => refused.push(reported.session),
-                    None => {
-                        if lock(&self.ports).claim(reported.front) {
-                            table.insert_session(placed_from_report(reported, id));
-                            placed += 1;
-                            adopted.push((
-                                reported.session,
-                                self.route_for(reported, address, &hello),
-                            ));
-                        } else {
-                            refused.push(reported.session);
-                        }
-                    }
-                }
-            }
-            table.nodes.insert(
-                id,
-                NodeEntry {
-                    name: hello.name.clone(),
-                    version: hello.version.clone(),
-                    address,
-                    ports: hello.ports,
-                    capacity: hello.capacity,
-                    codecs: hello.codecs.clone(),
-                    fingerprint,
-                    connected_since: SystemTime::now(),
-                    load: 0.0,
-                    running: placed,
-                    placed,
-                    link: link.clone(),
-                    pending: HashMap::new(),
-                    browsers: HashMap::new(),
-                },
-            );
-            id
-        };
-        for (session, route) in &adopted {
-            if let Err(error) = self.forwarder.install(*session, *route).await {
-                tracing::warn!(session, %error, "cannot forward a re-learnt session");
-            }
-        }
-        for session in refused {
-            tracing::warn!(session, node = %hello.name, "the node reported a session that ended here (its node was lost) or whose ports are taken; stopping it");
-            let _ = link.try_send(GatewayMessage::Stop {
-                request: 0,
-                session,
-                reason: EndReason::Stopped,
-            });
-        }
-        tracing::info!(node = id, name = %hello.name, %address, capacity = hello.capacity, sessions = adopted.len(), "node joined");
-        self.events.publish(Event::NodeJoined {
-            node: id,
-            name: hello.name,
-            address,
-            capacity: hello.capacity,
-            sessions: adopted.len(),
-        });
-        Ok(id)
-    }
-
-    fn route_for(
-        &self,
-        reported: &RunningSession,
-        node_ip: IpAddr,
-        hello: &crate::cluster::protocol::Hello,
-    ) -> Route {
-        let front_ip = match (self.settings.forwarding, self.settings.front_address) {
-            (crate::config::Forwarding::Relay, _) => self.relay_bind,
-            (_, Some(front)) => front,
-            // A DNAT rule kept from before the restart already matches; a new one needs an
-            // address: the unspecified one of the client's family matches none, so the
-            // operator sets gateway.front_address for DNAT (the docs say so).
-            (_, None) => match reported.client_ip {
-                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            },
-        };
-        Route {
-            front_ip,
-            front: reported.front,
-            client_ip: crate::net::canonical_ip(reported.client_ip),
-            node_ip,
-            node: hello.ports,
-        }
-    }
-
-    /// A node's link closed or went silent: it is taken out and its sessions end with
-    /// `node_lost`. `link` tells this link from a newer one of the same node.
-    pub(crate) async fn node_lost(&self, node: u32, reason: &str) {
-        let (name, sessions) = {
-            let mut table = lock(&self.table);
-            let Some(entry) = table.nodes.remove(&node) else {
-                return;
-            };
-            let sessions: Vec<u32> = table
-                .sessions
-                .values()
-                .filter(|s| s.node == node)
-                .map(|s| s.id)
-                .collect();
-            for session in &sessions {
-                if table.lost.len() == LOST_REMEMBERED {
-                    table.lost.pop_front();
-                }
-                table.lost.push_back(*session);
-            }
-            (entry.name, sessions)
-        };
-        tracing::warn!(node, %name, %reason, sessions = sessions.len(), "node lost");
-        self.events.publish(Event::NodeLost {
-            node,
-            name,
-            reason: reason.to_owned(),
-        });
-        for session in sessions {
-            self.ended(session, EndReason::NodeLost).await;
-        }
-    }
-
     /// Once nodes had time to re-dial after a start, drops the forwarding of sessions none of
     /// them reported (DNAT rules a previous run left for streams that ended meanwhile).
     pub async fn reconcile(&self) {
         let keep: Vec<u32> = lock(&self.table).sessions.keys().copied().collect();
         self.forwarder.retain(&keep).await;
-    }
-}
-
-fn placed_from_report(reported: &RunningSession, node: u32) -> PlacedSession {
-    PlacedSession {
-        id: reported.session,
-        node,
-        client: crate::state::clients::short_id(&reported.client_id).to_owned(),
-        client_id: reported.client_id.clone(),
-        client_ip: reported.client_ip,
-        app_id: reported.app_id,
-        app: reported.app.clone(),
-        front: reported.front,
-        state: if reported.streaming {
-            PlacedState::Streaming
-        } else {
-            PlacedState::Launched
-        },
-        stats: None,
     }
 }
 
