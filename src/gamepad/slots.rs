@@ -85,7 +85,7 @@ impl PadSlots {
     pub fn unplug(&mut self, player: Player, number: u8) -> Option<u8> {
         let slot = self.find(player, number)?;
         let entry = self.slots.get_mut(usize::from(slot))?;
-        let _ = entry;
+        *entry = None;
         Some(slot)
     }
 
