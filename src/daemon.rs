@@ -37,15 +37,6 @@ pub enum Role {
     Node(crate::node::NodeSettings),
 }
 
-/// Runs the host until Ctrl-C or SIGTERM.
-pub async fn serve(
-    config: Config,
-    config_path: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    run(Role::Standalone, config, config_path, state_dir).await
-}
-
 /// Runs the host in `role` until Ctrl-C or SIGTERM.
 pub async fn run(
     role: Role,

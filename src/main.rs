@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hati::admin::{self, AdminClientError, encode_query_value};
 use hati::config::Config;
+use hati::daemon::Role;
 use hati::state::StateDir;
 use hati::state::clients::{ClientStore, short_id};
 
@@ -122,63 +123,27 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let state_dir = cli.state_dir;
     match cli.command {
-        Command::Serve { config } => {
-            hati::memory::limit_arenas();
-            init_logging();
-            let config_path = config;
-            let config = Config::load(config_path.as_deref())?;
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(hati::daemon::serve(config, config_path, state_dir))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Gateway { config } => {
-            hati::memory::limit_arenas();
-            init_logging();
-            let config_path = config;
-            let config = Config::load(config_path.as_deref())?;
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(hati::daemon::run(
-                hati::daemon::Role::Gateway,
-                config,
-                config_path,
-                state_dir,
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve { config } => run_role(config, state_dir, |_| Ok(Role::Standalone)),
+        Command::Gateway { config } => run_role(config, state_dir, |_| Ok(Role::Gateway)),
         Command::Node {
             config,
             gateway,
             token,
-        } => {
-            hati::memory::limit_arenas();
-            init_logging();
-            let config_path = config;
-            let config = Config::load(config_path.as_deref())?;
+        } => run_role(config, state_dir, |config| {
             let gateway = gateway.or_else(|| config.node.gateway.clone()).context(
                 "which gateway? give --gateway HOST:PORT, HATI_GATEWAY or node.gateway in the config",
             )?;
             let token: hati::cluster::link::JoinToken = token
                 .context("no join token: give --token or HATI_JOIN_TOKEN (`hati join-token` on the gateway prints it)")?
                 .parse()?;
-            let settings = hati::node::NodeSettings {
+            Ok(Role::Node(hati::node::NodeSettings {
                 gateway,
                 token,
                 name: config.node.name.clone().unwrap_or_else(machine_name),
                 capacity: config.node.max_sessions,
                 address: config.node.address,
-            };
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(hati::daemon::run(
-                hati::daemon::Role::Node(settings),
-                config,
-                config_path,
-                state_dir,
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
+            }))
+        }),
         Command::JoinToken => {
             let state = StateDir::open(state(&state_dir).path())?;
             let identity = hati::state::identity::HostIdentity::load_or_create(&state)?;
@@ -449,6 +414,22 @@ fn format_time(unix: u64) -> String {
             )
         })
         .unwrap_or_else(|_| unix.to_string())
+}
+
+/// Runs a daemon role: memory and logging set up, the config loaded (the embedded default
+/// unless `config_path`), then `role_for` (which may read the config) picks the role.
+fn run_role(
+    config_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    role_for: impl FnOnce(&Config) -> anyhow::Result<Role>,
+) -> anyhow::Result<ExitCode> {
+    hati::memory::limit_arenas();
+    init_logging();
+    let config = Config::load(config_path.as_deref())?;
+    let role = role_for(&config)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(hati::daemon::run(role, config, config_path, state_dir))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// This machine's hostname, for a node's default name.

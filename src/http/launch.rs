@@ -42,11 +42,7 @@ pub async fn launch(host: &Host, context: &RequestContext, query: &Query) -> Xml
             Ok(front) => XmlReply::ok()
                 .element(
                     "sessionUrl0",
-                    stream_url(
-                        gateway.front_address(context.local_ip()),
-                        front.rtsp,
-                        corever,
-                    ),
+                    session_url(host, context, corever, Some(front.rtsp)),
                 )
                 .element("gamesession", 1),
             Err(error) => XmlReply::error(error.status(), error.to_string()),
@@ -62,7 +58,7 @@ pub async fn launch(host: &Host, context: &RequestContext, query: &Query) -> Xml
     };
     match host.sessions.launch(request).await {
         Ok(_) => XmlReply::ok()
-            .element("sessionUrl0", session_url(host, context, corever))
+            .element("sessionUrl0", session_url(host, context, corever, None))
             .element("gamesession", 1),
         Err(error) => XmlReply::error(launch_status(&error), error.to_string()),
     }
@@ -99,11 +95,7 @@ pub async fn resume(host: &Host, context: &RequestContext, query: &Query) -> Xml
             Ok(front) => XmlReply::ok()
                 .element(
                     "sessionUrl0",
-                    stream_url(
-                        gateway.front_address(context.local_ip()),
-                        front.rtsp,
-                        corever,
-                    ),
+                    session_url(host, context, corever, Some(front.rtsp)),
                 )
                 .element("resume", 1),
             Err(error) => XmlReply::error(error.status(), error.to_string()),
@@ -111,7 +103,7 @@ pub async fn resume(host: &Host, context: &RequestContext, query: &Query) -> Xml
     }
     match host.sessions.resume(&client, Some(key)) {
         Ok(_) => XmlReply::ok()
-            .element("sessionUrl0", session_url(host, context, corever))
+            .element("sessionUrl0", session_url(host, context, corever, None))
             .element("resume", 1),
         Err(error) => XmlReply::error(launch_status(&error), error.to_string()),
     }
@@ -172,13 +164,18 @@ fn keys(query: &Query) -> Result<([u8; 16], i32), QueryError> {
 
 /// `rtspenc://` when the client can encrypt RTSP (`corever` ≥ 1), so requests can be matched to
 /// their session by key.
-fn session_url(host: &Host, context: &RequestContext, corever: u32) -> String {
-    stream_url(context.local_ip(), host.ports.rtsp, corever)
-}
-
-/// `rtsp(enc)://address:port`.
-fn stream_url(address: std::net::IpAddr, port: u16, corever: u32) -> String {
+fn session_url(
+    host: &Host,
+    context: &RequestContext,
+    corever: u32,
+    front_rtsp: Option<u16>,
+) -> String {
     let scheme = if corever >= 1 { "rtspenc" } else { "rtsp" };
+    // A gateway's session is reached on its own front RTSP port, at the front address.
+    let (address, port) = match (host.gateway.get(), front_rtsp) {
+        (Some(gateway), Some(port)) => (gateway.front_address(context.local_ip()), port),
+        _ => (context.local_ip(), host.ports.rtsp),
+    };
     // SocketAddr brackets IPv6 addresses, as a URL needs.
     format!("{scheme}://{}", std::net::SocketAddr::new(address, port))
 }
