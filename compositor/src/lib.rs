@@ -6,7 +6,9 @@
 //! runtime directory and renders with Smithay's pixman renderer into CPU memory, so no GPU is
 //! needed. The returned [`CompositorHandle`] names the socket (`WAYLAND_DISPLAY`, and `DISPLAY`
 //! when XWayland runs), injects input ([`input::InputEvent`]) and renders frames into
-//! `gst::Buffer`s; [`waylanddisplaysrc`] wraps that as a live `PushSrc`.
+//! `gst::Buffer`s; [`waylanddisplaysrc`] wraps that as a live `PushSrc`. Several streams may
+//! share one compositor, each through its own [`FrameConsumer`]: a change is rendered once and
+//! handed to all of them.
 //!
 //! A host session typically does this:
 //!
@@ -51,8 +53,8 @@ pub mod waylanddisplaysrc;
 
 pub use handle::delays;
 pub use handle::{
-    Compositor, CompositorConfig, CompositorError, CompositorHandle, CompositorStats, FrameOutcome,
-    InputSender,
+    Compositor, CompositorConfig, CompositorError, CompositorHandle, CompositorStats,
+    FrameConsumer, FrameOutcome, InputSender,
 };
 pub use input::{InputEvent, PenEvent, PenKind, TouchKind};
 pub use render::RenderError;

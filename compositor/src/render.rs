@@ -3,7 +3,8 @@
 //!
 //! Every rendered frame is drawn in full (buffer age 0), because each target buffer comes from a
 //! pool whose previous contents this module does not track. A second damage tracker, which never
-//! draws, tells whether anything changed since the previous request, so unchanged frames cost
+//! draws, tells whether anything changed since the previous request (of any consumer:
+//! `handle::consumer` hands a frame rendered for one to the others), so unchanged frames cost
 //! nothing and the caller can repeat its last buffer.
 
 use smithay::{

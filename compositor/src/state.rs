@@ -132,6 +132,8 @@ pub(crate) struct State {
     pub text_keymap: Option<TextKeymap>,
 
     pub frames: FrameRenderer,
+    /// The newest frame's serial, kept for the consumers that have not received it yet.
+    pub latest: crate::handle::LatestFrame,
 
     /// The X11 window manager, once XWayland is ready.
     pub xwm: Option<X11Wm>,
@@ -267,6 +269,7 @@ impl State {
             inject: InjectState::default(),
             text_keymap: TextKeymap::us(),
             frames,
+            latest: crate::handle::LatestFrame::default(),
             xwm: None,
             pending_focus: None,
             xdisplay: None,

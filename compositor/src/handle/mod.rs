@@ -2,10 +2,11 @@
 //! the host keeps (stopping the compositor when the last clone goes) and the [`InputSender`].
 //!
 //! Starting the compositor thread, its event loop and listening socket lives in `start`,
-//! XWayland in `xwayland`, and the commands that cross from the handle to the compositor thread
-//! in `command`.
+//! XWayland in `xwayland`, the commands that cross from the handle to the compositor thread
+//! in `command`, and sharing frames between several consumers in `consumer`.
 
 mod command;
+mod consumer;
 pub mod delays;
 mod start;
 mod xwayland;
@@ -24,6 +25,8 @@ use tracing::warn;
 
 use crate::{input::InputEvent, render::RenderError, state::StateError};
 use command::Command;
+pub use consumer::FrameConsumer;
+pub(crate) use consumer::LatestFrame;
 pub use start::Compositor;
 
 /// Compositors running in this process, by socket name, so that a `waylanddisplaysrc` given a
@@ -91,12 +94,16 @@ pub enum CompositorError {
     Render(#[from] RenderError),
 }
 
-/// Result of [`CompositorHandle::render`].
+/// Result of [`FrameConsumer::render`] and [`CompositorHandle::render`].
 #[derive(Debug)]
 pub enum FrameOutcome {
     /// The frame was drawn into the buffer, which is handed back.
     Rendered(gst::Buffer),
-    /// Nothing changed since the previous call; the buffer is handed back untouched.
+    /// Another consumer received a newer frame than this one has: here it is, by reference
+    /// (not writable; making it writable to set timestamps copies the buffer, not the pixels).
+    /// The buffer given was released. Only [`FrameConsumer::render`] answers this.
+    Shared(gst::Buffer),
+    /// The requester has the newest frame already; the buffer is handed back untouched.
     Unchanged(gst::Buffer),
 }
 
@@ -215,24 +222,23 @@ impl CompositorHandle {
         self.inner.input_delays.snapshot()
     }
 
+    /// A new consumer of this compositor's frames (one per stream): each gets every change,
+    /// rendered once for all of them (see [`FrameConsumer::render`]).
+    pub fn frame_consumer(&self) -> FrameConsumer {
+        FrameConsumer::new(self.clone())
+    }
+
     /// Renders the output into `buffer` (BGRx, `width * 4` stride unless the buffer carries a
-    /// `VideoMeta`) if anything changed since the previous call or `force` is set; otherwise
-    /// hands the buffer back untouched. Blocks until the compositor thread has done it.
+    /// `VideoMeta`) if anything changed since anyone's previous request or `force` is set;
+    /// otherwise hands the buffer back untouched. Blocks until the compositor thread has done
+    /// it. For a lone caller; a stream sharing the compositor with others uses a
+    /// [`FrameConsumer`], which also gets the changes that others rendered.
     pub fn render(
         &self,
         buffer: gst::Buffer,
         force: bool,
     ) -> Result<FrameOutcome, CompositorError> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.inner
-            .sender
-            .send(Command::Render {
-                buffer,
-                force,
-                reply,
-            })
-            .map_err(|_| CompositorError::Stopped)?;
-        rx.recv().map_err(|_| CompositorError::Stopped)?
+        consumer::request(self, buffer, force, consumer::ALWAYS_NEWEST).map(|(outcome, _)| outcome)
     }
 
     /// Counts clients and windows.

@@ -1,9 +1,12 @@
 //! Implementation of `waylanddisplaysrc`: a live `PushSrc` paced by the pipeline clock.
 //!
-//! Each `create()` waits for the next frame time (`frame * 1/fps` in running time), asks the
-//! compositor to render into a buffer from the element's pool, and pushes it with that PTS. When
-//! nothing changed since the previous frame, the previous buffer is pushed again (a shallow copy
-//! with the new timestamps), so a static desktop costs no rendering.
+//! Each `create()` waits for the next frame time (`frame * 1/fps` in running time, `fps` being
+//! `output-fps` or else the compositor's), asks the compositor, as this element's
+//! [`FrameConsumer`], for a frame in a buffer from the element's pool, and pushes it with that
+//! PTS. A frame another element on the same compositor rendered first is pushed by reference
+//! (a shallow copy with this element's timestamps). When nothing changed since this element's
+//! previous frame, that buffer is pushed again (a shallow copy too), so a static desktop costs
+//! no rendering.
 //!
 //! ```text
 //! gst-launch-1.0 waylanddisplaysrc width=1280 height=720 framerate=30 runtime-dir=/run/user/1000 \
@@ -20,7 +23,7 @@ use gst_base::{prelude::*, subclass::base_src::CreateSuccess, subclass::prelude:
 
 use gsthati::live::{FramePacer, answer_latency, frame_pool, make_live, src_template};
 
-use crate::{Compositor, CompositorConfig, CompositorHandle, FrameOutcome};
+use crate::{Compositor, CompositorConfig, CompositorHandle, FrameConsumer, FrameOutcome};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -34,6 +37,10 @@ const DEFAULT_WIDTH: u32 = 1920;
 const DEFAULT_HEIGHT: u32 = 1080;
 const DEFAULT_FRAMERATE: u32 = 60;
 const DEFAULT_XWAYLAND: bool = true;
+/// 0: produce frames at the compositor's rate.
+const DEFAULT_OUTPUT_FPS: u32 = 0;
+/// Highest frame rate, the compositor's own limit.
+const MAX_FPS: u32 = 480;
 /// Buffers the pool keeps ready.
 const POOL_MIN_BUFFERS: u32 = 2;
 
@@ -45,6 +52,7 @@ struct Settings {
     runtime_dir: Option<String>,
     wayland_display: Option<String>,
     xwayland: bool,
+    output_fps: u32,
 }
 
 impl Default for Settings {
@@ -56,15 +64,18 @@ impl Default for Settings {
             runtime_dir: None,
             wayland_display: None,
             xwayland: DEFAULT_XWAYLAND,
+            output_fps: DEFAULT_OUTPUT_FPS,
         }
     }
 }
 
 /// Streaming state, from `start()` to `stop()`.
 struct State {
-    compositor: CompositorHandle,
+    consumer: FrameConsumer,
     /// Set by `set_caps`.
     pool: Option<gst::BufferPool>,
+    /// Frames per second this element produces.
+    fps: u32,
     frame_duration: gst::ClockTime,
     frame_index: u64,
     last: Option<gst::Buffer>,
@@ -87,17 +98,18 @@ impl WaylandDisplaySrc {
         let state = self.state.lock().unwrap();
         state
             .as_ref()
-            .map(|s| s.compositor.clone())
+            .map(|s| s.consumer.handle().clone())
             .or_else(|| self.attached.lock().unwrap().clone())
     }
 
-    fn caps_for(config: &CompositorConfig) -> gst::Caps {
+    /// Caps of the compositor's size at `fps`.
+    fn caps_for(config: &CompositorConfig, fps: u32) -> gst::Caps {
         gst_video::VideoCapsBuilder::new()
             .format(gst_video::VideoFormat::Bgrx)
             .width(i32::try_from(config.width).unwrap_or(i32::MAX))
             .height(i32::try_from(config.height).unwrap_or(i32::MAX))
             .framerate(gst::Fraction::new(
-                i32::try_from(config.fps).unwrap_or(i32::MAX),
+                i32::try_from(fps).unwrap_or(i32::MAX),
                 1,
             ))
             .build()
@@ -189,6 +201,18 @@ impl ObjectImpl for WaylandDisplaySrc {
                     .default_value(DEFAULT_XWAYLAND)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("output-fps")
+                    .nick("Output frame rate")
+                    .blurb(
+                        "Frames per second this element produces, e.g. a guest's lower rate on a \
+                         shared compositor (0: the compositor's rate; clients keep getting frame \
+                         callbacks at the compositor's rate)",
+                    )
+                    .minimum(0)
+                    .maximum(MAX_FPS)
+                    .default_value(DEFAULT_OUTPUT_FPS)
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -204,6 +228,7 @@ impl ObjectImpl for WaylandDisplaySrc {
             "runtime-dir" => settings.runtime_dir = value.get().unwrap_or(None),
             "wayland-display" => settings.wayland_display = value.get().unwrap_or(None),
             "xwayland" => settings.xwayland = value.get().unwrap_or(DEFAULT_XWAYLAND),
+            "output-fps" => settings.output_fps = value.get().unwrap_or(DEFAULT_OUTPUT_FPS),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -221,6 +246,7 @@ impl ObjectImpl for WaylandDisplaySrc {
                 .or(settings.wayland_display)
                 .to_value(),
             "xwayland" => settings.xwayland.to_value(),
+            "output-fps" => settings.output_fps.to_value(),
             _ => None::<String>.to_value(),
         }
     }
@@ -256,19 +282,26 @@ impl ElementImpl for WaylandDisplaySrc {
 impl BaseSrcImpl for WaylandDisplaySrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let compositor = self.compositor_for_start()?;
-        let fps = compositor.config().fps.max(1);
+        let output_fps = self.settings.lock().unwrap().output_fps;
+        let fps = match output_fps {
+            0 => compositor.config().fps,
+            fps => fps,
+        }
+        .max(1);
         gst::info!(
             CAT,
             imp = self,
-            "using compositor {} ({}x{} at {} fps)",
+            "using compositor {} ({}x{} at {} fps), producing {} fps",
             compositor.wayland_display(),
             compositor.config().width,
             compositor.config().height,
+            compositor.config().fps,
             fps
         );
         *self.state.lock().unwrap() = Some(State {
-            compositor,
+            consumer: compositor.frame_consumer(),
             pool: None,
+            fps,
             frame_duration: gst::ClockTime::SECOND / u64::from(fps),
             frame_index: 0,
             last: None,
@@ -292,7 +325,7 @@ impl BaseSrcImpl for WaylandDisplaySrc {
 
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
         let caps = match self.state.lock().unwrap().as_ref() {
-            Some(state) => Self::caps_for(state.compositor.config()),
+            Some(state) => Self::caps_for(state.consumer.handle().config(), state.fps),
             None => self.obj().src_pad().pad_template_caps(),
         };
         Some(match filter {
@@ -308,7 +341,7 @@ impl BaseSrcImpl for WaylandDisplaySrc {
         let Some(state) = state.as_mut() else {
             return Err(gst::loggable_error!(CAT, "caps set before start"));
         };
-        let config = state.compositor.config();
+        let config = state.consumer.handle().config();
         if info.width() != config.width || info.height() != config.height {
             return Err(gst::loggable_error!(
                 CAT,
@@ -325,6 +358,8 @@ impl BaseSrcImpl for WaylandDisplaySrc {
             let _ = old.set_active(false);
         }
         state.last = None;
+        // Without a last buffer to repeat, the next frame must not be `Unchanged`.
+        state.consumer.reset();
         gst::debug!(CAT, imp = self, "configured for {caps}");
         Ok(())
     }
@@ -385,25 +420,29 @@ impl PushSrcImpl for WaylandDisplaySrc {
             return Err(gst::FlowError::NotNegotiated);
         };
         let target = pool.acquire_buffer(None)?;
-        let outcome = state
-            .compositor
-            .render(target, state.last.is_none())
-            .map_err(|err| {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Read,
-                    ["compositor failed: {err}"]
-                );
-                gst::FlowError::Error
-            })?;
-        let (mut buffer, rendered) = match outcome {
-            FrameOutcome::Rendered(buffer) => (buffer, true),
+        // No need to force a frame when `last` is empty: the consumer is then fresh or reset,
+        // and so never answered `Unchanged`.
+        let outcome = state.consumer.render(target, false).map_err(|err| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ["compositor failed: {err}"]);
+            gst::FlowError::Error
+        })?;
+        let (mut buffer, fresh) = match outcome {
+            // A shared frame is referenced elsewhere too: `make_mut` below gives this stream its
+            // own buffer (same pixels) for its timestamps; a rendered one is ours alone.
+            FrameOutcome::Rendered(buffer) | FrameOutcome::Shared(buffer) => (buffer, true),
             FrameOutcome::Unchanged(unused) => {
                 drop(unused);
                 match state.last.as_ref() {
                     // A shallow copy: it shares the pixels and takes new timestamps.
                     Some(last) => (last.copy(), false),
-                    None => return Err(gst::FlowError::Error),
+                    None => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::CoreError::Failed,
+                            ["the compositor answered Unchanged before any frame"]
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
                 }
             }
         };
@@ -415,7 +454,7 @@ impl PushSrcImpl for WaylandDisplaySrc {
             buffer.set_offset(frame_index);
             buffer.set_offset_end(frame_index + 1);
         }
-        if rendered {
+        if fresh {
             state.last = Some(buffer.clone());
         }
         state.frame_index = frame_index + 1;

@@ -5,6 +5,11 @@
 //! and `framerate` properties, socket in `runtime-dir`) or uses a running one: attached from Rust
 //! with [`WaylandDisplaySrc::set_compositor`], or named by socket in the `wayland-display`
 //! property (a compositor started by this process with [`crate::Compositor::start`]).
+//!
+//! Several elements may use one compositor (the streams of a shared session): each is its own
+//! [`crate::FrameConsumer`], so a change is rendered once and every element pushes it. The
+//! `output-fps` property lets one produce fewer frames than the compositor (a guest's stream);
+//! its caps then carry that rate, at the compositor's size.
 
 use gst::{glib, prelude::*, subclass::prelude::*};
 
@@ -20,7 +25,8 @@ glib::wrapper! {
 
 impl WaylandDisplaySrc {
     /// Makes the element use `handle` instead of starting a compositor. Call it before the
-    /// element leaves the READY state; caps follow the compositor's size and frame rate.
+    /// element leaves the READY state; caps follow the compositor's size and frame rate (or
+    /// `output-fps` when set).
     pub fn set_compositor(&self, handle: CompositorHandle) {
         self.imp().set_compositor(handle);
     }

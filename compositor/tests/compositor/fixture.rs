@@ -191,9 +191,14 @@ pub struct Frames {
 
 impl Frames {
     pub fn new(handle: &CompositorHandle) -> Self {
+        Self::with_properties(handle, "")
+    }
+
+    /// Like [`Frames::new`], with more `waylanddisplaysrc` properties (`"output-fps=30"`).
+    pub fn with_properties(handle: &CompositorHandle, properties: &str) -> Self {
         init();
         let pipeline = gst::parse::launch(&format!(
-            "waylanddisplaysrc name=src wayland-display={} ! appsink name=sink sync=false max-buffers=2 drop=true",
+            "waylanddisplaysrc name=src wayland-display={} {properties} ! appsink name=sink sync=false max-buffers=2 drop=true",
             handle.wayland_display()
         ))
         .unwrap()
@@ -206,6 +211,18 @@ impl Frames {
             .unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
         Self { pipeline, sink }
+    }
+
+    /// The framerate of the negotiated caps, once a frame was pulled.
+    #[track_caller]
+    pub fn framerate(&self) -> gst::Fraction {
+        let caps = self
+            .sink
+            .static_pad("sink")
+            .unwrap()
+            .current_caps()
+            .unwrap();
+        caps.structure(0).unwrap().get("framerate").unwrap()
     }
 
     /// Pulls the next sample.
