@@ -263,13 +263,18 @@ impl Session {
         );
         tracing::debug!(parent: &self.span, %description, "pipeline");
         let (events, receiver) = tokio::sync::mpsc::channel(EVENT_QUEUE);
-        let (stream, handle) =
-            WebRtcStream::start(&description, self.desktop(), &self.config.webrtc, events)
-                .map_err(|source| StartError::Stream {
-                    source,
-                    app: self.app.title.clone(),
-                })
-                .inspect_err(|error| self.publish_stream_failed(error))?;
+        let (stream, handle) = WebRtcStream::start(
+            &description,
+            self.desktop(),
+            request.fps,
+            &self.config.webrtc,
+            events,
+        )
+        .map_err(|source| StartError::Stream {
+            source,
+            app: self.app.title.clone(),
+        })
+        .inspect_err(|error| self.publish_stream_failed(error))?;
         stream.set_name(&format!("hati-webrtc-{}", self.id));
         let started = lock(&self.lifecycle).start_streaming(ActiveStream::Browser(stream));
         let generation = started.map_err(|_| StartError::NotReady(self.state()))?;

@@ -45,13 +45,14 @@ pub struct WebRtcStream {
 }
 
 impl WebRtcStream {
-    /// Builds and starts the pipeline of `description` (see `pipeline::webrtc_description`).
-    /// Its offer and ICE candidates, the page's input, the browser leaving and a pipeline
-    /// failure go to `events`, in order; the returned handle takes the browser's answer and
-    /// candidates.
+    /// Builds and starts the pipeline of `description` (see `pipeline::webrtc_description`),
+    /// its desktop source (if any) on `desktop` producing `fps` frames a second. Its offer and
+    /// ICE candidates, the page's input, the browser leaving and a pipeline failure go to
+    /// `events`, in order; the returned handle takes the browser's answer and candidates.
     pub fn start(
         description: &str,
         desktop: Option<&hati_compositor::CompositorHandle>,
+        fps: u32,
         network: &WebRtcConfig,
         events: mpsc::Sender<BrowserEvent>,
     ) -> Result<(Self, SignallingHandle), StreamError> {
@@ -115,6 +116,11 @@ impl WebRtcStream {
                 source.downcast::<hati_compositor::waylanddisplaysrc::WaylandDisplaySrc>()
         {
             source.set_compositor(desktop.clone());
+            // A lobby guest's browser (or one resuming at another rate) may ask for another
+            // rate than the desktop makes, and the caps after the source fix the rate.
+            if fps != desktop.config().fps {
+                source.set_property("output-fps", fps);
+            }
         }
 
         let video_counters = Arc::new(StreamCounters::default());

@@ -200,7 +200,7 @@ fn dropping_a_connected_stream_frees_webrtcbin_its_threads_and_ice_sockets() {
     let inputs: Arc<Mutex<Vec<String>>> = Arc::default();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let (stream, handle) =
-        WebRtcStream::start(&test_description(), None, &network, events).unwrap();
+        WebRtcStream::start(&test_description(), None, 30, &network, events).unwrap();
     stream.set_name("hati-webrtc-test");
     assert!(!webrtc_threads().is_empty(), "webrtcbin runs no thread");
 
