@@ -118,6 +118,28 @@ pub enum Event {
         /// Why.
         reason: EndReason,
     },
+    /// A virtual gamepad was created for a client's controller (its first input, or its
+    /// arrival), in an app player slot.
+    GamepadConnected {
+        /// The session whose client it is.
+        session: u32,
+        /// The client's controller number, 0–15.
+        controller: u8,
+        /// The app player slot, 0–15 (in a lobby: the owner's 0–3, guests' from 4).
+        slot: u8,
+        /// Which pad it imitates: `xbox`, `playstation` or `nintendo`.
+        kind: crate::gamepad::PadKind,
+    },
+    /// A virtual gamepad was removed (its controller was unplugged, or its session ended) and
+    /// its player slot freed.
+    GamepadRemoved {
+        /// The session whose client it was.
+        session: u32,
+        /// The client's controller number.
+        controller: u8,
+        /// The player slot it held.
+        slot: u8,
+    },
     /// `hati gateway`: a node joined (or re-joined after a link loss or a gateway restart).
     NodeJoined {
         /// The gateway's number for it.

@@ -11,7 +11,7 @@ use hati_protocol::input::{
     ButtonAction, InputEvent, PenEvent, PenTool, TILT_UNKNOWN, TouchEvent, TouchEventType,
 };
 
-use crate::gamepad::GamepadManager;
+use crate::gamepad::{GamepadManager, PadView};
 
 /// Receives the client's decoded input events, in order.
 pub trait InputSink: Send + Sync {
@@ -21,6 +21,11 @@ pub trait InputSink: Send + Sync {
     /// The session ended: release devices now rather than when the last reference drops
     /// (an input event in flight may still hold one). Idempotent.
     fn release(&self) {}
+
+    /// The session's virtual pads (none where input has no gamepads).
+    fn gamepads(&self) -> Vec<PadView> {
+        Vec::new()
+    }
 }
 
 /// Logs every event at debug level (sessions without a desktop or gamepads).
@@ -75,6 +80,13 @@ impl InputSink for SessionInput {
 
     fn release(&self) {
         self.remove_gamepads();
+    }
+
+    fn gamepads(&self) -> Vec<PadView> {
+        self.gamepads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pads()
     }
 }
 

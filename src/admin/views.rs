@@ -35,6 +35,7 @@ pub(super) fn session_json(session: &crate::session::Session) -> Value {
         "video_target": session.video_target.get().map(|a| a.to_string()),
         "audio_target": session.audio_target.get().map(|a| a.to_string()),
         "input_delay": session.desktop().map(input_delay_json),
+        "gamepads": session.gamepads(),
     });
     // The counters sit beside the fields above, as in the `stream_stats` event.
     if let (Some(view), Ok(Value::Object(counters))) = (

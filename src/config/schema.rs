@@ -158,6 +158,9 @@ pub struct DebugConfig {
     pub video_first_packet_index: u32,
     /// First audio RTP sequence number, rounded down to a multiple of 4.
     pub audio_first_sequence: u16,
+    /// Which pads gamepad input creates: `uinput` (real ones) or `record` (no device, for
+    /// tests where the kernel has no `/dev/uinput`).
+    pub virtual_pads: crate::gamepad::VirtualPads,
 }
 
 /// One `[[apps]]` entry.

@@ -11,29 +11,41 @@
 //! * force feedback the game plays comes back through the rumble callback as
 //!   `(controller, Motors)`: the session sends it to the client as a rumble message (0x010b).
 //!
+//! Every pad takes an app player slot ([`slots`]) when it is created and frees it when it is
+//! removed. A session's table is its own, except in a lobby: the owner's and every guest's
+//! manager share the owner's table ([`GamepadManager::in_slots`]), so the app sees the owner's
+//! pads 0–3 as players 1–4 and each guest's after them, while each guest's rumble still goes
+//! back through its own manager's callback to that guest. The device's name says its player.
+//!
 //! Without a usable `/dev/uinput` (missing, or not writable by Hati's user) pads cannot be
 //! created: the manager logs that once per session, with the reason, drops gamepad input, and
 //! everything else keeps working. Dropping the manager (or [`GamepadManager::remove_all`])
 //! removes the session's pads.
 //!
-//! The pure parts ([`translate`], [`rumble`]) have no device; [`uinput`] is the device side.
+//! The pure parts ([`translate`], [`rumble`], [`slots`]) have no device; [`uinput`] is the
+//! device side, and [`factory`] picks it or a recorded pad without a device (`[debug]
+//! virtual_pads`).
 
+pub mod factory;
 pub mod rumble;
 pub mod slots;
 pub mod translate;
 pub mod uinput;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use evdev::InputEvent as EvdevEvent;
 use hati_protocol::input::{ControllerArrival, ControllerState, InputEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use self::factory::{HostPad, RecordedPad, VirtualPads};
 pub use self::rumble::Motors;
+pub use self::slots::{PadSlots, Player};
 pub use self::translate::{PadKind, PadState, translate};
 pub use self::uinput::{UinputFactory, UinputPad};
+use crate::events::{Event, EventBus};
 
 /// Most pads a session can have (controller numbers 0–15).
 pub const MAX_CONTROLLERS: usize = 16;
@@ -85,6 +97,53 @@ impl JoypadType {
 /// force-feedback thread.
 pub type RumbleCallback = Arc<dyn Fn(u8, Motors) + Send + Sync>;
 
+/// One app's player slots, shared by the managers of a lobby's owner and guests (input
+/// arrives at human rates: a short lock per pad created or removed).
+pub type SharedPadSlots = Arc<Mutex<PadSlots>>;
+
+/// The pad to create: its kind, the client's controller number and the app player slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PadSpec {
+    /// Which real pad it imitates.
+    pub kind: PadKind,
+    /// The client's controller number (rumble goes back under it).
+    pub controller: u8,
+    /// The app player slot, 0–15.
+    pub slot: u8,
+}
+
+impl PadSpec {
+    /// The player number the app shows, from 1.
+    pub fn player(&self) -> u16 {
+        u16::from(self.slot) + 1
+    }
+
+    /// The device name: the kind's name and the player, e.g. `Hati PS5 (virtual) pad (player 5)`.
+    pub fn device_name(&self) -> String {
+        format!("{} (player {})", self.kind.identity().name, self.player())
+    }
+
+    /// The device's physical location, which names the player too (`hati/player5`).
+    pub fn phys(&self) -> String {
+        format!("hati/player{}", self.player())
+    }
+}
+
+/// A pad as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PadView {
+    /// The client's controller number.
+    pub controller: u8,
+    /// The app player slot.
+    pub slot: u8,
+    /// Which real pad it imitates.
+    pub kind: PadKind,
+    /// Its `/dev/input/eventN` node, when known (never for a recorded pad).
+    pub device: Option<PathBuf>,
+    /// Evdev events written to it.
+    pub events: u64,
+}
+
 /// Why a pad could not be created or written.
 #[derive(Debug, Error)]
 pub enum GamepadError {
@@ -121,32 +180,34 @@ pub trait PadFactory {
     /// The device type.
     type Pad: PadDevice;
 
-    /// Creates pad `controller` of `kind`; its force feedback goes to `rumble`.
-    fn create(
-        &mut self,
-        kind: PadKind,
-        controller: u8,
-        rumble: RumbleCallback,
-    ) -> Result<Self::Pad, GamepadError>;
+    /// Creates the pad `spec` describes; its force feedback goes to `rumble` under
+    /// `spec.controller`.
+    fn create(&mut self, spec: PadSpec, rumble: RumbleCallback) -> Result<Self::Pad, GamepadError>;
 }
 
-struct Slot<P> {
-    pad: P,
+struct Pad<P> {
+    device: P,
     kind: PadKind,
+    slot: u8,
     state: PadState,
+    events: u64,
     write_failed: bool,
 }
 
 /// The virtual pads of one session.
-pub struct GamepadManager<F: PadFactory = UinputFactory> {
+pub struct GamepadManager<F: PadFactory = VirtualPads> {
     session_id: u32,
     joypad: JoypadType,
     factory: F,
     rumble: RumbleCallback,
-    slots: [Option<Slot<F::Pad>>; MAX_CONTROLLERS],
+    player: Player,
+    player_slots: SharedPadSlots,
+    events: Option<EventBus>,
+    pads: [Option<Pad<F::Pad>>; MAX_CONTROLLERS],
     arrivals: [Option<u8>; MAX_CONTROLLERS],
     unavailable: Option<String>,
     create_failure_logged: u16,
+    no_slot_logged: u16,
     unmapped_noted: bool,
 }
 
@@ -155,21 +216,22 @@ impl<F: PadFactory> std::fmt::Debug for GamepadManager<F> {
         f.debug_struct("GamepadManager")
             .field("session_id", &self.session_id)
             .field("joypad", &self.joypad)
+            .field("player", &self.player)
             .field("connected", &self.connected())
             .field("unavailable", &self.unavailable)
             .finish()
     }
 }
 
-impl GamepadManager<UinputFactory> {
+impl GamepadManager<VirtualPads> {
     /// A manager creating pads on `/dev/uinput`.
     pub fn new(session_id: u32, joypad: JoypadType, rumble: RumbleCallback) -> Self {
-        Self::with_factory(session_id, joypad, rumble, UinputFactory)
+        Self::with_factory(session_id, joypad, rumble, VirtualPads::Uinput)
     }
 }
 
 impl<F: PadFactory> GamepadManager<F> {
-    /// A manager creating pads with `factory`.
+    /// A manager creating pads with `factory`, as the owner of a slot table of its own.
     pub fn with_factory(
         session_id: u32,
         joypad: JoypadType,
@@ -181,12 +243,30 @@ impl<F: PadFactory> GamepadManager<F> {
             joypad,
             factory,
             rumble,
-            slots: std::array::from_fn(|_| None),
+            player: Player::Owner,
+            player_slots: SharedPadSlots::default(),
+            events: None,
+            pads: std::array::from_fn(|_| None),
             arrivals: [None; MAX_CONTROLLERS],
             unavailable: None,
             create_failure_logged: 0,
+            no_slot_logged: 0,
             unmapped_noted: false,
         }
+    }
+
+    /// Takes the app player slots of this session's pads from `slots` as `player`: the lobby
+    /// owner's session's table, which its guests' managers share.
+    pub fn in_slots(mut self, player: Player, slots: SharedPadSlots) -> Self {
+        self.player = player;
+        self.player_slots = slots;
+        self
+    }
+
+    /// Publishes `gamepad_connected` and `gamepad_removed` on `events`.
+    pub fn publishing(mut self, events: EventBus) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Applies a gamepad event; returns false (doing nothing) for any other event.
@@ -221,10 +301,10 @@ impl<F: PadFactory> GamepadManager<F> {
         );
         // A pad created from state before the arrival may be of the wrong kind.
         if self
-            .slots
+            .pads
             .get(n)
             .and_then(Option::as_ref)
-            .is_some_and(|slot| slot.kind != kind)
+            .is_some_and(|pad| pad.kind != kind)
         {
             self.remove_pad(n);
         }
@@ -236,7 +316,7 @@ impl<F: PadFactory> GamepadManager<F> {
     pub fn update(&mut self, state: &ControllerState) {
         for index in 0..MAX_CONTROLLERS {
             if state.active_gamepad_mask & (1 << index) == 0
-                && self.slots.get(index).is_some_and(Option::is_some)
+                && self.pads.get(index).is_some_and(Option::is_some)
             {
                 // index < 16, so it fits a u8.
                 self.remove(index as u8);
@@ -259,26 +339,29 @@ impl<F: PadFactory> GamepadManager<F> {
         }
         let next = PadState::from(state);
         let session_id = self.session_id;
-        let Some(slot) = self.slots.get_mut(n).and_then(Option::as_mut) else {
+        let Some(pad) = self.pads.get_mut(n).and_then(Option::as_mut) else {
             return;
         };
-        let unmapped = translate::unmapped_buttons(slot.kind, next.buttons);
+        let unmapped = translate::unmapped_buttons(pad.kind, next.buttons);
         if unmapped != 0 && !self.unmapped_noted {
             self.unmapped_noted = true;
-            tracing::debug!(session = session_id, controller = n, unmapped = format!("{unmapped:#x}"), kind = ?slot.kind, "buttons this pad type has no key for are ignored");
+            tracing::debug!(session = session_id, controller = n, unmapped = format!("{unmapped:#x}"), kind = ?pad.kind, "buttons this pad type has no key for are ignored");
         }
-        let events = translate(slot.kind, &slot.state, &next);
-        slot.state = next;
+        let events = translate(pad.kind, &pad.state, &next);
+        pad.state = next;
         if events.is_empty() {
             return;
         }
-        match slot.pad.write(&events) {
-            Ok(()) => slot.write_failed = false,
+        match pad.device.write(&events) {
+            Ok(()) => {
+                pad.write_failed = false;
+                pad.events = pad.events.saturating_add(events.len() as u64);
+            }
             Err(error) => {
-                if !slot.write_failed {
+                if !pad.write_failed {
                     tracing::warn!(session = session_id, controller = n, %error, "gamepad events dropped");
                 }
-                slot.write_failed = true;
+                pad.write_failed = true;
             }
         }
     }
@@ -292,18 +375,37 @@ impl<F: PadFactory> GamepadManager<F> {
         }
     }
 
-    /// Removes every pad of the session.
+    /// Removes every pad of the session and frees every player slot it held.
     pub fn remove_all(&mut self) {
         for controller in 0..MAX_CONTROLLERS as u8 {
             self.remove(controller);
         }
+        // Each removal freed its own slot; this makes sure a departed player keeps none in a
+        // table its lobby still shares, whatever path allocated one.
+        self.lock_slots().release(self.player);
     }
 
     /// The pads that exist, with their kinds.
     pub fn connected(&self) -> Vec<(u8, PadKind)> {
         (0u8..)
-            .zip(&self.slots)
-            .filter_map(|(n, slot)| slot.as_ref().map(|slot| (n, slot.kind)))
+            .zip(&self.pads)
+            .filter_map(|(n, pad)| pad.as_ref().map(|pad| (n, pad.kind)))
+            .collect()
+    }
+
+    /// The pads that exist, by controller number, as the admin API lists them.
+    pub fn pads(&self) -> Vec<PadView> {
+        (0u8..)
+            .zip(&self.pads)
+            .filter_map(|(controller, pad)| {
+                pad.as_ref().map(|pad| PadView {
+                    controller,
+                    slot: pad.slot,
+                    kind: pad.kind,
+                    device: pad.device.node(),
+                    events: pad.events,
+                })
+            })
             .collect()
     }
 
@@ -313,15 +415,38 @@ impl<F: PadFactory> GamepadManager<F> {
     }
 
     fn remove_pad(&mut self, n: usize) {
-        if let Some(slot) = self.slots.get_mut(n).and_then(Option::take) {
-            tracing::info!(session = self.session_id, controller = n, kind = ?slot.kind, "gamepad removed");
-            drop(slot);
+        let (Some(pad), Ok(controller)) =
+            (self.pads.get_mut(n).and_then(Option::take), u8::try_from(n))
+        else {
+            return;
+        };
+        tracing::info!(session = self.session_id, controller = n, slot = pad.slot, kind = ?pad.kind, "gamepad removed");
+        let slot = pad.slot;
+        // The device goes before its slot is offered to another pad.
+        drop(pad);
+        self.lock_slots().unplug(self.player, controller);
+        self.publish(Event::GamepadRemoved {
+            session: self.session_id,
+            controller,
+            slot,
+        });
+    }
+
+    fn lock_slots(&self) -> MutexGuard<'_, PadSlots> {
+        self.player_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, event: Event) {
+        if let Some(events) = &self.events {
+            events.publish(event);
         }
     }
 
     /// Makes sure pad `n` exists; false when it cannot.
     fn ensure(&mut self, n: usize) -> bool {
-        if self.slots.get(n).is_some_and(Option::is_some) {
+        if self.pads.get(n).is_some_and(Option::is_some) {
             return true;
         }
         if self.unavailable.is_some() {
@@ -331,21 +456,44 @@ impl<F: PadFactory> GamepadManager<F> {
             return false;
         };
         let kind = self.joypad.resolve(*known);
-        match self
-            .factory
-            .create(kind, controller, Arc::clone(&self.rumble))
-        {
-            Ok(pad) => {
-                let node = pad.node();
-                tracing::info!(session = self.session_id, controller = n, ?kind, node = ?node, "gamepad created");
-                if let Some(slot) = self.slots.get_mut(n) {
-                    *slot = Some(Slot {
-                        pad,
+        let Some(slot) = self.lock_slots().slot_for(self.player, controller) else {
+            let bit = 1u16 << n;
+            if self.no_slot_logged & bit == 0 {
+                self.no_slot_logged |= bit;
+                tracing::debug!(session = self.session_id, controller = n, player = ?self.player, "no gamepad created: every player slot this client may take is held");
+            }
+            return false;
+        };
+        let spec = PadSpec {
+            kind,
+            controller,
+            slot,
+        };
+        let created = self.factory.create(spec, Arc::clone(&self.rumble));
+        if created.is_err() {
+            // No pad holds the slot: another controller may take it.
+            self.lock_slots().unplug(self.player, controller);
+        }
+        match created {
+            Ok(device) => {
+                let node = device.node();
+                tracing::info!(session = self.session_id, controller = n, slot, ?kind, node = ?node, "gamepad created");
+                if let Some(entry) = self.pads.get_mut(n) {
+                    *entry = Some(Pad {
+                        device,
                         kind,
+                        slot,
                         state: PadState::REST,
+                        events: 0,
                         write_failed: false,
                     });
                 }
+                self.publish(Event::GamepadConnected {
+                    session: self.session_id,
+                    controller,
+                    slot,
+                    kind,
+                });
                 true
             }
             Err(GamepadError::Unavailable { reason }) => {
@@ -366,6 +514,13 @@ impl<F: PadFactory> GamepadManager<F> {
                 false
             }
         }
+    }
+}
+
+impl<F: PadFactory> Drop for GamepadManager<F> {
+    fn drop(&mut self) {
+        // Frees the slots in a lobby's shared table even when nobody called remove_all.
+        self.remove_all();
     }
 }
 

@@ -30,7 +30,8 @@ use hati_protocol::input::{ControllerState, button};
 pub const TRIGGER_THRESHOLD: u8 = 30;
 
 /// Which real pad the virtual one imitates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PadKind {
     /// Xbox One pad (`xpad`).
     Xbox,
@@ -40,7 +41,8 @@ pub enum PadKind {
     Nintendo,
 }
 
-/// How a virtual pad presents itself to the system; the udev rules match the names.
+/// How a virtual pad presents itself to the system; the udev rules match the names (the device
+/// adds its player to the name: `... pad (player 5)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PadIdentity {
     /// Device name.

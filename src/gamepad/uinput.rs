@@ -6,6 +6,7 @@
 //! pad's rumble callback. Dropping the pad wakes the thread through a pipe, joins it, and
 //! destroys the device (the kernel removes it when the descriptor closes).
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -21,8 +22,7 @@ use evdev::{
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use super::rumble::{MAX_EFFECTS, Motors, RumbleState};
-use super::translate::PadKind;
-use super::{GamepadError, PadDevice, PadFactory, RumbleCallback};
+use super::{GamepadError, PadDevice, PadFactory, PadSpec, RumbleCallback};
 
 /// Creates pads on `/dev/uinput`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,13 +31,8 @@ pub struct UinputFactory;
 impl PadFactory for UinputFactory {
     type Pad = UinputPad;
 
-    fn create(
-        &mut self,
-        kind: PadKind,
-        controller: u8,
-        rumble: RumbleCallback,
-    ) -> Result<UinputPad, GamepadError> {
-        UinputPad::create(kind, controller, rumble)
+    fn create(&mut self, spec: PadSpec, rumble: RumbleCallback) -> Result<UinputPad, GamepadError> {
+        UinputPad::create(spec, rumble)
     }
 }
 
@@ -51,20 +46,25 @@ pub struct UinputPad {
 }
 
 impl UinputPad {
-    /// Creates the device for pad `controller` and starts its force-feedback thread.
-    pub fn create(
-        kind: PadKind,
-        controller: u8,
-        rumble: RumbleCallback,
-    ) -> Result<Self, GamepadError> {
+    /// Creates the device for `spec` (named after its kind and player) and starts its
+    /// force-feedback thread, which rumbles `spec.controller`.
+    pub fn create(spec: PadSpec, rumble: RumbleCallback) -> Result<Self, GamepadError> {
+        let PadSpec {
+            kind, controller, ..
+        } = spec;
         let builder = VirtualDevice::builder().map_err(GamepadError::from_open)?;
         let identity = kind.identity();
+        let name = spec.device_name();
+        // Made of a fixed prefix and a number: it holds no NUL byte.
+        let phys = CString::new(spec.phys()).map_err(|e| GamepadError::Create(e.into()))?;
         let keys: AttributeSet<KeyCode> = kind.keys().into_iter().collect();
         let ff: AttributeSet<FFEffectCode> = [FFEffectCode::FF_RUMBLE, FFEffectCode::FF_GAIN]
             .into_iter()
             .collect();
         let mut builder = builder
-            .name(identity.name)
+            .name(&name)
+            .with_phys(&phys)
+            .map_err(GamepadError::Create)?
             .input_id(InputId::new(
                 BusType::BUS_USB,
                 identity.vendor,

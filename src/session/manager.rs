@@ -20,7 +20,7 @@ use crate::audio::SharedAudioServer;
 use crate::config::Config;
 use crate::encoders::CodecSupport;
 use crate::events::{EndReason, Event, EventBus};
-use crate::gamepad::GamepadManager;
+use crate::gamepad::{GamepadManager, Player};
 use crate::input::SessionInput;
 use crate::runner::Launcher;
 use crate::stream::ping::MediaSockets;
@@ -191,6 +191,7 @@ impl SessionManager {
                 media: MediaWorker::start(span.clone()),
                 input: OnceLock::new(),
                 desktop: OnceLock::new(),
+                pad_slots: crate::gamepad::SharedPadSlots::default(),
                 control_ip: Mutex::new(None),
                 resources: Mutex::new(None),
                 services: self.services.clone(),
@@ -254,10 +255,15 @@ impl SessionManager {
             }
         });
         let seat = resources.compositor.as_ref().map(|c| c.input_sender());
-        let input = Arc::new(SessionInput::new(
-            seat,
-            GamepadManager::new(session.id, session.app.joypad_type, rumble),
-        ));
+        let gamepads = GamepadManager::with_factory(
+            session.id,
+            session.app.joypad_type,
+            rumble,
+            session.config.debug.virtual_pads,
+        )
+        .in_slots(Player::Owner, session.pad_slots.clone())
+        .publishing(self.services.events.clone());
+        let input = Arc::new(SessionInput::new(seat, gamepads));
         // Attach under the state lock: an end that raced the start either sees the
         // resources (and releases them) or has already ended the session (and we do).
         let refused = {

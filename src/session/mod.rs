@@ -172,6 +172,9 @@ pub struct Session {
     input: OnceLock<Arc<dyn InputSink>>,
     /// The session's desktop, if its app has one (set once launched).
     desktop: OnceLock<hati_compositor::CompositorHandle>,
+    /// The app's player slots: this session's pads take theirs here, and so do its guests'
+    /// when it is a lobby's owner (a guest's own table stays empty).
+    pad_slots: crate::gamepad::SharedPadSlots,
     /// The address of the control connection that proved it holds the session key.
     control_ip: Mutex<Option<IpAddr>>,
     resources: Mutex<Option<AppResources>>,
@@ -360,6 +363,14 @@ impl Session {
             .as_ref()
             .and_then(|r| r.sink.as_ref())
             .map(|sink| (sink.sink_name().to_owned(), sink.pulse_server().to_owned()))
+    }
+
+    /// The session's virtual pads, by controller number.
+    pub fn gamepads(&self) -> Vec<crate::gamepad::PadView> {
+        self.input
+            .get()
+            .map(|input| input.gamepads())
+            .unwrap_or_default()
     }
 }
 

@@ -4,8 +4,10 @@ gwclient.py ...`) and talks only to the gateway's address.
 
   pair    pairs with the gateway (the test enters the PIN with `hati pair`); prints `paired`
   stream  launches (or resumes) the app, streams it for --seconds while sending a mouse move and
-          a key press every half second, then stops the stream (the session stays, as when a
-          Moonlight user closes the stream window); prints one JSON line
+          a key press every half second (--input) and, with --pad, plugs in controller 0 (an
+          Xbox pad) and presses and releases its A button every half second, then stops the
+          stream (the session stays, as when a Moonlight user closes the stream window); prints
+          one JSON line
   quit    quits the running app (/cancel); prints one JSON line
 
 The JSON line: {"frames_per_second": [...], "audio_chunks": n, "audio_rms": x, "inputs": n,
@@ -32,8 +34,16 @@ from moonlight_python.exceptions import MoonlightError
 LIMELIGHT = """
 int LiSendMouseMoveEvent(short deltaX, short deltaY);
 int LiSendKeyboardEvent(short keyCode, signed char keyAction, signed char modifiers);
+int LiSendControllerArrivalEvent(uint8_t controllerNumber, uint16_t activeGamepadMask, uint8_t type,
+                                 uint32_t supportedButtonFlags, uint16_t capabilities);
+int LiSendMultiControllerEvent(short controllerNumber, short activeGamepadMask, int buttonFlags,
+                               unsigned char leftTrigger, unsigned char rightTrigger, short leftStickX,
+                               short leftStickY, short rightStickX, short rightStickY);
 """
 KEY_DOWN, KEY_UP = 0x03, 0x04
+# --pad: controller 0 alone (active mask bit 0), an Xbox pad (LI_CTYPE_XBOX) with every button and
+# rumble (LI_CCAP_RUMBLE); its A button (A_FLAG).
+PAD_MASK, PAD_XBOX, PAD_RUMBLE, PAD_A = 0x1, 0x01, 0x02, 0x1000
 
 
 def limelight():
@@ -78,12 +88,19 @@ def stream(client: MoonlightClient, args) -> dict:
         for collector in collectors:
             collector.start()
         lib = limelight()
+        if args.pad:
+            lib.LiSendControllerArrivalEvent(0, PAD_MASK, PAD_XBOX, 0xFFFFFFFF, PAD_RUMBLE)
+            inputs += 1
         while time.monotonic() < started + args.seconds:
             if args.input:
                 lib.LiSendMouseMoveEvent(3, 2)
                 lib.LiSendKeyboardEvent(args.key, KEY_DOWN, 0)
                 lib.LiSendKeyboardEvent(args.key, KEY_UP, 0)
                 inputs += 3
+            if args.pad:
+                lib.LiSendMultiControllerEvent(0, PAD_MASK, PAD_A, 0, 0, 0, 0, 0, 0)
+                lib.LiSendMultiControllerEvent(0, PAD_MASK, 0, 0, 0, 0, 0, 0, 0)
+                inputs += 2
             time.sleep(0.5)
         stop.set()
         for collector in collectors:
@@ -125,6 +142,8 @@ def main() -> int:
     parser.add_argument("--input", action="store_true")
     parser.add_argument("--key", type=lambda text: int(text, 0), default=0x41,
                         help="the Windows virtual key --input presses (default 0x41, A)")
+    parser.add_argument("--pad", action="store_true",
+                        help="stream: plug in controller 0 and press its A button every half second")
     parser.add_argument("--quit", action="store_true", help="stream: quit the app afterwards")
     args = parser.parse_args()
 

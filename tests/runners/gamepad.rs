@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hati::gamepad::{GamepadError, GamepadManager, JoypadType, PadKind, UinputPad};
+use hati::gamepad::{GamepadError, GamepadManager, JoypadType, PadKind, PadSpec, UinputPad};
 use hati_protocol::input::button;
 use hati_protocol::input::{ControllerArrival, ControllerState, InputEvent};
 
@@ -55,7 +55,12 @@ fn pads_through_dev_uinput_or_a_clean_degradation() {
 
 fn degraded(why: &std::io::Error) {
     eprintln!("/dev/uinput unusable here ({why}): checking the degraded path");
-    let error = UinputPad::create(PadKind::Xbox, 0, Arc::new(|_, _| {})).unwrap_err();
+    let spec = PadSpec {
+        kind: PadKind::Xbox,
+        controller: 0,
+        slot: 0,
+    };
+    let error = UinputPad::create(spec, Arc::new(|_, _| {})).unwrap_err();
     let GamepadError::Unavailable { reason } = &error else {
         panic!("expected Unavailable, got {error}")
     };
@@ -126,7 +131,11 @@ fn real_pad() {
         crate::print_skip(&format!("readback: cannot open {node}"));
         return;
     };
-    assert_eq!(device.name(), Some("Hati X-Box One (virtual) pad"));
+    assert_eq!(
+        device.name(),
+        Some("Hati X-Box One (virtual) pad (player 1)")
+    );
+    assert_eq!(device.physical_path(), Some("hati/player1"));
     assert_eq!(device.input_id().vendor(), 0x045e);
     pads.handle(&state(0, button::A, 200));
     let events: Vec<_> = device
