@@ -6,7 +6,9 @@
          receives on CLOCK_MONOTONIC, the same clock B stamps its sends with, so each event's
          delay from the client library to the app is measured. First B alone, then while client
          A pauses and resumes its own session 20 times (start_stream, stop_stream). Prints
-         p50/p99/max of both windows: A's churn must not stall B's input.
+         p50/p99/max of both windows: A's churn must not stall B's input. One run per
+         --input-nice value (default 0 then -10: the input threads at the encoders' priority,
+         then raised), each on a fresh host.
   many   N concurrent 640x360@30 Test-pattern sessions, all from 127.0.0.1, started right after
          a first round of the same N ended; prints each client's frame share, the host's CPU
          and RSS, how many sessions fit at >= 95% of their frames, and the host's RSS per
@@ -221,9 +223,18 @@ def percentiles(values: list[float]) -> str:
 
 
 def stall(args) -> int:
+    """One stall run per `--input-nice` value, each on a fresh host, printed one after another:
+    the first value is the baseline of the comparison."""
+    for nice in (int(value) for value in args.input_nice.split(",")):
+        print(f"== streaming.input_thread_nice = {nice}", flush=True)
+        stall_run(args, nice)
+    return 0
+
+
+def stall_run(args, input_nice: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="hati-stall-"))
     client_bin = Path(args.test_client)
-    apps = ""
+    apps = f"[streaming]\ninput_thread_nice = {input_nice}\n"
     for title, log in (("Mouse app", work / "mouse.log"), ("Churn app", work / "churn.log")):
         apps += (f'[[apps]]\ntitle = "{title}"\ncompositor = true\n[apps.runner]\ntype = "process"\n'
                  f'cmd = "{client_bin}"\nenv = ["HATI_TEST_CLIENT_LOG={log}", "HATI_TEST_CLIENT_CLOCK=1"]\n')
@@ -303,10 +314,11 @@ def stall(args) -> int:
         print(f"  the app saw {len(seen)} motions for {len(result['sent'])} sent ({merged} merged)")
         print(f"  control loop's longest stretch between receives: {busiest_before_churn} ms up to "
               f"A's churn, {busiest_after_churn} ms after it")
-        print(f"  B's input in the host, handed to its compositor until applied: alone "
-              f"{delay_window(delays_start, delays_before_churn)}; during A's churn "
-              f"{delay_window(delays_before_churn, delays_after_churn)}")
-        return 0
+        status = admin_get(host, "/status")
+        print(f"  B's input in the host, from the control loop's receipt until its compositor "
+              f"applied it: alone {delay_window(delays_start, delays_before_churn)}; during A's "
+              f"churn {delay_window(delays_before_churn, delays_after_churn)}; "
+              f"{status.get('input_threads_raised')} threads raised", flush=True)
     finally:
         host.stop()
 
@@ -460,6 +472,8 @@ def main() -> int:
     parser.add_argument("--baseline-s", type=float, default=15)
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--churn-nice", type=int, default=0)
+    parser.add_argument("--input-nice", default="0,-10",
+                        help="stall: streaming.input_thread_nice of each run, comma-separated")
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--width", type=int, default=WIDTH)

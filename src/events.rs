@@ -49,6 +49,18 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// A client's role or apps were changed (the admin API, `hati clients set`, the
+    /// dashboard).
+    ClientUpdated {
+        /// The client's ID.
+        client_id: String,
+        /// Its name.
+        name: String,
+        /// Its role now.
+        role: crate::state::permissions::Role,
+        /// The IDs of the apps it may use now; `null`: every app.
+        apps: Option<Vec<u32>>,
+    },
     /// A session was launched: its desktop, sink and app run.
     SessionLaunched {
         /// The session.
@@ -118,6 +130,51 @@ pub enum Event {
         /// Why.
         reason: EndReason,
     },
+    /// A running session was opened to guests (`hati lobby open`, the admin API, the
+    /// dashboard or the app's `lobby` setting).
+    LobbyOpened {
+        /// The lobby's number.
+        lobby: u32,
+        /// The owner's session.
+        session: u32,
+        /// The app.
+        app: String,
+        /// Whether clients must enter a PIN first.
+        pin: bool,
+        /// Most guests at once.
+        max_guests: u32,
+    },
+    /// A client joined a lobby; its own session was launched as `session_launched` says.
+    GuestJoined {
+        /// The lobby.
+        lobby: u32,
+        /// The guest's session.
+        session: u32,
+        /// The guest's client ID (short).
+        client: String,
+        /// `player` or `spectator`.
+        role: crate::lobby::GuestRole,
+    },
+    /// A guest left a lobby (quit, timed out, was kicked, or the lobby closed); its
+    /// `session_ended` follows.
+    GuestLeft {
+        /// The lobby.
+        lobby: u32,
+        /// The guest's session.
+        session: u32,
+        /// The guest's client ID (short).
+        client: String,
+        /// Why its session ended.
+        reason: EndReason,
+    },
+    /// A lobby closed: its owner closed it or its session ended; every guest's session ended
+    /// before this (`session_ended` reason `lobby_closed`).
+    LobbyClosed {
+        /// The lobby.
+        lobby: u32,
+        /// The owner's session.
+        session: u32,
+    },
     /// A virtual gamepad was created for a client's controller (its first input, or its
     /// arrival), in an app player slot.
     GamepadConnected {
@@ -127,8 +184,9 @@ pub enum Event {
         controller: u8,
         /// The app player slot, 0–15 (in a lobby: the owner's 0–3, guests' from 4).
         slot: u8,
-        /// Which pad it imitates: `xbox`, `playstation` or `nintendo`.
-        kind: crate::gamepad::PadKind,
+        /// Which pad it imitates: `xbox`, `playstation` or `nintendo` (a name, so the bus
+        /// depends on no device code).
+        kind: &'static str,
     },
     /// A virtual gamepad was removed (its controller was unplugged, or its session ended) and
     /// its player slot freed.

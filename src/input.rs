@@ -3,6 +3,7 @@
 //! without a desktop log keyboard and mouse input at debug level.
 
 use std::sync::Mutex;
+use std::time::Instant;
 
 use hati_compositor::{
     InputEvent as SeatEvent, InputSender, PenEvent as SeatPen, PenKind, TouchKind, vk_to_evdev,
@@ -15,8 +16,8 @@ use crate::gamepad::{GamepadManager, PadView};
 
 /// Receives the client's decoded input events, in order.
 pub trait InputSink: Send + Sync {
-    /// Handles one event.
-    fn handle(&self, event: InputEvent);
+    /// Handles one event that reached the host at `received`.
+    fn handle(&self, event: InputEvent, received: Instant);
 
     /// The session ended: release devices now rather than when the last reference drops
     /// (an input event in flight may still hold one). Idempotent.
@@ -33,7 +34,7 @@ pub trait InputSink: Send + Sync {
 pub struct LoggingInputSink;
 
 impl InputSink for LoggingInputSink {
-    fn handle(&self, event: InputEvent) {
+    fn handle(&self, event: InputEvent, _received: Instant) {
         tracing::debug!(?event, "input");
     }
 }
@@ -56,7 +57,7 @@ impl SessionInput {
 }
 
 impl InputSink for SessionInput {
-    fn handle(&self, event: InputEvent) {
+    fn handle(&self, event: InputEvent, received: Instant) {
         if matches!(
             event,
             InputEvent::MultiController(_) | InputEvent::ControllerArrival(_)
@@ -72,7 +73,7 @@ impl InputSink for SessionInput {
             return;
         };
         for seat_event in to_seat_events(&event) {
-            if let Err(error) = seat.send(seat_event) {
+            if let Err(error) = seat.send_received(seat_event, received) {
                 tracing::debug!(%error, "the desktop is gone; input dropped");
             }
         }

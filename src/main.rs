@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod lobby_cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hati::admin::{self, AdminClientError, encode_query_value};
@@ -65,8 +67,11 @@ enum Command {
         /// The 4-digit PIN.
         pin: String,
     },
-    /// List paired clients.
-    Clients,
+    /// List paired clients with their roles and apps (`hati clients set` changes them).
+    Clients {
+        #[command(subcommand)]
+        action: Option<ClientsAction>,
+    },
     /// Remove a paired client.
     Unpair {
         /// The client's name or (a prefix of) its ID, as `hati clients` shows.
@@ -97,6 +102,38 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Lobbies of the running host: let other clients join a running session
+    /// (docs/play-together.md).
+    Lobby {
+        #[command(subcommand)]
+        action: lobby_cli::LobbyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsAction {
+    /// Set a client's role and the apps it may use (docs/permissions.md); needs the running
+    /// host.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["role", "apps", "all_apps"])))]
+    Set {
+        /// The client's name or (a prefix of) its ID, as `hati clients` shows.
+        client: String,
+        /// admin: launches any app it may use; player: the same, and will join lobbies to
+        /// play; spectator: launches nothing, will join lobbies only to watch.
+        #[arg(long, value_parser = ["admin", "player", "spectator"])]
+        role: Option<String>,
+        /// The only apps it may use: IDs or titles as `hati apps` shows them, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "ID_OR_TITLE,…",
+            conflicts_with = "all_apps"
+        )]
+        apps: Option<Vec<String>>,
+        /// Let it use every app (the default for new clients).
+        #[arg(long)]
+        all_apps: bool,
     },
 }
 
@@ -190,13 +227,59 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => fail(&body),
             }
         }
-        Command::Clients => {
+        Command::Clients {
+            action:
+                Some(ClientsAction::Set {
+                    client,
+                    role,
+                    apps,
+                    all_apps,
+                }),
+        } => {
             let socket = state(&state_dir).admin_socket();
-            let clients = match admin::request(&socket, "GET", "/clients") {
-                Ok((_, body)) => body.as_array().cloned().unwrap_or_default(),
+            let (_, catalogue) = admin::request(&socket, "GET", "/apps")?;
+            let catalogue = catalogue.as_array().cloned().unwrap_or_default();
+            let mut change = serde_json::Map::new();
+            if let Some(role) = role {
+                change.insert("role".into(), role.into());
+            }
+            if all_apps {
+                change.insert("apps".into(), serde_json::Value::Null);
+            } else if let Some(apps) = apps {
+                let ids = admin::resolve_apps(&apps, &catalogue).map_err(anyhow::Error::msg)?;
+                change.insert("apps".into(), ids.into());
+            }
+            let path = format!("/clients/{}", encode_query_value(&client));
+            let (status, body) =
+                admin::request_json(&socket, "PATCH", &path, &serde_json::Value::Object(change))?;
+            match body.get("updated") {
+                Some(client) if status == 200 => {
+                    println!(
+                        "{} (ID {}): {}",
+                        text(client, "name"),
+                        short_id(&text(client, "id")),
+                        admin::describe_permissions(client, &catalogue)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => fail(&body),
+            }
+        }
+        Command::Clients { action: None } => {
+            let socket = state(&state_dir).admin_socket();
+            let (clients, catalogue) = match admin::request(&socket, "GET", "/clients") {
+                Ok((_, body)) => {
+                    // App titles for the listing; IDs alone if the host cannot say.
+                    let catalogue = admin::request(&socket, "GET", "/apps")
+                        .ok()
+                        .and_then(|(_, apps)| apps.as_array().cloned())
+                        .unwrap_or_default();
+                    (body.as_array().cloned().unwrap_or_default(), catalogue)
+                }
                 Err(AdminClientError::NotRunning(_)) => {
                     let store = ClientStore::load(&StateDir::open(state(&state_dir).path())?)?;
-                    store.list().iter().map(admin::client_json).collect()
+                    let clients = store.list().iter().map(admin::client_json).collect();
+                    (clients, Vec::new())
                 }
                 Err(error) => return Err(error.into()),
             };
@@ -213,10 +296,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     _ => "",
                 };
                 println!(
-                    "{}  {}  paired {}{kind}",
+                    "{}  {}  paired {}{kind}  {}",
                     short_id(&text(client, "id")),
                     text(client, "name"),
-                    format_time(when)
+                    format_time(when),
+                    admin::describe_permissions(client, &catalogue)
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -314,6 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 fail(&body)
             }
         }
+        Command::Lobby { action } => lobby_cli::run(&state(&state_dir).admin_socket(), action),
         Command::Stop { session } => {
             let socket = state(&state_dir).admin_socket();
             let (status, body) =
@@ -427,7 +512,14 @@ fn run_role(
     init_logging();
     let config = Config::load(config_path.as_deref())?;
     let role = role_for(&config)?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    hati::priority::set_input_nice(config.streaming.input_thread_nice);
+    // The control stream's gate and loop run on these workers (see `hati::priority`); its
+    // blocking pool is raised too, but whatever that starts begins at nice 0 again.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(hati::priority::raise_input_thread)
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(hati::daemon::run(role, config, config_path, state_dir))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -53,6 +53,9 @@ session_counters! {
     client_frames_dropped,
     /// Input events received (control stream or data channel).
     input_events,
+    /// Input events a lobby's rule dropped: everything a spectator sends, a gamepad-only
+    /// guest's keyboard, mouse, touch and pen.
+    input_dropped,
     /// Times a stream's target address was learned or moved.
     target_changes,
     /// Pings refused because they would have moved a live stream or came from a stranger.

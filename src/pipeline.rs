@@ -25,6 +25,9 @@ pub const WEBRTC_BIN: &str = "hati_webrtc";
 pub const VIDEO_RTP: &str = "hati_rtp_video";
 /// Name of the audio RTP payloader in a browser session's pipeline.
 pub const AUDIO_RTP: &str = "hati_rtp_audio";
+/// Name of the `appsrc` a lobby guest's video pipeline starts with when it shares the owner's
+/// encoder (see `stream::share`).
+pub const SHARED_SOURCE: &str = "hati_shared";
 /// Name of the appsink at the end of both pipelines.
 pub const SINK: &str = "hati_sink";
 
@@ -54,6 +57,9 @@ pub struct VideoRequest<'a> {
     pub encryption_key: Option<[u8; 16]>,
     /// The session has a desktop: it is the default source.
     pub desktop: bool,
+    /// A lobby guest sharing the owner's encoder: the `appsrc` its encoded frames arrive at
+    /// replaces the source, conversion and encoder.
+    pub shared_source: Option<String>,
 }
 
 /// The `gst-launch` description of a session's video pipeline.
@@ -89,10 +95,16 @@ pub fn video_description(
         ),
         ("session_id", request.session_id.to_string()),
     ];
-    let front = video_front(config, app, &values, request.desktop)?;
-    let encoder = video_part("video encoder", encoder, &values)?;
+    let encoded = match &request.shared_source {
+        Some(source) => source.clone(),
+        None => format!(
+            "{} ! {}",
+            video_front(config, app, &values, request.desktop)?,
+            video_part("video encoder", encoder, &values)?
+        ),
+    };
     let mut description = format!(
-        "{front} ! {encoder} ! \
+        "{encoded} ! \
          moonlightvideopay name={VIDEO_PAYLOADER} single-buffer=true payload-size={} fec-percentage={fec} min-required-fec-packets={}",
         stream.packet_size, stream.min_required_fec_packets,
     );
@@ -356,6 +368,7 @@ mod tests {
             stream: &body,
             encryption_key: None,
             desktop: false,
+            shared_source: None,
         };
         let video = video_description(&config, app, &codecs, &request).unwrap();
         assert!(video.contains("x264enc"), "{video}");
@@ -379,6 +392,7 @@ mod tests {
             stream: &hevc,
             encryption_key: None,
             desktop: false,
+            shared_source: None,
         };
         assert!(matches!(
             video_description(&config, app, &codecs, &request),

@@ -26,6 +26,7 @@ fn main() {
         fps: 60,
         runtime_dir: dir.clone(),
         xwayland: false,
+        on_thread_start: None,
     })
     .expect("compositor starts");
     let mut client = Command::new(env!("CARGO_BIN_EXE_hati-test-client"))

@@ -21,6 +21,7 @@
 //!     fps: 60,
 //!     runtime_dir: "/run/user/1000".into(),
 //!     xwayland: true,
+//!     on_thread_start: None,
 //! })?;
 //! // Launch the application with these variables (XDG_RUNTIME_DIR, WAYLAND_DISPLAY, DISPLAY).
 //! let _env = handle.client_env();

@@ -74,6 +74,7 @@ fn hundred_clients_leak_no_fds() {
         fps: 60,
         runtime_dir: dir.clone(),
         xwayland: false,
+        on_thread_start: None,
     })
     .unwrap();
     // Warm up once so lazily created descriptors are not counted as leaks.

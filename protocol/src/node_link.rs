@@ -42,6 +42,11 @@ pub enum EndReason {
     ClientTimeout,
     /// The node that ran it went away (`hati gateway`: its link closed or went silent).
     NodeLost,
+    /// A guest's session: the lobby it joined closed (its owner ended the session or closed
+    /// the lobby).
+    LobbyClosed,
+    /// A guest's session: the lobby's owner (or an admin) removed the guest.
+    Kicked,
 }
 
 /// The link's protocol version; a node of another version is refused with a message saying so.

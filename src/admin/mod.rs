@@ -7,6 +7,7 @@
 //! | `POST /pair?pin=NNNN` | waits for the pairing's outcome: `{"paired": {client}}` or `{"error": …}` |
 //! | `GET /clients` | `[{client}, …]` |
 //! | `POST /unpair?client=NAME_OR_ID` | `{"unpaired": {client}}` or `{"error": …}` |
+//! | `PATCH /clients/NAME_OR_ID` | body `{"role": …, "apps": [ID, …] or null}`: `{"updated": {client}}` |
 //! | `GET /status` | host name, ports, codecs, whether a client waits for a PIN |
 //! | `GET /apps` | the configured apps: ID, title, desktop, runner |
 //! | `GET /sessions` | running sessions: ID, client, app, streaming, counters |
@@ -21,12 +22,17 @@ use std::time::Duration;
 
 mod auth;
 mod client;
+mod lobbies;
+mod lookup;
+mod permissions;
 mod routes;
 mod server;
 mod views;
 
 pub use auth::has_bearer_token;
-pub use client::{AdminClientError, encode_query_value, request};
+pub use client::{
+    AdminClientError, describe_permissions, encode_query_value, request, request_json, resolve_apps,
+};
 pub use routes::{api, unpair};
 pub use server::{AdminSocket, serve_tcp};
 pub use views::client_json;

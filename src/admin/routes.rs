@@ -12,12 +12,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::PAIR_OUTCOME_TIMEOUT;
+use super::lookup::find_client;
 use super::views::{app_json, client_json, session_json};
 use crate::events::EndReason;
 use crate::host::Host;
 use crate::pairing::wait_for_outcome;
 use crate::state::StateError;
-use crate::state::clients::{ClientStore, Lookup, PairedClient, short_id};
+use crate::state::clients::{ClientStore, PairedClient};
 
 /// Events a subscriber may have waiting before it is sent a `lagged` notice instead.
 const EVENT_QUEUE: usize = 256;
@@ -37,6 +38,15 @@ pub async fn api(
         (&Method::GET, "/apps/icon") => app_icon(host, request.uri().query()),
         (&Method::GET, "/openapi.json") => {
             json_response(StatusCode::OK, OPENAPI.to_owned()).map(BodyExt::boxed)
+        }
+        (&Method::PATCH, path) if path.starts_with("/clients/") => {
+            let segment = path
+                .strip_prefix("/clients/")
+                .unwrap_or_default()
+                .to_owned();
+            let (status, body) =
+                super::permissions::patch_client(host, &segment, request.into_body()).await;
+            json_response(status, body.to_string()).map(BodyExt::boxed)
         }
         _ => route(request, host).await.map(BodyExt::boxed),
     }
@@ -142,6 +152,11 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
     let (status, body) = match (request.method(), path) {
         (&Method::POST, "/pair") => pair(host, query.get("pin").unwrap_or("")).await,
+        (&Method::GET, "/lobbies") => super::lobbies::list(host),
+        (&Method::POST, "/lobbies/open") => super::lobbies::open(host, &query),
+        (&Method::POST, "/lobbies/close") => super::lobbies::close(host, &query).await,
+        (&Method::POST, "/lobbies/kick") => super::lobbies::kick(host, &query).await,
+        (&Method::POST, "/lobbies/unlock") => super::lobbies::unlock(host, &query),
         (&Method::GET, "/clients") => {
             let clients = host
                 .clients
@@ -174,6 +189,7 @@ async fn route(request: Request<hyper::body::Incoming>, host: &Host) -> Response
                 "codecs": host.codecs.names(),
                 "client_waiting_for_pin": host.pairing.waiting_secret().is_some(),
                 "control_loop_busiest_ms": crate::control::busiest_ms(),
+                "input_threads_raised": crate::priority::raised_threads(),
             }),
         ),
         (&Method::GET, "/apps") => (
@@ -289,28 +305,6 @@ pub fn unpair(clients: &mut ClientStore, name_or_id: &str) -> (StatusCode, Value
     match find_client(clients, name_or_id) {
         Ok(id) => unpaired(clients.remove(&id)),
         Err(refusal) => refusal,
-    }
-}
-
-/// The ID of the one client named `name_or_id` or whose ID starts with it; otherwise the
-/// admin API's answer.
-fn find_client(clients: &ClientStore, name_or_id: &str) -> Result<String, (StatusCode, Value)> {
-    match clients.find(name_or_id) {
-        Lookup::One(client) => Ok(client.id.clone()),
-        Lookup::None => Err((
-            StatusCode::NOT_FOUND,
-            json!({ "error": format!("no paired client named or with ID `{name_or_id}`") }),
-        )),
-        Lookup::Ambiguous(matches) => {
-            let names: Vec<_> = matches
-                .iter()
-                .map(|c| format!("{} ({})", c.name, short_id(&c.id)))
-                .collect();
-            Err((
-                StatusCode::CONFLICT,
-                json!({ "error": format!("`{name_or_id}` matches several clients: {}; use a longer ID", names.join(", ")) }),
-            ))
-        }
     }
 }
 

@@ -26,6 +26,7 @@ pub(super) fn session_json(session: &crate::session::Session) -> Value {
         "streaming": session.is_streaming(),
         "desktop": session.desktop().map(|d| d.wayland_display().to_owned()),
         "audio_sink": session.audio_sink().map(|(sink, _)| sink),
+        "video_key_frames": session.stream_counters().map(|(video, _)| video.key_frames.load(std::sync::atomic::Ordering::Relaxed)),
         "packets": session.packet_counts().map(|c| json!({
             "video_sent": c.video_sent,
             "video_dropped": c.video_dropped,
@@ -35,6 +36,7 @@ pub(super) fn session_json(session: &crate::session::Session) -> Value {
         "video_target": session.video_target.get().map(|a| a.to_string()),
         "audio_target": session.audio_target.get().map(|a| a.to_string()),
         "input_delay": session.desktop().map(input_delay_json),
+        "guest": session.guest().map(|g| json!({ "lobby": g.lobby, "owner": g.owner, "role": g.role })),
         "gamepads": session.gamepads(),
     });
     // The counters sit beside the fields above, as in the `stream_stats` event.
@@ -57,9 +59,17 @@ fn input_delay_json(desktop: &hati_compositor::CompositorHandle) -> Value {
     json!({ "bucket_upper_us": bounds, "counts": desktop.input_delays().to_vec() })
 }
 
-/// A client as the admin API shows it (no certificate).
+/// A client as the admin API shows it (no certificate), with its role and the IDs of the apps
+/// it may use (`null`: every app).
 pub fn client_json(client: &PairedClient) -> Value {
-    json!({ "id": client.id, "name": client.name, "paired_at": client.paired_at, "kind": client.kind })
+    json!({
+        "id": client.id,
+        "name": client.name,
+        "paired_at": client.paired_at,
+        "kind": client.kind,
+        "role": client.permissions.role,
+        "apps": client.permissions.apps,
+    })
 }
 
 #[cfg(test)]

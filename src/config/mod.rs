@@ -131,6 +131,17 @@ impl Config {
     }
 }
 
+/// Permissions check apps by ID and name them by title.
+impl crate::state::permissions::CatalogueApp for AppConfig {
+    fn id(&self) -> u32 {
+        AppConfig::id(self)
+    }
+
+    fn title(&self) -> &str {
+        &self.title
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +256,32 @@ mod tests {
             .to_string();
         assert!(error.starts_with("cfg.toml:1:"), "{error}");
         assert!(error.contains("syntax"), "{error}");
+    }
+
+    #[test]
+    fn default_role_is_admin_and_a_typo_names_the_key_and_the_roles() {
+        let config = Config::default_config().unwrap();
+        assert_eq!(
+            config.pairing.default_role,
+            crate::state::permissions::Role::Admin
+        );
+        let config =
+            Config::from_toml("[pairing]\ndefault_role = \"spectator\"\n", "u", None).unwrap();
+        assert_eq!(
+            config.pairing.default_role,
+            crate::state::permissions::Role::Spectator
+        );
+        let error = Config::from_toml("[pairing]\ndefault_role = \"plyer\"\n", "cfg.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cfg.toml:2") && error.contains("pairing.default_role"),
+            "{error}"
+        );
+        assert!(
+            error.contains("plyer") && error.contains("`admin`, `player`, `spectator`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct PairingConfig {
     pub lockout_seconds: u64,
     /// How long a pairing client waits for the PIN.
     pub pin_timeout_seconds: u64,
+    /// The role a newly paired client gets (`admin`, `player` or `spectator`), with every app.
+    #[serde(default)]
+    pub default_role: crate::state::permissions::Role,
 }
 
 /// `[streaming]`.
@@ -66,6 +69,9 @@ pub struct StreamingConfig {
     pub min_bitrate_kbps: u32,
     /// The video sender's token bucket refills at this multiple of the encoder's bitrate.
     pub pacing_multiple: f64,
+    /// Nice value (-20..=0) of the threads that carry input: the async runtime (control
+    /// stream) and each compositor; 0 leaves them at the encoders' priority.
+    pub input_thread_nice: i32,
 }
 
 /// `[webrtc]`: browser play.
@@ -188,6 +194,9 @@ pub struct AppConfig {
     /// Overrides of the global audio pipeline parts.
     #[serde(default)]
     pub audio: AppAudioConfig,
+    /// `[apps.lobby]`: every session of this app opens a lobby with these settings at launch
+    /// (docs/play-together.md); absent: only `hati lobby open` and the dashboard open one.
+    pub lobby: Option<crate::lobby::LobbySettings>,
 }
 
 /// `[apps.video]`: per-app replacements for `[gstreamer.video]` parts.

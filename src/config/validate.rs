@@ -156,6 +156,15 @@ impl Config {
             if app.title.trim().is_empty() {
                 return Err(fail(format!("apps[{i}].title"), "must not be empty".into()));
             }
+            if let Some(lobby) = &app.lobby
+                && let Err(error) = lobby.validate()
+            {
+                let key = match error {
+                    crate::lobby::LobbyError::BadPin => "pin",
+                    _ => "max_guests",
+                };
+                return Err(fail(format!("apps[{i}].lobby.{key}"), error.to_string()));
+            }
             if let Some(icon) = &app.icon {
                 let resolved = match base_dir {
                     Some(dir) if icon.is_relative() => dir.join(icon),
@@ -181,6 +190,15 @@ impl Config {
             return Err(fail(
                 "streaming.pacing_multiple".into(),
                 format!("must be between 1.0 and 100.0 (got {pacing})"),
+            ));
+        }
+        let nice = self.streaming.input_thread_nice;
+        if !(-20..=0).contains(&nice) {
+            return Err(fail(
+                "streaming.input_thread_nice".into(),
+                format!(
+                    "must be between -20 (highest priority) and 0 (as the encoders) (got {nice})"
+                ),
             ));
         }
         let webrtc = &self.webrtc;

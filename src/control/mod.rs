@@ -183,10 +183,11 @@ pub async fn serve(
             Event::Receive {
                 peer_id, packet, ..
             } => {
+                let received = Instant::now();
                 let Some(peer) = peers.get_mut(&peer_id) else {
                     continue;
                 };
-                if !receive(peer, packet.data()) {
+                if !receive(peer, packet.data(), received) {
                     tracing::warn!(parent: &peer.session.span, client = %peer.address, "control connection dropped: its messages do not open with the session key");
                     let _ = released.try_send(peer.address);
                     peers.remove(&peer_id);
@@ -216,7 +217,7 @@ pub async fn serve(
 }
 
 /// Handles one message of `peer`; false when the connection should be dropped.
-fn receive(peer: &mut Peer, data: &[u8]) -> bool {
+fn receive(peer: &mut Peer, data: &[u8], received: Instant) -> bool {
     match peer.cipher.open_client_message(data) {
         Ok((seq, message)) => {
             let fresh = peer
@@ -242,7 +243,7 @@ fn receive(peer: &mut Peer, data: &[u8]) -> bool {
                 peer.session.control_authenticated(peer.address.ip());
                 tracing::info!(parent: &peer.session.span, client = %peer.address, "control stream connected");
             }
-            peer.session.on_control_message(message);
+            peer.session.on_control_message(message, received);
             true
         }
         Err(error) => {

@@ -492,7 +492,7 @@ impl<F: PadFactory> GamepadManager<F> {
                     session: self.session_id,
                     controller,
                     slot,
-                    kind,
+                    kind: kind.name(),
                 });
                 true
             }

@@ -41,6 +41,17 @@ pub enum PadKind {
     Nintendo,
 }
 
+impl PadKind {
+    /// Its name in the admin API and events, as it serialises.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Xbox => "xbox",
+            Self::PlayStation => "playstation",
+            Self::Nintendo => "nintendo",
+        }
+    }
+}
+
 /// How a virtual pad presents itself to the system; the udev rules match the names (the device
 /// adds its player to the name: `... pad (player 5)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! `GET /applist` and `GET /appasset` (PROTOCOL.md §1.5): the configured apps and their box art
-//! (the app's PNG, or a generated one).
+//! `GET /applist` and `GET /appasset` (PROTOCOL.md §1.5): the configured apps the client may
+//! launch (its permissions, [`crate::state::permissions`]) and their box art (the app's PNG, or
+//! a generated one).
 
 use bytes::Bytes;
 use hati_protocol::query::Query;
@@ -10,17 +11,25 @@ use hyper::{Response, StatusCode};
 use super::{response, xml};
 use crate::host::Host;
 
-/// The app list, IDs derived from titles.
-pub fn applist(host: &Host) -> XmlReply {
-    host.config()
-        .apps
-        .iter()
-        .fold(XmlReply::ok(), |reply, app| {
+/// The app list for the paired client with ID `client_id`: the apps it may launch, IDs
+/// derived from titles.
+pub fn applist(host: &Host, client_id: &str) -> XmlReply {
+    let config = host.config();
+    let apps = host
+        .visible_apps(client_id, &config)
+        .into_iter()
+        .map(|app| (app.title.clone(), app.id()));
+    // Open lobbies the client may join come last, as "Join: <app> (<owner>)".
+    let lobbies = crate::host::lobbies::join_entries(host, client_id)
+        .into_iter()
+        .map(|lobby| (lobby.join_title, lobby.join_app_id));
+    apps.chain(lobbies)
+        .fold(XmlReply::ok(), |reply, (title, id)| {
             reply.nested("App", |entry| {
                 entry
                     .element("IsHdrSupported", 0)
-                    .element("AppTitle", &app.title)
-                    .element("ID", app.id())
+                    .element("AppTitle", &title)
+                    .element("ID", id)
             })
         })
 }
@@ -32,6 +41,11 @@ pub fn appasset(host: &Host, query: &Query) -> Response<Full<Bytes>> {
         Err(error) => return xml(&XmlReply::error(400, error.to_string())),
     };
     let config = host.config();
+    // A "Join:" entry shows its lobby's app.
+    let id = host
+        .sessions
+        .lobby_for_app_id(id)
+        .map_or(id, |(_, owner_app)| owner_app);
     let Some(app) = config.app(id) else {
         return xml(&XmlReply::error(404, format!("no app with ID {id}")));
     };

@@ -1,12 +1,17 @@
 //! `GET /launch`, `/resume` and `/cancel` (PROTOCOL.md §1.6–1.7): create, re-key and end the
-//! client's session. Sessions are keyed by the client's certificate, never its address.
+//! client's session. Sessions are keyed by the client's certificate, never its address. A
+//! client's role and app list ([`crate::state::permissions`]) are checked before anything
+//! starts, here for `hati serve` and `hati gateway` alike.
 
 use hati_protocol::query::{Query, QueryError};
 use hati_protocol::xml::XmlReply;
 
 use super::RequestContext;
-use crate::host::Host;
+use crate::host::{Host, lobbies};
+use crate::lobby::LobbyError;
 use crate::session::{LaunchError, LaunchParams, LaunchRequest, MoonlightKey};
+use crate::state::clients::short_id;
+use crate::state::permissions::Denied;
 
 /// `surroundAudioInfo` for stereo, the default when a client omits it.
 const STEREO_SURROUND_INFO: u32 = 0x0003_0002;
@@ -25,6 +30,19 @@ pub async fn launch(host: &Host, context: &RequestContext, query: &Query) -> Xml
         Err(error) => return XmlReply::error(400, error.to_string()),
     };
     let corever = params.key.as_ref().map_or(0, |key| key.corever);
+    if host.gateway.get().is_none()
+        && let Some((_, owner_app)) = host.sessions.lobby_for_app_id(app_id)
+    {
+        return match join(host, context, client, app_id, owner_app, params).await {
+            Ok(()) => XmlReply::ok()
+                .element("sessionUrl0", session_url(host, context, corever, None))
+                .element("gamesession", 1),
+            Err(refusal) => refusal,
+        };
+    }
+    if let Err(denied) = host.may_launch(&client, app_id) {
+        return refused("/launch", &client, &denied);
+    }
     if let Some(gateway) = host.gateway.get() {
         let config = host.config();
         let Some(app) = config.app(app_id) else {
@@ -57,22 +75,46 @@ pub async fn launch(host: &Host, context: &RequestContext, query: &Query) -> Xml
         placement: None,
     };
     match host.sessions.launch(request).await {
-        Ok(_) => XmlReply::ok()
-            .element("sessionUrl0", session_url(host, context, corever, None))
-            .element("gamesession", 1),
+        Ok(session) => {
+            if let Some(settings) = session.app.lobby.clone() {
+                lobbies::open_app_lobby(host, &session, settings);
+            }
+            XmlReply::ok()
+                .element("sessionUrl0", session_url(host, context, corever, None))
+                .element("gamesession", 1)
+        }
         Err(error) => XmlReply::error(launch_status(&error), error.to_string()),
     }
 }
 
 /// The status code Moonlight shows with each refusal.
-fn launch_status(error: &LaunchError) -> u32 {
+pub(super) fn launch_status(error: &LaunchError) -> u32 {
     match error {
         LaunchError::UnknownApp(_) => 404,
         LaunchError::AlreadyRunning => 400,
         LaunchError::NotRunning => 503,
         LaunchError::WrongClientKind => 409,
         LaunchError::Resources { .. } | LaunchError::EndedWhileLaunching(_) => 500,
+        LaunchError::Lobby(LobbyError::NoLobby(_) | LobbyError::NoSession(_)) => 404,
+        LaunchError::Lobby(LobbyError::Full { .. } | LobbyError::LockedOut { .. }) => 503,
+        LaunchError::Lobby(_) => 403,
     }
+}
+
+/// The status code Moonlight shows with a refusal by the client's permissions; the message
+/// names the client, the app and why.
+fn denied_status(denied: &Denied) -> u32 {
+    match denied {
+        Denied::NotPaired { .. } => 401,
+        Denied::Spectator { .. } | Denied::NotPlayer { .. } | Denied::App { .. } => 403,
+    }
+}
+
+/// The reply to a launch or resume the client's permissions refuse (logged: the owner may
+/// wonder why a client cannot start an app).
+fn refused(request: &str, client: &str, denied: &Denied) -> XmlReply {
+    tracing::info!(client = %short_id(client), %denied, "{request} refused");
+    XmlReply::error(denied_status(denied), denied.to_string())
 }
 
 /// `/resume`: moonlight-python sends only the key, key ID, audio info and `corever`.
@@ -80,6 +122,25 @@ pub async fn resume(host: &Host, context: &RequestContext, query: &Query) -> Xml
     let Some(client) = context.client_fingerprint() else {
         return XmlReply::unauthorized("/resume");
     };
+    // The client's permissions may have changed since it launched: the running app is held to
+    // them as a new launch is.
+    // A guest is held to what joining needs (a spectator may watch), an owner to launching.
+    let (running_app, guest) = match host.gateway.get() {
+        Some(gateway) => (gateway.session_of(&client).map(|s| s.app_id), false),
+        None => host
+            .sessions
+            .by_client(&client)
+            .map_or((None, false), |s| (Some(s.app_id), s.guest().is_some())),
+    };
+    if let Some(app_id) = running_app
+        && let Err(denied) = if guest {
+            host.may_join(&client, app_id)
+        } else {
+            host.may_launch(&client, app_id)
+        }
+    {
+        return refused("/resume", &client, &denied);
+    }
     let (rikey, rikeyid) = match keys(query) {
         Ok(keys) => keys,
         Err(error) => return XmlReply::error(400, error.to_string()),
@@ -178,4 +239,27 @@ fn session_url(
     };
     // SocketAddr brackets IPv6 addresses, as a URL needs.
     format!("{scheme}://{}", std::net::SocketAddr::new(address, port))
+}
+
+/// `/launch` of a "Join:" entry (app `app_id`, whose lobby runs app `owner_app`): the client
+/// joins as a guest, and the reply is the same as a launch's.
+async fn join(
+    host: &Host,
+    context: &RequestContext,
+    client_id: String,
+    app_id: u32,
+    owner_app: u32,
+    params: LaunchParams,
+) -> Result<(), XmlReply> {
+    let client_ip = context.peer.ip();
+    match lobbies::join_lobby(host, client_id, client_ip, app_id, owner_app, params).await {
+        Ok(_) => Ok(()),
+        Err(lobbies::JoinRefused::Denied(denied @ Denied::NotPaired { .. })) => {
+            Err(XmlReply::error(401, denied.to_string()))
+        }
+        Err(lobbies::JoinRefused::Denied(denied)) => Err(XmlReply::error(403, denied.to_string())),
+        Err(lobbies::JoinRefused::Launch(error)) => {
+            Err(XmlReply::error(launch_status(&error), error.to_string()))
+        }
+    }
 }

@@ -252,7 +252,11 @@ async fn route(
                 .unwrap_or(StatusCode::OK);
             response(status, "application/xml", reply.to_xml().into())
         }
-        (&Method::GET, "/applist") if is_https(context) => xml(&apps::applist(host)),
+        (&Method::GET, "/applist") if is_https(context) => {
+            // Only paired clients get this far on HTTPS (checked above).
+            let client = context.client_fingerprint().unwrap_or_default();
+            xml(&apps::applist(host, &client))
+        }
         (&Method::GET, "/appasset") if is_https(context) => apps::appasset(host, &query),
         (&Method::GET, "/launch") if is_https(context) => {
             xml(&launch::launch(host, context, &query).await)

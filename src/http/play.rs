@@ -21,9 +21,11 @@ use serde_json::{Value, json};
 
 use super::{BODY_TIMEOUT, MAX_BODY, RequestContext, response};
 use crate::host::Host;
+use crate::lobby::LobbyError;
 use crate::net::ConnectionPermit;
 use crate::pairing::{BrowserPairRequest, PairError};
 use crate::state::clients::{PairedClient, short_id};
+use crate::state::permissions::Role;
 
 /// The page.
 const PAGE: &str = include_str!("play.html");
@@ -72,6 +74,16 @@ pub async fn serve(
             };
             match (method, path) {
                 (Method::GET, "/play/api/apps") => apps(host, &client),
+                (Method::POST, "/play/api/lobbies/unlock") => {
+                    // A state change: same site and JSON only, as the pairing call.
+                    if let Err(refusal) = same_origin(request.headers()) {
+                        return refusal;
+                    }
+                    match json_body::<UnlockBody>(request).await {
+                        Ok(body) => unlock(host, &client, &body),
+                        Err(refusal) => refusal,
+                    }
+                }
                 (Method::POST, "/play/api/quit") => {
                     // The Bearer header already rules out cross-site requests (it needs a
                     // preflight); the page sends no body.
@@ -181,13 +193,37 @@ pub fn authorised(host: &Host, headers: &hyper::HeaderMap) -> Option<PairedClien
         .cloned()
 }
 
-/// The apps, and the browser's running session if it has one.
+/// The apps the browser may launch (its permissions, as `/applist` offers them), the lobbies
+/// it may join (also those still waiting for their PIN), and its running session if it has
+/// one.
 fn apps(host: &Host, client: &PairedClient) -> Response<BoxBody<Bytes, Infallible>> {
     let config = host.config();
-    let apps: Vec<Value> = config
-        .apps
-        .iter()
+    let apps: Vec<Value> = host
+        .visible_apps(&client.id, &config)
+        .into_iter()
         .map(|app| json!({ "id": app.id(), "title": app.title, "has_icon": true }))
+        .collect();
+    let watch_only = client.permissions.role == Role::Spectator;
+    let lobbies: Vec<Value> = crate::host::lobbies::play_entries(host, &client.id)
+        .into_iter()
+        .map(|(lobby, unlocked)| {
+            // The card shows the owner's app's icon.
+            let app = host
+                .sessions
+                .lobby_for_app_id(lobby.join_app_id)
+                .map(|(_, app)| app);
+            json!({
+                "id": lobby.join_app_id,
+                "lobby": lobby.lobby,
+                "title": lobby.join_title,
+                "app": lobby.app,
+                "app_id": app,
+                "owner": lobby.owner_name,
+                "pin": lobby.pin,
+                "locked": !unlocked,
+                "watch": watch_only,
+            })
+        })
         .collect();
     let session = match host.gateway.get() {
         // The page knows a session's states by a single host's names.
@@ -201,7 +237,10 @@ fn apps(host: &Host, client: &PairedClient) -> Response<BoxBody<Bytes, Infallibl
             json!({ "id": session.id, "app_id": session.app_id, "state": state })
         }),
         None => host.sessions.by_client(&client.id).map(|session| {
-            json!({ "id": session.id, "app_id": session.app_id, "state": session.state() })
+            // A guest's session runs as its "Join:" entry, which the page resumes it by.
+            let app_id =
+                crate::host::lobbies::join_app_id_of(host, &session).unwrap_or(session.app_id);
+            json!({ "id": session.id, "app_id": app_id, "state": session.state() })
         }),
     };
     json_reply(
@@ -210,9 +249,48 @@ fn apps(host: &Host, client: &PairedClient) -> Response<BoxBody<Bytes, Infallibl
             "host": config.hostname,
             "client": { "id": client.id, "name": client.name },
             "apps": apps,
+            "lobbies": lobbies,
             "session": session,
         }),
     )
+}
+
+/// `POST /play/api/lobbies/unlock`: the PIN the player typed on a lobby's card.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnlockBody {
+    lobby: u32,
+    pin: String,
+}
+
+/// Enters a lobby's PIN for the browser; a wrong one counts towards the lobby's lockout. Only
+/// lobbies the page offers this browser are unlocked here.
+fn unlock(
+    host: &Host,
+    client: &PairedClient,
+    body: &UnlockBody,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let offered = crate::host::lobbies::play_entries(host, &client.id)
+        .iter()
+        .any(|(lobby, _)| lobby.lobby == body.lobby);
+    let outcome = if offered {
+        host.sessions
+            .unlock_lobby(body.lobby, &client.id, &body.pin)
+    } else {
+        Err(LobbyError::NoLobby(body.lobby))
+    };
+    match outcome {
+        Ok(()) => json_reply(StatusCode::OK, &json!({ "unlocked": body.lobby })),
+        Err(failure) => {
+            tracing::info!(client = %client.name, lobby = body.lobby, error = %failure, "lobby PIN refused");
+            let status = match failure {
+                LobbyError::NoLobby(_) => StatusCode::NOT_FOUND,
+                LobbyError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::FORBIDDEN,
+            };
+            error(status, &failure.to_string())
+        }
+    }
 }
 
 /// `/play/api/apps/<id>/icon` → `<id>`.

@@ -271,7 +271,7 @@ impl PairingManager {
         let stored = clients
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add_browser(&token, &request.device_name);
+            .add_browser(&token, &request.device_name, self.limits.default_role);
         match stored {
             Ok(client) => {
                 self.lock().failures.remove(&request.address);
@@ -449,6 +449,7 @@ impl PairingManager {
                 &attempt.client_cert_der,
                 attempt.client_cert_pem.clone(),
                 &attempt.device_name,
+                self.limits.default_role,
             );
         match stored {
             Ok(client) => {

@@ -10,6 +10,7 @@ use super::*;
 use crate::crypto::{ecb_decrypt, ecb_encrypt, hash, pin_key, random, verify_signature};
 use crate::state::StateDir;
 use crate::state::identity::HostIdentity;
+use crate::state::permissions::Role;
 
 struct TestClient {
     cert_pem: String,
@@ -54,6 +55,7 @@ fn limits() -> PairingConfig {
         max_failed_attempts: 3,
         lockout_seconds: 60,
         pin_timeout_seconds: 5,
+        default_role: Role::Admin,
     }
 }
 
@@ -134,6 +136,20 @@ async fn right_pin_pairs_and_stores_the_client() {
     assert!(pin_ok);
     let paired = result.unwrap();
     assert!(f.clients.read().unwrap().is_paired(&paired.id));
+    assert_eq!(paired.permissions.role, Role::Admin);
+}
+
+#[tokio::test]
+async fn a_new_client_gets_the_configured_default_role() {
+    let f = fixture(PairingConfig {
+        default_role: Role::Spectator,
+        ..limits()
+    });
+    let client = test_client();
+    let key = phase_one(&f, &client, "1234", "1234").await;
+    let paired = phases_two_to_four(&f, &client, &key).1.unwrap();
+    assert_eq!(paired.permissions.role, Role::Spectator);
+    assert_eq!(paired.permissions.apps, None, "every app");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use hati_protocol::control::ClientMessage;
 use hati_protocol::input::InputEvent;
@@ -37,14 +38,16 @@ impl Session {
             StreamKind::Audio => &self.audio_target,
         };
         let outcome = if self.may_ping_from(from.ip()) {
-            target.offer(from, std::time::Instant::now())
+            target.offer(from, Instant::now())
         } else {
             PingOutcome::Refused {
                 current: target.get().unwrap_or(from),
             }
         };
         match outcome {
-            PingOutcome::Refreshed => {}
+            // Moonlight pings every half second: a key frame for each would double the bitrate
+            // of a still picture (they did, until a lobby test counted the encoder's key frames).
+            PingOutcome::Refreshed => return,
             PingOutcome::Learned => {
                 self.metrics.target_changes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(parent: &self.span, ?kind, client = %from, "client address learned from ping");
@@ -62,13 +65,14 @@ impl Session {
                 return;
             }
         }
+        // Frames sent before the client's address was known (or to its old one) went nowhere.
         if kind == StreamKind::Video {
             self.request_idr();
         }
     }
 
     /// Handles one decrypted control message.
-    pub fn on_control_message(&self, message: ClientMessage) {
+    pub fn on_control_message(&self, message: ClientMessage, received: Instant) {
         let _entered = self.span.enter();
         match message {
             ClientMessage::RequestIdr => {
@@ -95,7 +99,7 @@ impl Session {
                 self.request_idr();
             }
             ClientMessage::InputData(bytes) => match InputEvent::parse(&bytes) {
-                Ok(event) => self.handle_input(event),
+                Ok(event) => self.handle_input(event, received),
                 Err(error) => tracing::debug!(%error, "malformed input packet dropped"),
             },
             ClientMessage::FecStatus(status) => {
@@ -113,11 +117,17 @@ impl Session {
     }
 
     /// Routes one input event (from Moonlight's control stream or a browser's data channel)
-    /// to the session's desktop or gamepads.
-    pub fn handle_input(&self, event: InputEvent) {
+    /// to the session's desktop or gamepads; `received` is when it reached the host.
+    pub fn handle_input(&self, event: InputEvent, received: Instant) {
         self.metrics.input_events.fetch_add(1, Ordering::Relaxed);
+        if let Some(guest) = self.guest()
+            && !guest.accepts(&event)
+        {
+            self.metrics.input_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.input.get() {
-            Some(input) => input.handle(event),
+            Some(input) => input.handle(event, received),
             None => tracing::debug!(parent: &self.span, "input before launch finished dropped"),
         }
     }

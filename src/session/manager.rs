@@ -17,11 +17,12 @@ use super::{
     lock,
 };
 use crate::audio::SharedAudioServer;
-use crate::config::Config;
+use crate::config::{AppConfig, Config};
 use crate::encoders::CodecSupport;
 use crate::events::{EndReason, Event, EventBus};
 use crate::gamepad::{GamepadManager, Player};
 use crate::input::SessionInput;
+use crate::lobby::{Lobbies, LobbyError};
 use crate::runner::Launcher;
 use crate::stream::ping::MediaSockets;
 use crate::stream::webrtc::StreamClosed;
@@ -103,12 +104,28 @@ pub enum LaunchError {
     /// The session was cancelled or stopped while its app started.
     #[error("{0}: the session ended while its app was starting")]
     EndedWhileLaunching(String),
+    /// A lobby's "Join:" entry could not be joined.
+    #[error(transparent)]
+    Lobby(#[from] LobbyError),
 }
 
 /// Every session of the host.
 pub struct SessionManager {
     sessions: Mutex<Vec<Arc<Session>>>,
+    /// Open lobbies; locked after a session's `lifecycle` where both are held.
+    pub(super) lobbies: Mutex<Lobbies>,
     services: Arc<SessionServices>,
+}
+
+/// What a new session is made of (a launch or a lobby guest).
+pub(super) struct NewSession {
+    pub(super) client_id: String,
+    pub(super) client_ip: IpAddr,
+    pub(super) placement: Option<Placement>,
+    pub(super) app_id: u32,
+    pub(super) app: AppConfig,
+    pub(super) config: Arc<Config>,
+    pub(super) params: LaunchParams,
 }
 
 impl SessionManager {
@@ -116,6 +133,7 @@ impl SessionManager {
     pub fn new(services: SessionServices) -> Self {
         Self {
             sessions: Mutex::new(Vec::new()),
+            lobbies: Mutex::default(),
             services: Arc::new(services),
         }
     }
@@ -144,63 +162,16 @@ impl SessionManager {
             .app(app_id)
             .ok_or(LaunchError::UnknownApp(app_id))?
             .clone();
-        // A session of this client that never streamed is a start that failed on the client's
-        // side (it launched again instead of resuming): it makes way for the new launch.
-        if let Some(stale) = self.by_client(&client_id)
-            && stale.state() == SessionState::WaitingForClient
-            && !stale.ever_streamed()
-        {
-            tracing::info!(parent: &stale.span, "the client launched again before its stream ever started; ending the stale session");
-            self.end_session(stale.id, EndReason::Cancelled).await;
-        }
-        let session = {
-            let mut sessions = lock(&self.sessions);
-            if sessions.iter().any(|s| s.client_id == client_id) {
-                return Err(LaunchError::AlreadyRunning);
-            }
-            let id = match placement {
-                Some(placement) if sessions.iter().any(|s| s.id == placement.session_id) => {
-                    return Err(LaunchError::AlreadyRunning);
-                }
-                Some(placement) => placement.session_id,
-                None => loop {
-                    let id = u32::from_be_bytes(crate::crypto::random::<4>()) & 0x7fff_ffff;
-                    if id != 0 && sessions.iter().all(|s| s.id != id) {
-                        break id;
-                    }
-                },
-            };
-            let span = tracing::info_span!("session", id, client = %crate::state::clients::short_id(&client_id));
-            let session = Arc::new(Session {
-                id,
-                span: span.clone(),
-                client_id,
-                client_ip: crate::net::canonical_ip(client_ip),
-                front_ports: placement.map(|p| p.front),
-                gateway_ip: placement.and_then(|p| p.gateway_ip),
-                app_id,
-                app,
-                config,
-                ping_payload: hati_protocol::query::encode_hex(&crate::crypto::random::<8>()),
-                video_target: Arc::default(),
-                audio_target: Arc::default(),
-                metrics: SessionMetrics::default(),
-                keys: params.key.map(SessionKeys::new),
-                launch_mode: params.mode,
-                lifecycle: Mutex::default(),
-                media: MediaWorker::start(span.clone()),
-                input: OnceLock::new(),
-                desktop: OnceLock::new(),
-                pad_slots: crate::gamepad::SharedPadSlots::default(),
-                control_ip: Mutex::new(None),
-                resources: Mutex::new(None),
-                services: self.services.clone(),
-                manager: Arc::downgrade(self),
-                runtime: tokio::runtime::Handle::current(),
-            });
-            sessions.push(session.clone());
-            session
-        };
+        self.make_way_for_new_launch(&client_id).await;
+        let session = self.register(NewSession {
+            client_id,
+            client_ip,
+            placement,
+            app_id,
+            app,
+            config,
+            params,
+        })?;
         match self.start_resources(&session).await {
             Ok(()) => {}
             Err(error) => {
@@ -223,6 +194,79 @@ impl SessionManager {
         self.end_when_app_exits(&session);
         session.end_if_still_waiting(START_TIMEOUT);
         session.arm_client_timeout();
+        Ok(session)
+    }
+
+    /// A session of this client that never streamed is a start that failed on the client's
+    /// side (it launched again instead of resuming): it makes way for the new launch.
+    pub(super) async fn make_way_for_new_launch(&self, client_id: &str) {
+        if let Some(stale) = self.by_client(client_id)
+            && stale.state() == SessionState::WaitingForClient
+            && !stale.ever_streamed()
+        {
+            tracing::info!(parent: &stale.span, "the client launched again before its stream ever started; ending the stale session");
+            self.end_session(stale.id, EndReason::Cancelled).await;
+        }
+    }
+
+    /// Lists a new session (launching), so a second launch of its client is refused at once.
+    pub(super) fn register(self: &Arc<Self>, new: NewSession) -> Result<Arc<Session>, LaunchError> {
+        let NewSession {
+            client_id,
+            client_ip,
+            placement,
+            app_id,
+            app,
+            config,
+            params,
+        } = new;
+        let mut sessions = lock(&self.sessions);
+        if sessions.iter().any(|s| s.client_id == client_id) {
+            return Err(LaunchError::AlreadyRunning);
+        }
+        let id = match placement {
+            Some(placement) if sessions.iter().any(|s| s.id == placement.session_id) => {
+                return Err(LaunchError::AlreadyRunning);
+            }
+            Some(placement) => placement.session_id,
+            None => loop {
+                let id = u32::from_be_bytes(crate::crypto::random::<4>()) & 0x7fff_ffff;
+                if id != 0 && sessions.iter().all(|s| s.id != id) {
+                    break id;
+                }
+            },
+        };
+        let span = tracing::info_span!("session", id, client = %crate::state::clients::short_id(&client_id));
+        let session = Arc::new(Session {
+            id,
+            span: span.clone(),
+            client_id,
+            client_ip: crate::net::canonical_ip(client_ip),
+            front_ports: placement.map(|p| p.front),
+            gateway_ip: placement.and_then(|p| p.gateway_ip),
+            app_id,
+            app,
+            config,
+            ping_payload: hati_protocol::query::encode_hex(&crate::crypto::random::<8>()),
+            video_target: Arc::default(),
+            audio_target: Arc::default(),
+            encoded_tap: Arc::default(),
+            metrics: SessionMetrics::default(),
+            keys: params.key.map(SessionKeys::new),
+            launch_mode: params.mode,
+            lifecycle: Mutex::default(),
+            media: MediaWorker::start(span.clone()),
+            input: OnceLock::new(),
+            desktop: OnceLock::new(),
+            guest: OnceLock::new(),
+            pad_slots: crate::gamepad::SharedPadSlots::default(),
+            control_ip: Mutex::new(None),
+            resources: Mutex::new(None),
+            services: self.services.clone(),
+            manager: Arc::downgrade(self),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        sessions.push(session.clone());
         Ok(session)
     }
 
@@ -387,6 +431,8 @@ impl SessionManager {
             EndReason::PipelineError => STREAM_FAILED,
             _ => hresult::GRACEFUL,
         };
+        // An owner's guests end before the desktop they share goes; a guest leaves its lobby.
+        self.leave_lobby(session, reason).await;
         let _ = self.services.control.send(ControlCommand::Terminate {
             session_id: session.id,
             hresult,

@@ -23,6 +23,7 @@
 //! messages, input) is handled in `client`; the Moonlight key and its counters are `keys`.
 
 mod client;
+mod guests;
 mod keys;
 mod lifecycle;
 mod manager;
@@ -38,6 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use hati_protocol::control::ControlCipher;
 use hati_protocol::sdp::StreamConfig;
 
+pub use self::guests::{GuestLink, JoinRequest, LobbyView};
 pub use self::keys::SessionKeys;
 use self::lifecycle::Lifecycle;
 pub use self::lifecycle::SessionState;
@@ -159,6 +161,8 @@ pub struct Session {
     pub video_target: Arc<Target>,
     /// Where audio goes.
     pub audio_target: Arc<Target>,
+    /// This session's encoded video, for lobby guests in the same mode.
+    pub encoded_tap: Arc<crate::stream::share::EncodedTap>,
     /// What the control stream counted.
     pub metrics: SessionMetrics,
     /// The desktop's mode from the launch (width, height, fps); the stream follows ANNOUNCE.
@@ -170,8 +174,11 @@ pub struct Session {
     media: MediaWorker,
     /// Where the client's input goes (set once launched).
     input: OnceLock<Arc<dyn InputSink>>,
-    /// The session's desktop, if its app has one (set once launched).
+    /// The session's desktop, if its app has one (set once launched; a guest's is its
+    /// lobby owner's).
     desktop: OnceLock<hati_compositor::CompositorHandle>,
+    /// Set when this is a guest's session in another session's lobby.
+    guest: OnceLock<GuestLink>,
     /// The app's player slots: this session's pads take theirs here, and so do its guests'
     /// when it is a lobby's owner (a guest's own table stays empty).
     pad_slots: crate::gamepad::SharedPadSlots,
@@ -292,6 +299,7 @@ impl Session {
     fn retire(&self, stream: Option<ActiveStream>, why: StreamClosed) {
         self.video_target.clear();
         self.audio_target.clear();
+        self.encoded_tap.detach();
         if let Some(stream) = stream {
             let span = self.span.clone();
             self.media.detach(move || {
@@ -357,12 +365,21 @@ impl Session {
         self.desktop.get()
     }
 
-    /// The session's audio sink name and PulseAudio server, if its app plays into one.
+    /// The session's audio sink name and PulseAudio server, if its app plays into one (a
+    /// guest hears its lobby owner's).
     pub fn audio_sink(&self) -> Option<(String, String)> {
+        if let Some(guest) = self.guest.get() {
+            return guest.sink.clone();
+        }
         lock(&self.resources)
             .as_ref()
             .and_then(|r| r.sink.as_ref())
             .map(|sink| (sink.sink_name().to_owned(), sink.pulse_server().to_owned()))
+    }
+
+    /// Set when this is a guest's session: whose lobby, and how it takes part.
+    pub fn guest(&self) -> Option<&GuestLink> {
+        self.guest.get()
     }
 
     /// The session's virtual pads, by controller number.

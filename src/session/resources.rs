@@ -113,6 +113,7 @@ impl AppResources {
                 fps,
                 runtime_dir: runtime_dir.clone(),
                 xwayland: app.xwayland,
+                on_thread_start: Some(crate::priority::raise_input_thread),
             };
             let compositor = hati_compositor::Compositor::start(config)?;
             for (key, value) in compositor.client_env() {

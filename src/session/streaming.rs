@@ -9,8 +9,10 @@ use hati_protocol::sdp::{DescribeBody, EncryptionFlags, HostFeatureFlags, Stream
 use super::{Session, SessionState, lock};
 use crate::bitrate::{BitrateController, Observation};
 use crate::events::{EndReason, Event};
+use crate::pipeline::SHARED_SOURCE;
 use crate::pipeline::{AudioRequest, PipelineError, VideoRequest, WebRtcRequest};
-use crate::stream::media::{Endpoint, StreamCounters};
+use crate::stream::media::{Endpoint, SharedInput, StreamCounters};
+use crate::stream::share::{self, TapMode};
 use crate::stream::webrtc::{
     BrowserEvent, EVENT_QUEUE, SignallingHandle, StreamClosed, WebRtcStream,
 };
@@ -175,6 +177,7 @@ impl Session {
     /// On the media worker: stops the running stream before another takes its place (a
     /// browser's signalling task hears it was replaced).
     fn close_running_stream(&self) {
+        self.encoded_tap.detach();
         let previous = lock(&self.lifecycle).stream.take();
         if let Some(previous) = previous {
             previous.close(StreamClosed::Replaced);
@@ -417,11 +420,21 @@ impl Session {
             .as_ref()
             .map(super::SessionKeys::key)
             .ok_or(StartError::NoMoonlightKey)?;
+        let mode = TapMode {
+            width: config.width,
+            height: config.height,
+            fps: config.fps,
+            codec: config.codec,
+        };
+        let shared = self.shared_encoder(mode);
         let video_request = VideoRequest {
             session_id: self.id,
             stream: config,
             encryption_key: config.video_encrypted().then_some(key.rikey),
             desktop: self.desktop().is_some(),
+            shared_source: shared
+                .as_ref()
+                .map(|(_, caps)| share::source_description(SHARED_SOURCE, caps)),
         };
         let video = crate::pipeline::video_description(
             &self.config,
@@ -452,7 +465,7 @@ impl Session {
         );
         tracing::debug!(parent: &self.span, %video, %audio, "pipelines");
         let on_error = self.end_on_pipeline_error();
-        MediaStream::start(
+        let stream = MediaStream::start(
             self.id,
             Endpoint {
                 description: &video,
@@ -467,12 +480,34 @@ impl Session {
                 pacing: None,
             },
             self.desktop(),
+            shared.map(|(owner, _)| {
+                tracing::info!(parent: &self.span, owner = owner.id, "sharing the lobby owner's encoder (same mode)");
+                SharedInput {
+                    tap: owner.encoded_tap.clone(),
+                    session: self.id,
+                    request_key_frame: Box::new(move || owner.request_idr()),
+                }
+            }),
             on_error,
         )
         .map_err(|source| StartError::Stream {
             source,
             app: self.app.title.clone(),
-        })
+        })?;
+        if !stream.is_shared()
+            && let Some(payloader) = stream.video_payloader()
+        {
+            self.encoded_tap.attach(&payloader, mode);
+        }
+        Ok(stream)
+    }
+
+    /// For a lobby guest asking for the owner's running mode: the owner and its encoder's
+    /// output caps (the guest then shares that encoder).
+    fn shared_encoder(&self, mode: TapMode) -> Option<(Arc<Session>, gst::Caps)> {
+        let owner = self.manager.upgrade()?.by_id(self.guest()?.owner)?;
+        let caps = owner.encoded_tap.caps_for(mode)?;
+        Some((owner, caps))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Paired clients (`clients.json`): each client's certificate, name and pairing time. HTTPS
 //! requests are authorised by the SHA-256 fingerprint of the client's certificate being here;
 //! a browser's requests by the SHA-256 of its credential (the play page's bearer token), which
-//! is itself never stored.
+//! is itself never stored. Each client also holds its role and the apps it may use
+//! ([`super::permissions`]); files written before roles existed load with `admin` and every app.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::permissions::{Permissions, Role};
 use super::{StateDir, StateError, read_optional, write_atomic};
 
 const FILE_NAME: &str = "clients.json";
@@ -48,6 +50,10 @@ pub struct PairedClient {
     /// Moonlight or browser (files from before browsers hold only Moonlight clients).
     #[serde(default)]
     pub kind: ClientKind,
+    /// Its role and the apps it may use (`"role"` and `"apps"` in the file; absent in files
+    /// from before roles: `admin`, every app).
+    #[serde(flatten)]
+    pub permissions: Permissions,
 }
 
 /// The paired-client list, persisted on every change.
@@ -102,32 +108,39 @@ impl ClientStore {
             .find(|c| c.kind == ClientKind::Browser && c.id == id)
     }
 
-    /// Stores a browser that paired with credential `token` and persists the list.
+    /// Stores a browser that paired with credential `token`, as `role` with every app, and
+    /// persists the list.
     pub fn add_browser(
         &mut self,
         token: &str,
         device_name: &str,
+        role: Role,
     ) -> Result<PairedClient, StateError> {
         self.insert(
             fingerprint(token.as_bytes()),
             String::new(),
             device_name,
             ClientKind::Browser,
+            role,
         )
     }
 
-    /// Adds (or re-pairs) a client and persists the list. Returns the stored entry.
+    /// Adds a client as `role` with every app (or re-pairs one: it keeps the role and apps it
+    /// had, so pairing again never widens what it may do) and persists the list. Returns the
+    /// stored entry.
     pub fn add(
         &mut self,
         cert_der: &[u8],
         cert_pem: String,
         device_name: &str,
+        role: Role,
     ) -> Result<PairedClient, StateError> {
         self.insert(
             fingerprint(cert_der),
             cert_pem,
             device_name,
             ClientKind::Moonlight,
+            role,
         )
     }
 
@@ -137,17 +150,24 @@ impl ClientStore {
         cert_pem: String,
         device_name: &str,
         kind: ClientKind,
+        role: Role,
     ) -> Result<PairedClient, StateError> {
         let name = self.unique_name(device_name, &id);
         let paired_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let permissions = self
+            .clients
+            .iter()
+            .find(|c| c.id == id)
+            .map_or_else(|| Permissions::all_apps(role), |c| c.permissions.clone());
         let client = PairedClient {
             id: id.clone(),
             name,
             cert_pem,
             paired_at,
             kind,
+            permissions,
         };
         let mut next = self.clients.clone();
         next.retain(|c| c.id != id);
@@ -165,6 +185,28 @@ impl ClientStore {
         let removed = next.remove(position);
         self.save(next)?;
         Ok(Some(removed))
+    }
+
+    /// Sets the role and apps of the client with ID `id` and persists the list. Returns the
+    /// updated entry, or `None` when no client has that ID.
+    pub fn set_permissions(
+        &mut self,
+        id: &str,
+        permissions: Permissions,
+    ) -> Result<Option<PairedClient>, StateError> {
+        let mut next = self.clients.clone();
+        let Some(client) = next.iter_mut().find(|c| c.id == id) else {
+            return Ok(None);
+        };
+        client.permissions = permissions;
+        let updated = client.clone();
+        self.save(next)?;
+        Ok(Some(updated))
+    }
+
+    /// The client with ID `id`.
+    pub fn by_id(&self, id: &str) -> Option<&PairedClient> {
+        self.clients.iter().find(|c| c.id == id)
     }
 
     /// Finds a client by exact name, or by a prefix (at least 4 hex digits) of its ID.
@@ -235,8 +277,12 @@ mod tests {
     fn add_find_remove_persist() {
         let (_dir, state) = store();
         let mut clients = ClientStore::load(&state).unwrap();
-        let a = clients.add(b"cert-a", "A".into(), "roth").unwrap();
-        let b = clients.add(b"cert-b", "B".into(), "Living room").unwrap();
+        let a = clients
+            .add(b"cert-a", "A".into(), "roth", Role::Admin)
+            .unwrap();
+        let b = clients
+            .add(b"cert-b", "B".into(), "Living room", Role::Admin)
+            .unwrap();
         assert!(a.name.starts_with("client-"));
         assert_eq!(b.name, "Living room");
 
@@ -257,7 +303,9 @@ mod tests {
     fn browsers_are_found_by_credential_and_never_pass_as_certificates() {
         let (_dir, state) = store();
         let mut clients = ClientStore::load(&state).unwrap();
-        let browser = clients.add_browser("secret-token", "Chromium").unwrap();
+        let browser = clients
+            .add_browser("secret-token", "Chromium", Role::Admin)
+            .unwrap();
         assert_eq!(browser.kind, ClientKind::Browser);
         assert_eq!(browser.id, fingerprint(b"secret-token"));
         let reloaded = ClientStore::load(&state).unwrap();
@@ -288,11 +336,78 @@ mod tests {
     }
 
     #[test]
+    fn files_from_before_roles_hold_admins_with_every_app() {
+        let (_dir, state) = store();
+        std::fs::write(
+            state.file(FILE_NAME),
+            r#"[{"id":"ab","name":"tv","cert_pem":"x","paired_at":1,"kind":"moonlight"}]"#,
+        )
+        .unwrap();
+        let clients = ClientStore::load(&state).unwrap();
+        assert_eq!(
+            clients.list()[0].permissions,
+            Permissions::all_apps(Role::Admin)
+        );
+    }
+
+    #[test]
+    fn permissions_are_set_persisted_and_kept_on_repairing() {
+        let (_dir, state) = store();
+        let mut clients = ClientStore::load(&state).unwrap();
+        let tv = clients
+            .add(b"cert", "A".into(), "tv", Role::Player)
+            .unwrap();
+        assert_eq!(tv.permissions, Permissions::all_apps(Role::Player));
+        let limited = Permissions {
+            role: Role::Spectator,
+            apps: Some(vec![5, 9]),
+        };
+        let updated = clients
+            .set_permissions(&tv.id, limited.clone())
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.permissions, limited);
+        assert_eq!(
+            clients.set_permissions("nobody", limited.clone()).unwrap(),
+            None
+        );
+
+        let text = std::fs::read_to_string(state.file(FILE_NAME)).unwrap();
+        assert!(
+            text.contains(r#""role": "spectator""#) && text.contains(r#""apps": ["#),
+            "{text}"
+        );
+        let mut reloaded = ClientStore::load(&state).unwrap();
+        assert_eq!(reloaded.by_id(&tv.id).unwrap().permissions, limited);
+        assert_eq!(
+            reloaded.list(),
+            clients.list(),
+            "a round trip changes nothing"
+        );
+
+        // Pairing the same certificate again keeps the restriction.
+        let again = reloaded
+            .add(b"cert", "A".into(), "tv", Role::Admin)
+            .unwrap();
+        assert_eq!(again.permissions, limited);
+        // An unpaired client comes back with the default.
+        reloaded.remove(&tv.id).unwrap();
+        let fresh = reloaded
+            .add(b"cert", "A".into(), "tv", Role::Admin)
+            .unwrap();
+        assert_eq!(fresh.permissions, Permissions::all_apps(Role::Admin));
+    }
+
+    #[test]
     fn repairing_replaces_the_entry() {
         let (_dir, state) = store();
         let mut clients = ClientStore::load(&state).unwrap();
-        clients.add(b"cert", "A".into(), "phone").unwrap();
-        clients.add(b"cert", "A".into(), "phone").unwrap();
+        clients
+            .add(b"cert", "A".into(), "phone", Role::Admin)
+            .unwrap();
+        clients
+            .add(b"cert", "A".into(), "phone", Role::Admin)
+            .unwrap();
         assert_eq!(clients.list().len(), 1);
         assert_eq!(clients.list()[0].name, "phone");
     }

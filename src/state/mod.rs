@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod identity;
+pub mod permissions;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -17,4 +17,6 @@ pub struct StreamCounters {
     /// Video frames dropped because the sender's queue was full (the link or the socket could
     /// not take them as fast as the encoder made them).
     pub frames_backlogged: AtomicU64,
+    /// Video key frames the encoder made (IDR: the client asked, or the stream started).
+    pub key_frames: AtomicU64,
 }

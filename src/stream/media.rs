@@ -17,7 +17,8 @@ use thiserror::Error;
 use super::Target;
 pub use super::counters::StreamCounters;
 use super::sender::{Pacing, VideoSender};
-use crate::pipeline::{CAPTURE_ELEMENT, DESKTOP_SOURCE, SINK};
+use super::share::EncodedTap;
+use crate::pipeline::{CAPTURE_ELEMENT, DESKTOP_SOURCE, SHARED_SOURCE, SINK, VIDEO_PAYLOADER};
 
 /// Audio packets (small, one per 5–20 ms) are sent on the streaming thread; these bound a
 /// burst of them after a stall, so the client's socket buffer is not overrun.
@@ -49,9 +50,21 @@ pub enum StreamError {
     },
 }
 
+/// A lobby guest's stream fed by the owner's encoder (see `share`).
+pub struct SharedInput {
+    /// The owner's tap.
+    pub tap: Arc<EncodedTap>,
+    /// The guest's session, its subscriber name on the tap.
+    pub session: u32,
+    /// Asks the shared encoder for a key frame.
+    pub request_key_frame: Box<dyn Fn() + Send + Sync>,
+}
+
 /// The running pipelines of a session; dropping it stops them.
 pub struct MediaStream {
     video: gst::Pipeline,
+    /// Set when the video comes from another session's encoder.
+    shared: Option<SharedInput>,
     audio: gst::Pipeline,
     video_sink: gst::Element,
     /// The video encoder, when its bitrate can change while playing.
@@ -85,6 +98,7 @@ impl MediaStream {
         video: Endpoint<'_>,
         audio: Endpoint<'_>,
         desktop: Option<&hati_compositor::CompositorHandle>,
+        shared: Option<SharedInput>,
         on_error: impl Fn(String) + Send + Sync + Clone + 'static,
     ) -> Result<Self, StreamError> {
         let video_counters = Arc::new(StreamCounters::default());
@@ -128,11 +142,18 @@ impl MediaStream {
         if let Some(capture) = video_pipeline.by_name(CAPTURE_ELEMENT) {
             stamp_capture_time(&capture);
         }
+        count_key_frames(&video_pipeline, &video_counters);
         if let (Some(desktop), Some(source)) = (desktop, video_pipeline.by_name(DESKTOP_SOURCE))
             && let Ok(source) =
                 source.downcast::<hati_compositor::waylanddisplaysrc::WaylandDisplaySrc>()
         {
             source.set_compositor(desktop.clone());
+            // A lobby guest may ask for fewer frames than the shared desktop makes.
+            if let Some((_, fps)) = video.pacing
+                && fps != desktop.config().fps
+            {
+                source.set_property("output-fps", fps);
+            }
         }
         let video_sink = video_pipeline
             .by_name(SINK)
@@ -141,7 +162,20 @@ impl MediaStream {
                 message: format!("no element named {SINK}"),
             })?;
         let bitrate_knob = BitrateKnob::find(&video_pipeline);
+        let shared_source = match &shared {
+            Some(_) => Some(
+                video_pipeline
+                    .by_name(SHARED_SOURCE)
+                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+                    .ok_or_else(|| StreamError::Parse {
+                        kind: "video",
+                        message: format!("no appsrc named {SHARED_SOURCE}"),
+                    })?,
+            ),
+            None => None,
+        };
         let stream = Self {
+            shared,
             bitrate_knob,
             pacing_bitrate,
             video: video_pipeline,
@@ -161,7 +195,22 @@ impl MediaStream {
         if let Some(kbps) = stream.encoder_bitrate_kbps() {
             stream.pacing_bitrate.store(kbps, Ordering::Relaxed);
         }
+        if let (Some(shared), Some(source)) = (&stream.shared, shared_source) {
+            shared.tap.subscribe(shared.session, source);
+            // A decoder can only start at a key frame.
+            (shared.request_key_frame)();
+        }
         Ok(stream)
+    }
+
+    /// The video payloader (where a lobby's shared encode is tapped).
+    pub fn video_payloader(&self) -> Option<gst::Element> {
+        self.video.by_name(VIDEO_PAYLOADER)
+    }
+
+    /// Whether the video comes from another session's encoder.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// The encoder's bitrate in kbit/s, when it can change while playing.
@@ -190,14 +239,21 @@ impl MediaStream {
         ))
     }
 
-    /// Asks the encoder for a key frame with parameter sets (IDR requests, new clients).
+    /// Asks the encoder for a key frame with parameter sets (IDR requests, new clients); a
+    /// sharing guest asks the encoder it shares.
     pub fn request_idr(&self) {
-        request_key_frame(&self.video_sink);
+        match &self.shared {
+            Some(shared) => (shared.request_key_frame)(),
+            None => request_key_frame(&self.video_sink),
+        }
     }
 }
 
 impl Drop for MediaStream {
     fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.tap.unsubscribe(shared.session);
+        }
         for pipeline in [&self.video, &self.audio] {
             // Errors that elements post while being torn down are not the stream's failure.
             if let Some(bus) = pipeline.bus() {
@@ -454,6 +510,26 @@ fn stamp_capture_time(element: &gst::Element) {
                 gst::ClockTime::from_nseconds(now),
                 None,
             );
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Counts the key frames that reach the video payloader (`StreamCounters::key_frames`): one
+/// flag test per frame.
+fn count_key_frames(pipeline: &gst::Pipeline, counters: &Arc<StreamCounters>) {
+    let Some(pad) = pipeline
+        .by_name(VIDEO_PAYLOADER)
+        .and_then(|payloader| payloader.static_pad("sink"))
+    else {
+        return;
+    };
+    let counters = counters.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &info.data
+            && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+        {
+            counters.key_frames.fetch_add(1, Ordering::Relaxed);
         }
         gst::PadProbeReturn::Ok
     });

@@ -7,6 +7,7 @@ pub mod media;
 pub mod ping;
 pub mod qos;
 pub mod sender;
+pub mod share;
 pub mod target;
 pub mod webrtc;
 

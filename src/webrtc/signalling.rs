@@ -1,5 +1,6 @@
 //! One browser's WebSocket on `/play/ws`: it proves it is paired (`hello` with its credential),
-//! launches or resumes its app in the same session model Moonlight clients use, then relays
+//! launches or resumes its app in the same session model Moonlight clients use (or joins a
+//! lobby, when the app is a lobby's "Join:" entry, as a guest session), then relays
 //! the WebRTC offer, answer and ICE candidates until the player leaves (the session pauses, as
 //! when Moonlight disconnects), quits (the session ends) or the session ends on the host.
 
@@ -17,11 +18,13 @@ use tracing::Instrument;
 
 use crate::events::EndReason;
 use crate::host::Host;
+use crate::host::lobbies::JoinRefused;
 use crate::net::ConnectionPermit;
 use crate::session::{
     BrowserPlay, BrowserStream, LaunchError, LaunchParams, LaunchRequest, Session, SessionState,
 };
 use crate::state::clients::PairedClient;
+use crate::state::permissions::Denied;
 use crate::stream::webrtc::{BrowserEvent, StreamClosed};
 
 /// How long a browser has to say `hello` after connecting.
@@ -54,6 +57,10 @@ enum Refusal {
     StillStarting(String),
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Join(#[from] JoinRefused),
 }
 
 /// Serves one WebSocket connection until it closes.
@@ -125,11 +132,26 @@ async fn play(
     {
         return;
     }
+    // A lobby's "Join:" entry (lobbies are on hosts that run their sessions) is held to the
+    // join's checks when it joins or resumes; any other app to the same check as Moonlight's
+    // `/launch` and `/resume`, before a session is placed, launched or resumed.
+    let lobby = match host.gateway.get() {
+        None => host.sessions.lobby_for_app_id(hello.app_id),
+        Some(_) => None,
+    };
+    if lobby.is_none()
+        && let Err(denied) = host.may_launch(&client.id, hello.app_id)
+    {
+        tracing::info!(%denied, "browser refused");
+        let message = denied.to_string();
+        let _ = send(socket, &HostSignal::Error { message }).await;
+        return;
+    }
     if let Some(gateway) = host.gateway.get() {
         through_gateway(socket, incoming, gateway, host, peer, &client, &hello).await;
         return;
     }
-    let (session, resumed) = match session_for(host, peer, &client, &hello).await {
+    let (session, resumed) = match session_for(host, peer, &client, &hello, lobby).await {
         Ok(found) => found,
         Err(refusal) => {
             let message = refusal.to_string();
@@ -197,7 +219,12 @@ async fn stream_session(
                         }
                     }
                     BrowserEvent::Input(text) => match hati_protocol::browser::parse_input(&text) {
-                        Ok(inputs) => inputs.into_iter().for_each(|input| session.handle_input(input)),
+                        Ok(inputs) => {
+                            let received = std::time::Instant::now();
+                            inputs
+                                .into_iter()
+                                .for_each(|input| session.handle_input(input, received))
+                        }
                         Err(error) => tracing::debug!(%error, "malformed browser input dropped"),
                     },
                     BrowserEvent::PeerGone => {
@@ -396,19 +423,29 @@ pub(crate) async fn serve_placed<I, O>(
     .await;
 }
 
-/// The browser's session for `hello.app_id`: its running one (resumed) or a new launch.
+/// The browser's session for `hello.app_id`: its running one (resumed), a new launch, or a
+/// guest's session in the lobby whose "Join:" entry it is (`lobby`: its number and the owner's
+/// app ID).
 async fn session_for(
     host: &Arc<Host>,
     peer: SocketAddr,
     client: &PairedClient,
     hello: &Hello,
+    lobby: Option<(u32, u32)>,
 ) -> Result<(Arc<Session>, bool), Refusal> {
     if let Some(session) = host.sessions.by_client(&client.id) {
-        if session.app_id != hello.app_id {
+        // A guest's session is known to the page by its "Join:" entry.
+        let join_app = crate::host::lobbies::join_app_id_of(host, &session);
+        if join_app.unwrap_or(session.app_id) != hello.app_id {
             return Err(Refusal::OtherAppRunning(session.app.title.clone()));
         }
         if session.state() == SessionState::Launching {
             return Err(Refusal::StillStarting(session.app.title.clone()));
+        }
+        // As Moonlight's `/resume` of a guest: its permissions may have changed since it
+        // joined.
+        if join_app.is_some() {
+            host.may_join(&client.id, session.app_id)?;
         }
         // The same resume as Moonlight's `/resume` (it publishes `session_resumed`), without
         // a key.
@@ -418,24 +455,38 @@ async fn session_for(
             .map(|session| (session, true))
             .map_err(Refusal::from);
     }
+    let params = LaunchParams {
+        mode: Some((hello.width, hello.height, hello.fps)),
+        surround_info: STEREO,
+        // WebRTC brings its own keys (DTLS-SRTP): the session answers no RTSP or control.
+        key: None,
+    };
+    if let Some((_, owner_app)) = lobby {
+        let session = crate::host::lobbies::join_lobby(
+            host,
+            client.id.clone(),
+            peer.ip(),
+            hello.app_id,
+            owner_app,
+            params,
+        )
+        .await?;
+        return Ok((session, false));
+    }
     let request = LaunchRequest {
         client_id: client.id.clone(),
         client_ip: peer.ip(),
         app_id: hello.app_id,
         config: host.config(),
-        params: LaunchParams {
-            mode: Some((hello.width, hello.height, hello.fps)),
-            surround_info: STEREO,
-            // WebRTC brings its own keys (DTLS-SRTP): the session answers no RTSP or control.
-            key: None,
-        },
+        params,
         placement: None,
     };
-    host.sessions
-        .launch(request)
-        .await
-        .map(|session| (session, false))
-        .map_err(Refusal::from)
+    let session = host.sessions.launch(request).await?;
+    // As after Moonlight's `/launch`: an app with `[apps.lobby]` opens its lobby.
+    if let Some(settings) = session.app.lobby.clone() {
+        crate::host::lobbies::open_app_lobby(host, &session, settings);
+    }
+    Ok((session, false))
 }
 
 /// Words for the page.
@@ -448,6 +499,8 @@ fn end_reason_text(reason: EndReason) -> String {
         EndReason::PipelineError => "the stream failed on the host",
         EndReason::ClientTimeout => "the host waited too long for this browser",
         EndReason::NodeLost => "the machine that ran it went away",
+        EndReason::LobbyClosed => "the lobby closed (its owner left or closed it)",
+        EndReason::Kicked => "the lobby's owner removed you",
     }
     .to_owned()
 }

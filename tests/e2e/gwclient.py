@@ -11,7 +11,9 @@ gwclient.py ...`) and talks only to the gateway's address.
   quit    quits the running app (/cancel); prints one JSON line
 
 The JSON line: {"frames_per_second": [...], "audio_chunks": n, "audio_rms": x, "inputs": n,
-"first_frame_ms": launch to first decoded frame, "error": null | "..."}.
+"first_frame_ms": launch to first decoded frame, "key_frames": IDR frames decoded,
+"frame_shape": [height, width] of the last frame, "spots": {quadrant: BGR} of the last frame,
+"error": null | "..."}.
 """
 
 from __future__ import annotations
@@ -52,8 +54,18 @@ def limelight():
     return ffi.dlopen(str(Path(moonlight_python.__file__).with_name("libmoonlight-common-c.so")))
 
 
+def quadrant_spots(frame: np.ndarray) -> dict:
+    """The BGR pixel at the middle of each quadrant of a decoded frame."""
+    height, width = frame.shape[:2]
+    return {name: [int(v) for v in frame[y * height // 4, x * width // 4]]
+            for name, (x, y) in {"top_left": (1, 1), "top_right": (3, 1),
+                                 "bottom_left": (1, 3), "bottom_right": (3, 3)}.items()}
+
+
 def stream(client: MoonlightClient, args) -> dict:
     arrivals: list[float] = []
+    key_frames = 0
+    last_frame: list = [None]
     chunks: list[np.ndarray] = []
     inputs = 0
     error = None
@@ -67,9 +79,12 @@ def stream(client: MoonlightClient, args) -> dict:
         print("streaming", flush=True)
 
         def frames() -> None:
+            nonlocal key_frames
             try:
-                for _ in client.frames():
+                for frame in client.frames():
                     arrivals.append(time.monotonic())
+                    key_frames += frame.frame_type == 1
+                    last_frame[0] = frame
                     if stop.is_set():
                         break
             except (MoonlightError, AttributeError):
@@ -121,7 +136,11 @@ def stream(client: MoonlightClient, args) -> dict:
     samples = np.concatenate(chunks) if chunks else np.zeros(1)
     # From asking to launch to the first decoded frame (start_stream returns once the stream runs).
     first_frame_ms = (arrivals[0] - launched) * 1000 if arrivals else None
+    last = last_frame[0]
+    shape = list(last.data.shape[:2]) if last is not None else None
+    spots = quadrant_spots(last.data) if last is not None else None
     return {"frames_per_second": per_second, "audio_chunks": len(chunks), "first_frame_ms": first_frame_ms,
+            "key_frames": key_frames, "frame_shape": shape, "spots": spots,
             "audio_rms": float(np.sqrt(np.mean(np.square(samples.astype(np.float64))))),
             "inputs": inputs, "error": error}
 

@@ -8,7 +8,7 @@ use crate::{input::InputEvent, render::RenderError, state::State};
 
 /// A request from a handle to the compositor thread.
 pub(crate) enum Command {
-    /// An input event and when it was sent.
+    /// An input event and when it reached the host (or was handed over).
     Input(InputEvent, std::time::Instant),
     /// A frame for a consumer that last received frame `seen`; the reply carries the serial of
     /// the frame it then has.

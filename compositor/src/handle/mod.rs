@@ -34,7 +34,7 @@ pub use start::Compositor;
 static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<Inner>>>> = LazyLock::new(Default::default);
 
 /// How to start a compositor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CompositorConfig {
     /// Output width in pixels.
     pub width: u32,
@@ -46,6 +46,10 @@ pub struct CompositorConfig {
     pub runtime_dir: PathBuf,
     /// Start XWayland when the `Xwayland` binary is on the `PATH`.
     pub xwayland: bool,
+    /// Called first on the compositor thread, e.g. to raise its scheduling priority: the thread
+    /// applies every input event, so whatever else runs on the machine delays input by as long
+    /// as it keeps this thread waiting for a CPU.
+    pub on_thread_start: Option<fn()>,
 }
 
 impl Default for CompositorConfig {
@@ -58,6 +62,7 @@ impl Default for CompositorConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
             xwayland: true,
+            on_thread_start: None,
         }
     }
 }
@@ -216,8 +221,9 @@ impl CompositorHandle {
             .map_err(|_| CompositorError::Stopped)
     }
 
-    /// How long injected input has waited for the compositor thread, as cumulative counts
-    /// per bucket (see [`delays::bucket_upper_us`]).
+    /// How long injected input took from its arrival (the time given to
+    /// [`InputSender::send_received`], else its hand-over) until it was applied, as cumulative
+    /// counts per bucket (see [`delays::bucket_upper_us`]).
     pub fn input_delays(&self) -> [u64; delays::BUCKETS] {
         self.inner.input_delays.snapshot()
     }
@@ -267,8 +273,18 @@ pub struct InputSender {
 impl InputSender {
     /// Injects one input event.
     pub fn send(&self, event: InputEvent) -> Result<(), CompositorError> {
+        self.send_received(event, std::time::Instant::now())
+    }
+
+    /// Injects one input event that reached the host at `received`: the compositor's input
+    /// delay figures count from then (see [`CompositorHandle::input_delays`]).
+    pub fn send_received(
+        &self,
+        event: InputEvent,
+        received: std::time::Instant,
+    ) -> Result<(), CompositorError> {
         self.sender
-            .send(Command::Input(event, std::time::Instant::now()))
+            .send(Command::Input(event, received))
             .map_err(|_| CompositorError::Stopped)
     }
 }

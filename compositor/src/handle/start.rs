@@ -56,6 +56,9 @@ impl Compositor {
         let thread = std::thread::Builder::new()
             .name("hati-compositor".into())
             .spawn(move || {
+                if let Some(on_thread_start) = thread_config.on_thread_start {
+                    on_thread_start();
+                }
                 let _entered = span.entered();
                 run(thread_config, ready_tx);
             })

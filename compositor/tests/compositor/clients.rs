@@ -75,6 +75,7 @@ fn x11_clients_run_through_xwayland() {
         fps: 30,
         runtime_dir: dir.path().to_owned(),
         xwayland: true,
+        on_thread_start: None,
     })
     .unwrap();
     let display = handle.x11_display().expect("XWayland runs").to_owned();
@@ -124,6 +125,7 @@ fn x11_clients_get_keyboard_input() {
         fps: 30,
         runtime_dir: dir.path().to_owned(),
         xwayland: true,
+        on_thread_start: None,
     })
     .unwrap();
     let out = dir.path().join("xev.out");

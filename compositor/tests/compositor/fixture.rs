@@ -62,6 +62,7 @@ pub fn start(dir: &TempDir, width: u32, height: u32, fps: u32) -> CompositorHand
         fps,
         runtime_dir: dir.path().to_owned(),
         xwayland: false,
+        on_thread_start: None,
     })
     .unwrap()
 }

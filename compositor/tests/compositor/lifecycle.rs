@@ -82,6 +82,7 @@ fn bad_configs_are_refused() {
         fps: 30,
         runtime_dir: dir.path().to_owned(),
         xwayland: false,
+        on_thread_start: None,
     };
     assert!(hati_compositor::Compositor::start(config.clone()).is_err());
     config.width = 64;

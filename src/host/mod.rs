@@ -1,6 +1,8 @@
 //! The running host's shared state: configuration (and its reload), identity, paired clients,
 //! pairing, sessions and the event bus. `daemon` starts the servers on it.
 
+pub mod lobbies;
+
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -16,6 +18,7 @@ use crate::runner::Launcher;
 use crate::session::{ControlCommand, SessionManager, SessionServices};
 use crate::state::clients::{ClientStore, PairedClient};
 use crate::state::identity::HostIdentity;
+use crate::state::permissions::{Denied, Permissions, visible_apps};
 use crate::state::{StateDir, StateError};
 use crate::stream::ping::MediaSockets;
 
@@ -201,6 +204,81 @@ impl Host {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_paired(fingerprint)
+    }
+
+    /// The one check of whether the paired client with ID `client_id` may launch (or resume)
+    /// app `app_id`: `/launch`, `/resume` (on `hati serve` and `hati gateway`) and the play
+    /// page's WebSocket ask it. A client no longer paired may do nothing.
+    pub fn may_launch(&self, client_id: &str, app_id: u32) -> Result<(), Denied> {
+        let clients = self
+            .clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(client) = clients.by_id(client_id) else {
+            return Err(Denied::NotPaired {
+                client: crate::state::clients::short_id(client_id).to_owned(),
+            });
+        };
+        client
+            .permissions
+            .may_launch(&client.name, app_id, &self.config().apps)
+    }
+
+    /// Whether the paired client with ID `client_id` may be a guest in a lobby of app
+    /// `app_id` at all (its app list; a spectator only watches).
+    pub fn may_join(&self, client_id: &str, app_id: u32) -> Result<(), Denied> {
+        let clients = self
+            .clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(client) = clients.by_id(client_id) else {
+            return Err(Denied::NotPaired {
+                client: crate::state::clients::short_id(client_id).to_owned(),
+            });
+        };
+        client
+            .permissions
+            .may_join(&client.name, app_id, false, &self.config().apps)
+    }
+
+    /// The apps of `config` that `/applist` and the play page offer the paired client with ID
+    /// `client_id` (see [`visible_apps`]); none when it is no longer paired.
+    pub fn visible_apps<'a>(
+        &self,
+        client_id: &str,
+        config: &'a Config,
+    ) -> Vec<&'a crate::config::AppConfig> {
+        let clients = self
+            .clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match clients.by_id(client_id) {
+            Some(client) => visible_apps(&client.permissions, &config.apps),
+            None => Vec::new(),
+        }
+    }
+
+    /// Sets the role and apps of the paired client with ID `id`, persists them and announces
+    /// `ClientUpdated`. Returns the updated client, `None` when no client has that ID.
+    pub fn set_permissions(
+        &self,
+        id: &str,
+        permissions: Permissions,
+    ) -> Result<Option<PairedClient>, StateError> {
+        let updated = self
+            .clients
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set_permissions(id, permissions)?;
+        if let Some(client) = &updated {
+            self.events.publish(Event::ClientUpdated {
+                client_id: client.id.clone(),
+                name: client.name.clone(),
+                role: client.permissions.role,
+                apps: client.permissions.apps.clone(),
+            });
+        }
+        Ok(updated)
     }
 
     /// Removes the paired client with this ID (its fingerprint), persists the list and, when it
