@@ -254,12 +254,15 @@ pub async fn run(
                 )));
             }
             let control_address = SocketAddr::new(bind, host.ports.control);
-            Some(tokio::spawn(crate::control::serve(
-                control_address,
-                host.sessions.clone(),
-                control_queue,
-                shutdown.clone(),
-            )))
+            Some(
+                crate::control::spawn(
+                    control_address,
+                    host.sessions.clone(),
+                    control_queue,
+                    shutdown.clone(),
+                )
+                .context("cannot start the control stream's thread")?,
+            )
         }
         None => None,
     };
@@ -273,7 +276,7 @@ pub async fn run(
         _ = wait_for_shutdown_signal() => {}
         result = control => {
             // The control stream only returns early when it cannot start.
-            result??;
+            result.map_err(|_| anyhow::anyhow!("the control stream's thread ended"))??;
         }
     }
     tracing::info!("shutting down");

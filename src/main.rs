@@ -512,14 +512,9 @@ fn run_role(
     init_logging();
     let config = Config::load(config_path.as_deref())?;
     let role = role_for(&config)?;
+    // The control stream's thread and the compositor threads raise themselves to it.
     hati::priority::set_input_nice(config.streaming.input_thread_nice);
-    // The control stream's gate and loop run on these workers (see `hati::priority`); its
-    // blocking pool is raised too, but whatever that starts begins at nice 0 again.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(hati::priority::raise_input_thread)
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(hati::daemon::run(role, config, config_path, state_dir))?;
     Ok(ExitCode::SUCCESS)
 }

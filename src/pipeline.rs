@@ -25,7 +25,9 @@ pub const WEBRTC_BIN: &str = "hati_webrtc";
 pub const VIDEO_RTP: &str = "hati_rtp_video";
 /// Name of the audio RTP payloader in a browser session's pipeline.
 pub const AUDIO_RTP: &str = "hati_rtp_audio";
-/// Name of the `appsrc` a lobby guest's video pipeline starts with when it shares the owner's
+/// Name of the audio payloader.
+pub const AUDIO_PAYLOADER: &str = "hati_audiopay";
+/// Name of the `appsrc` a lobby guest's pipeline starts with when it shares the owner's
 /// encoder (see `stream::share`).
 pub const SHARED_SOURCE: &str = "hati_shared";
 /// Name of the appsink at the end of both pipelines.
@@ -235,6 +237,7 @@ pub fn webrtc_description(
         packet_duration_ms: 20,
         sink: request.sink.clone(),
         encryption: None,
+        shared_source: None,
     };
     let (audio_source, audio_encoder) = audio_parts(config, app, &audio_request)?;
     // Browsers reassemble RTP themselves: 1200-byte packets pass every tunnel and TURN relay.
@@ -260,6 +263,9 @@ pub struct AudioRequest<'a> {
     pub sink: Option<(String, String)>,
     /// AES key and `rikeyid` when audio is encrypted.
     pub encryption: Option<([u8; 16], i32)>,
+    /// A lobby guest sharing the owner's Opus encoder: the `appsrc` its packets arrive at
+    /// replaces the source and encoder.
+    pub shared_source: Option<String>,
 }
 
 /// The `gst-launch` description of a session's audio pipeline.
@@ -268,9 +274,15 @@ pub fn audio_description(
     app: &AppConfig,
     request: &AudioRequest<'_>,
 ) -> Result<String, PipelineError> {
-    let (source, encoder) = audio_parts(config, app, request)?;
+    let encoded = match &request.shared_source {
+        Some(source) => source.clone(),
+        None => {
+            let (source, encoder) = audio_parts(config, app, request)?;
+            format!("{source} ! {encoder}")
+        }
+    };
     let mut description = format!(
-        "{source} ! {encoder} ! moonlightaudiopay packet-duration={}",
+        "{encoded} ! moonlightaudiopay name={AUDIO_PAYLOADER} packet-duration={}",
         request.packet_duration_ms
     );
     if let Some((key, rikeyid)) = request.encryption {
@@ -405,6 +417,7 @@ mod tests {
             packet_duration_ms: 5,
             sink: None,
             encryption: Some(([0x11; 16], -5)),
+            shared_source: None,
         };
         let audio = audio_description(&config, app, &audio).unwrap();
         assert!(
@@ -432,6 +445,7 @@ mod tests {
             packet_duration_ms: 5,
             sink,
             encryption: None,
+            shared_source: None,
         };
         let without_sink = audio_description(&config, desktop, &request(None)).unwrap();
         assert!(without_sink.starts_with(SILENCE), "{without_sink}");

@@ -1,13 +1,14 @@
-//! Input before encoding: the threads that carry a client's input (the async runtime, where
-//! the control stream's loop and gate run, and each session's compositor thread, which applies
+//! Input before encoding: the threads that carry a client's input (the control stream's own
+//! thread, where its gate and loop run, and each session's compositor thread, which applies
 //! every event) run at a negative nice value (`streaming.input_thread_nice`), so a busy encoder
 //! cannot keep them waiting for a CPU. On two cores shared by several x264 encoders, that wait
 //! was the whole of a client's worst input delay while another client's session started.
 //!
 //! Every raised thread also gets `SCHED_RESET_ON_FORK`: the threads and processes it starts
-//! (GStreamer's streaming and encoder threads, the sender, apps) begin at nice 0, so only the
-//! input path runs ahead. Raising needs `CAP_SYS_NICE` or a nice limit (`RLIMIT_NICE`,
-//! systemd's `LimitNICE=`); without either the threads stay at 0 and the host says so once.
+//! (Xwayland, the blocking pool's threads) begin at nice 0, so only the input path runs ahead;
+//! the async runtime, the encoders, the sender and the apps stay at 0. Raising needs
+//! `CAP_SYS_NICE` or a nice limit (`RLIMIT_NICE`, systemd's `LimitNICE=`); without either the
+//! threads stay at 0 and the host says so once.
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};

@@ -69,8 +69,8 @@ pub struct StreamingConfig {
     pub min_bitrate_kbps: u32,
     /// The video sender's token bucket refills at this multiple of the encoder's bitrate.
     pub pacing_multiple: f64,
-    /// Nice value (-20..=0) of the threads that carry input: the async runtime (control
-    /// stream) and each compositor; 0 leaves them at the encoders' priority.
+    /// Nice value (-20..=0) of the threads that carry input: the control stream's thread and
+    /// each compositor's; 0 leaves them at the encoders' priority.
     pub input_thread_nice: i32,
 }
 

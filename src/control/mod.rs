@@ -55,6 +55,33 @@ struct Peer {
     failures: u32,
 }
 
+/// Runs [`serve`] on a thread of its own, with its own single-threaded runtime, raised to the
+/// input priority (`crate::priority`): the gate and the loop are the first hop of every input
+/// event, and there they wait for no other task of the host. Jobs they hand on (a pause's
+/// teardown, an end) go to the main runtime as before. The receiver gets `serve`'s result.
+pub fn spawn(
+    address: SocketAddr,
+    sessions: Arc<SessionManager>,
+    commands: mpsc::UnboundedReceiver<ControlCommand>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("hati-control".into())
+        .spawn(move || {
+            let _entered = span.entered();
+            crate::priority::raise_input_thread();
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| anyhow::anyhow!("cannot start the control stream's runtime: {e}"))
+                .and_then(|runtime| runtime.block_on(serve(address, sessions, commands, shutdown)));
+            let _ = done.send(outcome);
+        })?;
+    Ok(result)
+}
+
 /// Runs the control stream until shutdown.
 pub async fn serve(
     address: SocketAddr,

@@ -162,7 +162,9 @@ pub struct Session {
     /// Where audio goes.
     pub audio_target: Arc<Target>,
     /// This session's encoded video, for lobby guests in the same mode.
-    pub encoded_tap: Arc<crate::stream::share::EncodedTap>,
+    pub video_tap: Arc<crate::stream::share::EncodedTap>,
+    /// This session's encoded sound, for lobby guests with the same Opus layout.
+    pub audio_tap: Arc<crate::stream::share::EncodedTap>,
     /// What the control stream counted.
     pub metrics: SessionMetrics,
     /// The desktop's mode from the launch (width, height, fps); the stream follows ANNOUNCE.
@@ -299,7 +301,8 @@ impl Session {
     fn retire(&self, stream: Option<ActiveStream>, why: StreamClosed) {
         self.video_target.clear();
         self.audio_target.clear();
-        self.encoded_tap.detach();
+        self.video_tap.detach();
+        self.audio_tap.detach();
         if let Some(stream) = stream {
             let span = self.span.clone();
             self.media.detach(move || {

@@ -177,7 +177,8 @@ impl Session {
     /// On the media worker: stops the running stream before another takes its place (a
     /// browser's signalling task hears it was replaced).
     fn close_running_stream(&self) {
-        self.encoded_tap.detach();
+        self.video_tap.detach();
+        self.audio_tap.detach();
         let previous = lock(&self.lifecycle).stream.take();
         if let Some(previous) = previous {
             previous.close(StreamClosed::Replaced);
@@ -420,21 +421,33 @@ impl Session {
             .as_ref()
             .map(super::SessionKeys::key)
             .ok_or(StartError::NoMoonlightKey)?;
-        let mode = TapMode {
+        let layout = config.opus_layout(high_quality_audio);
+        let video_mode = TapMode::Video {
             width: config.width,
             height: config.height,
             fps: config.fps,
             codec: config.codec,
         };
-        let shared = self.shared_encoder(mode);
+        let audio_mode = TapMode::Audio {
+            layout: *layout,
+            packet_duration_ms: config.audio.packet_duration_ms,
+        };
+        // A lobby guest asking for what the owner's stream is now shares its encoders.
+        let owner = self.lobby_owner();
+        let shared_video = owner
+            .as_ref()
+            .and_then(|owner| owner.video_tap.caps_for(video_mode));
+        let shared_audio = owner
+            .as_ref()
+            .and_then(|owner| owner.audio_tap.caps_for(audio_mode));
         let video_request = VideoRequest {
             session_id: self.id,
             stream: config,
             encryption_key: config.video_encrypted().then_some(key.rikey),
             desktop: self.desktop().is_some(),
-            shared_source: shared
+            shared_source: shared_video
                 .as_ref()
-                .map(|(_, caps)| share::source_description(SHARED_SOURCE, caps)),
+                .map(|caps| share::source_description(SHARED_SOURCE, caps, 4)),
         };
         let video = crate::pipeline::video_description(
             &self.config,
@@ -442,13 +455,16 @@ impl Session {
             &self.services.codecs,
             &video_request,
         )?;
-        let layout = config.opus_layout(high_quality_audio);
         let audio_request = AudioRequest {
             session_id: self.id,
             layout,
             packet_duration_ms: config.audio.packet_duration_ms,
             sink: self.audio_sink(),
             encryption: config.audio_encrypted().then_some((key.rikey, key.rikeyid)),
+            // Up to 16 packets (80 ms at 5 ms) queued before the oldest is dropped.
+            shared_source: shared_audio
+                .as_ref()
+                .map(|caps| share::source_description(SHARED_SOURCE, caps, 16)),
         };
         let audio = crate::pipeline::audio_description(&self.config, &self.app, &audio_request)?;
         tracing::info!(
@@ -480,34 +496,47 @@ impl Session {
                 pacing: None,
             },
             self.desktop(),
-            shared.map(|(owner, _)| {
-                tracing::info!(parent: &self.span, owner = owner.id, "sharing the lobby owner's encoder (same mode)");
-                SharedInput {
-                    tap: owner.encoded_tap.clone(),
-                    session: self.id,
-                    request_key_frame: Box::new(move || owner.request_idr()),
-                }
-            }),
+            self.shared_input(owner, shared_video.is_some(), shared_audio.is_some()),
             on_error,
         )
         .map_err(|source| StartError::Stream {
             source,
             app: self.app.title.clone(),
         })?;
-        if !stream.is_shared()
+        // What this stream encodes itself, guests of its lobby may share.
+        if !stream.shares_video()
             && let Some(payloader) = stream.video_payloader()
         {
-            self.encoded_tap.attach(&payloader, mode);
+            self.video_tap.attach(&payloader, video_mode, None);
+        }
+        if !stream.shares_audio()
+            && let Some(payloader) = stream.audio_payloader()
+        {
+            self.audio_tap
+                .attach(&payloader, audio_mode, Some(share::opus_caps(layout)));
         }
         Ok(stream)
     }
 
-    /// For a lobby guest asking for the owner's running mode: the owner and its encoder's
-    /// output caps (the guest then shares that encoder).
-    fn shared_encoder(&self, mode: TapMode) -> Option<(Arc<Session>, gst::Caps)> {
-        let owner = self.manager.upgrade()?.by_id(self.guest()?.owner)?;
-        let caps = owner.encoded_tap.caps_for(mode)?;
-        Some((owner, caps))
+    /// The owner's session, when this is a lobby guest's.
+    fn lobby_owner(&self) -> Option<Arc<Session>> {
+        self.manager.upgrade()?.by_id(self.guest()?.owner)
+    }
+
+    /// What a guest's new stream takes from the owner's encoders (`video`, `audio`: the owner
+    /// runs them in the guest's mode).
+    fn shared_input(&self, owner: Option<Arc<Session>>, video: bool, audio: bool) -> SharedInput {
+        let Some(owner) = owner.filter(|_| video || audio) else {
+            return SharedInput::default();
+        };
+        tracing::info!(parent: &self.span, owner = owner.id, video, audio, "sharing the lobby owner's encoders (same mode)");
+        SharedInput {
+            video: video.then(|| owner.video_tap.clone()),
+            audio: audio.then(|| owner.audio_tap.clone()),
+            session: self.id,
+            request_key_frame: video
+                .then(|| -> Box<dyn Fn() + Send + Sync> { Box::new(move || owner.request_idr()) }),
+        }
     }
 }
 

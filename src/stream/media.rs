@@ -18,7 +18,9 @@ use super::Target;
 pub use super::counters::StreamCounters;
 use super::sender::{Pacing, VideoSender};
 use super::share::EncodedTap;
-use crate::pipeline::{CAPTURE_ELEMENT, DESKTOP_SOURCE, SHARED_SOURCE, SINK, VIDEO_PAYLOADER};
+use crate::pipeline::{
+    AUDIO_PAYLOADER, CAPTURE_ELEMENT, DESKTOP_SOURCE, SHARED_SOURCE, SINK, VIDEO_PAYLOADER,
+};
 
 /// Audio packets (small, one per 5–20 ms) are sent on the streaming thread; these bound a
 /// burst of them after a stall, so the client's socket buffer is not overrun.
@@ -50,21 +52,36 @@ pub enum StreamError {
     },
 }
 
-/// A lobby guest's stream fed by the owner's encoder (see `share`).
+/// What of a lobby guest's stream comes from the owner's encoders (see `share`).
+#[derive(Default)]
 pub struct SharedInput {
-    /// The owner's tap.
-    pub tap: Arc<EncodedTap>,
-    /// The guest's session, its subscriber name on the tap.
+    /// The owner's video tap, when the guest shares its video encoder.
+    pub video: Option<Arc<EncodedTap>>,
+    /// The owner's audio tap, when the guest shares its Opus encoder.
+    pub audio: Option<Arc<EncodedTap>>,
+    /// The guest's session, its subscriber name on the taps.
     pub session: u32,
-    /// Asks the shared encoder for a key frame.
-    pub request_key_frame: Box<dyn Fn() + Send + Sync>,
+    /// Asks the shared video encoder for a key frame.
+    pub request_key_frame: Option<Box<dyn Fn() + Send + Sync>>,
 }
+
+impl SharedInput {
+    fn taps(&self) -> impl Iterator<Item = (&Arc<EncodedTap>, &'static str)> {
+        let video = self.video.as_ref().map(|tap| (tap, VIDEO_SHARED));
+        let audio = self.audio.as_ref().map(|tap| (tap, AUDIO_SHARED));
+        video.into_iter().chain(audio)
+    }
+}
+
+/// Names of the two pipelines' shared-input `appsrc`s.
+const VIDEO_SHARED: &str = "video";
+const AUDIO_SHARED: &str = "audio";
 
 /// The running pipelines of a session; dropping it stops them.
 pub struct MediaStream {
     video: gst::Pipeline,
-    /// Set when the video comes from another session's encoder.
-    shared: Option<SharedInput>,
+    /// What comes from another session's encoders.
+    shared: SharedInput,
     audio: gst::Pipeline,
     video_sink: gst::Element,
     /// The video encoder, when its bitrate can change while playing.
@@ -98,7 +115,7 @@ impl MediaStream {
         video: Endpoint<'_>,
         audio: Endpoint<'_>,
         desktop: Option<&hati_compositor::CompositorHandle>,
-        shared: Option<SharedInput>,
+        shared: SharedInput,
         on_error: impl Fn(String) + Send + Sync + Clone + 'static,
     ) -> Result<Self, StreamError> {
         let video_counters = Arc::new(StreamCounters::default());
@@ -162,18 +179,26 @@ impl MediaStream {
                 message: format!("no element named {SINK}"),
             })?;
         let bitrate_knob = BitrateKnob::find(&video_pipeline);
-        let shared_source = match &shared {
-            Some(_) => Some(
-                video_pipeline
-                    .by_name(SHARED_SOURCE)
-                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-                    .ok_or_else(|| StreamError::Parse {
-                        kind: "video",
-                        message: format!("no appsrc named {SHARED_SOURCE}"),
-                    })?,
-            ),
-            None => None,
-        };
+        let mut shared_sources = Vec::new();
+        for (tap, kind) in shared.taps() {
+            let pipeline = if kind == VIDEO_SHARED {
+                &video_pipeline
+            } else {
+                &audio_pipeline
+            };
+            let source = pipeline
+                .by_name(SHARED_SOURCE)
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+                .ok_or_else(|| StreamError::Parse {
+                    kind: if kind == VIDEO_SHARED {
+                        "video"
+                    } else {
+                        "audio"
+                    },
+                    message: format!("no appsrc named {SHARED_SOURCE}"),
+                })?;
+            shared_sources.push((tap.clone(), source));
+        }
         let stream = Self {
             shared,
             bitrate_knob,
@@ -195,10 +220,12 @@ impl MediaStream {
         if let Some(kbps) = stream.encoder_bitrate_kbps() {
             stream.pacing_bitrate.store(kbps, Ordering::Relaxed);
         }
-        if let (Some(shared), Some(source)) = (&stream.shared, shared_source) {
-            shared.tap.subscribe(shared.session, source);
-            // A decoder can only start at a key frame.
-            (shared.request_key_frame)();
+        for (tap, source) in shared_sources {
+            tap.subscribe(stream.shared.session, source);
+        }
+        // A decoder can only start at a key frame.
+        if let Some(request_key_frame) = &stream.shared.request_key_frame {
+            request_key_frame();
         }
         Ok(stream)
     }
@@ -208,9 +235,19 @@ impl MediaStream {
         self.video.by_name(VIDEO_PAYLOADER)
     }
 
+    /// The audio payloader (where a lobby's shared Opus encode is tapped).
+    pub fn audio_payloader(&self) -> Option<gst::Element> {
+        self.audio.by_name(AUDIO_PAYLOADER)
+    }
+
     /// Whether the video comes from another session's encoder.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
+    pub fn shares_video(&self) -> bool {
+        self.shared.video.is_some()
+    }
+
+    /// Whether the sound comes from another session's encoder.
+    pub fn shares_audio(&self) -> bool {
+        self.shared.audio.is_some()
     }
 
     /// The encoder's bitrate in kbit/s, when it can change while playing.
@@ -242,8 +279,8 @@ impl MediaStream {
     /// Asks the encoder for a key frame with parameter sets (IDR requests, new clients); a
     /// sharing guest asks the encoder it shares.
     pub fn request_idr(&self) {
-        match &self.shared {
-            Some(shared) => (shared.request_key_frame)(),
+        match &self.shared.request_key_frame {
+            Some(request_key_frame) => request_key_frame(),
             None => request_key_frame(&self.video_sink),
         }
     }
@@ -251,8 +288,8 @@ impl MediaStream {
 
 impl Drop for MediaStream {
     fn drop(&mut self) {
-        if let Some(shared) = &self.shared {
-            shared.tap.unsubscribe(shared.session);
+        for (tap, _) in self.shared.taps() {
+            tap.unsubscribe(self.shared.session);
         }
         for pipeline in [&self.video, &self.audio] {
             // Errors that elements post while being torn down are not the stream's failure.

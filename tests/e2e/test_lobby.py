@@ -325,7 +325,7 @@ def test_a_guest_in_the_owners_mode_shares_its_encoder(make_host, tmp_path):
     joined = spawn_stream(host, guest_dir, join_title(host, session), 640, 360, 30, 11, GUEST_KEY[0])
     wait_streaming(joined)
     guest_session = bus.wait_for("guest_joined")["session"]
-    host.wait_for_log(r"sharing the lobby owner's encoder", start=mark, timeout=10)
+    host.wait_for_log(r"sharing the lobby owner's encoders \(same mode\) .*video=true audio=true", start=mark, timeout=10)
     pipelines = [p["name"] for p in host.admin("/pipelines")]
     # The guest's video pipeline has no encoder of its own: it starts at the shared appsrc.
     assert f"hati-video-{guest_session}" in pipelines, pipelines
@@ -334,6 +334,8 @@ def test_a_guest_in_the_owners_mode_shares_its_encoder(make_host, tmp_path):
     report(f"lobby same-mode guest 640x360@30: frames per second {seconds}")
     assert sum(seconds) >= 0.95 * 30 * len(seconds), seconds
     assert guest_result["frame_shape"] == [360, 640]
+    # Its sound is the owner's Opus packets, payloaded with its own key.
+    assert guest_result["audio_chunks"] > 100, guest_result["audio_chunks"]
     assert_pattern(guest_result["spots"], "guest")
     assert_pattern(owner_result["spots"], "owner")
     assert GUEST_KEY[1] in keys_logged(log)
