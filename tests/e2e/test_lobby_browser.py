@@ -2,7 +2,8 @@
 own process) streams the repo's Wayland test client; the lobby opens; a real Chromium paired at
 the play page finds the lobby's Join card, joins in its own mode, gets its frame rate and the
 owner's picture, types into the app, and is told on the page when the owner's quit closes the
-lobby. Also a lobby with a PIN: the Join card asks for it, refuses a wrong one with the host's
+lobby; a Moonlight guest (640x360@30) plays at the same time, and all three keep 95% of their
+frame rates over the same 10 s. Also a lobby with a PIN: the Join card asks for it, refuses a wrong one with the host's
 message and joins with the right one. Screenshots go to target/e2e-output/lobby-browser/."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from test_browser import (TEST_PATTERN_RGB, browser_stats, choose_mode, pair_pag
                           video_colour, wait_until_steady)
 from test_dashboard import browser  # noqa: F401  (the Chromium fixture)
 from test_desktop import line_count, wait_for_line
-from test_lobby import (APP, GWCLIENT, OWNER_KEY, PATTERN, keys_logged, pair_as, result_of, spawn_stream,
+from test_lobby import (APP, GUEST_KEY, GWCLIENT, OWNER_KEY, PATTERN, assert_pattern, join_title, keys_logged, pair_as, result_of, spawn_stream,
                         wait_streaming, wayland_host)
 
 OUTPUT = Path(os.environ.get("HATI_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "target/e2e-output")) / "lobby-browser"
@@ -117,8 +118,9 @@ def test_a_browser_joins_a_lobby_plays_and_the_owners_quit_ends_it(make_host, br
 
     log = tmp_path / "input.log"
     host = wayland_host(make_host, log)
-    owner_dir = tmp_path / "owner"
+    owner_dir, guest_dir = tmp_path / "owner", tmp_path / "guest"
     pair_as(host, owner_dir, None)
+    pair_as(host, guest_dir, "player")
     player = pair_browser_as(host, browser, "player")
     bus = host.bus()
 
@@ -129,6 +131,10 @@ def test_a_browser_joins_a_lobby_plays_and_the_owners_quit_ends_it(make_host, br
     opened = host.cli("lobby", "open", str(session))
     assert opened.returncode == 0, opened.stderr
     lobby = show_lobby_card(host, browser, session)
+    # A Moonlight guest plays at the same time (640x360@30, its own encoder and key).
+    moonlight_guest = spawn_stream(host, guest_dir, join_title(host, session), 640, 360, 30, 30, GUEST_KEY[0])
+    wait_streaming(moonlight_guest)
+    moonlight_started = time.monotonic()
     join_id = lobby["join_app_id"]
     card = browser.find_element(By.ID, f"lobby-{join_id}")
     assert APP in card.text and "Join" in card.text, card.text
@@ -138,7 +144,7 @@ def test_a_browser_joins_a_lobby_plays_and_the_owners_quit_ends_it(make_host, br
     choose_fps(browser, BROWSER_FPS)
     browser.find_element(By.ID, f"join-{join_id}").click()
     wait_playing(browser)
-    joined = bus.wait_for("guest_joined", lobby=lobby["lobby"])
+    joined = bus.wait_for("guest_joined", lobby=lobby["lobby"], client=player["id"][:12])
     guest = joined["session"]
     assert (joined["client"], joined["role"]) == (player["id"][:12], "player"), joined
     streaming = bus.wait_for("session_streaming", session=guest)
@@ -185,6 +191,15 @@ def test_a_browser_joins_a_lobby_plays_and_the_owners_quit_ends_it(make_host, br
         assert near(spots[name], owner_result["spots"][name][::-1]), (name, spots[name], owner_result["spots"][name])
     assert OWNER_KEY[1] in keys_logged(log), keys_logged(log)
     assert frames >= 0.95 * BROWSER_FPS * seconds, f"browser: only {frames} frames in {seconds:.1f} s at {BROWSER_FPS} fps"
+    # All three at once: the owner and the Moonlight guest over the browser's 10 s too.
+    assert sum(owner_seconds) >= 0.95 * 60 * len(owner_seconds), f"owner: {owner_seconds}"
+    guest_result = result_of(moonlight_guest)
+    first, last = int(measured_from - moonlight_started) + 1, int(measured_to - moonlight_started)
+    guest_seconds = guest_result["frames_per_second"][first:last]
+    report(f"lobby, Moonlight guest 640x360@30 beside the browser guest: frames per second {guest_seconds}")
+    assert len(guest_seconds) >= 8 and sum(guest_seconds) >= 0.95 * 30 * len(guest_seconds), guest_seconds
+    assert_pattern(guest_result["spots"], "Moonlight guest")
+    assert GUEST_KEY[1] in keys_logged(log), keys_logged(log)
 
     # The owner quits: the browser's guest session ends (lobby_closed), and the page says why.
     mark = bus.position()
