@@ -210,23 +210,28 @@ impl Host {
     /// app `app_id`: `/launch`, `/resume` (on `hati serve` and `hati gateway`) and the play
     /// page's WebSocket ask it. A client no longer paired may do nothing.
     pub fn may_launch(&self, client_id: &str, app_id: u32) -> Result<(), Denied> {
-        let clients = self
-            .clients
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(client) = clients.by_id(client_id) else {
-            return Err(Denied::NotPaired {
-                client: crate::state::clients::short_id(client_id).to_owned(),
-            });
-        };
-        client
-            .permissions
-            .may_launch(&client.name, app_id, &self.config().apps)
+        self.check_client(client_id, |client, apps| {
+            client.permissions.may_launch(&client.name, app_id, apps)
+        })
     }
 
     /// Whether the paired client with ID `client_id` may be a guest in a lobby of app
     /// `app_id` at all (its app list; a spectator only watches).
     pub fn may_join(&self, client_id: &str, app_id: u32) -> Result<(), Denied> {
+        self.check_client(client_id, |client, apps| {
+            client
+                .permissions
+                .may_join(&client.name, app_id, false, apps)
+        })
+    }
+
+    /// Runs a permission check on the paired client with ID `client_id` and the configured
+    /// apps; a client no longer paired is refused.
+    fn check_client(
+        &self,
+        client_id: &str,
+        check: impl FnOnce(&PairedClient, &[crate::config::AppConfig]) -> Result<(), Denied>,
+    ) -> Result<(), Denied> {
         let clients = self
             .clients
             .read()
@@ -236,9 +241,7 @@ impl Host {
                 client: crate::state::clients::short_id(client_id).to_owned(),
             });
         };
-        client
-            .permissions
-            .may_join(&client.name, app_id, false, &self.config().apps)
+        check(client, &self.config().apps)
     }
 
     /// The apps of `config` that `/applist` and the play page offer the paired client with ID

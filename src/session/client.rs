@@ -3,6 +3,7 @@
 //! a browser's data channel), and rumble.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -130,6 +131,17 @@ impl Session {
             Some(input) => input.handle(event, received),
             None => tracing::debug!(parent: &self.span, "input before launch finished dropped"),
         }
+    }
+
+    /// What this session's virtual pads call with their rumble: it goes back to this client
+    /// (held weakly: the pads live inside the session).
+    pub(super) fn rumble_callback(self: &Arc<Self>) -> crate::gamepad::RumbleCallback {
+        let session = Arc::downgrade(self);
+        Arc::new(move |controller: u8, motors: crate::gamepad::Motors| {
+            if let Some(session) = session.upgrade() {
+                session.rumble(controller, motors);
+            }
+        })
     }
 
     /// Sets a gamepad's rumble motors on the client: over the data channel for a browser,

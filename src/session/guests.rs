@@ -336,12 +336,7 @@ impl SessionManager {
             let _ = session.desktop.set(desktop.clone());
         }
         let seat = owner.desktop().map(|d| d.input_sender());
-        let weak = Arc::downgrade(&session);
-        let rumble = Arc::new(move |controller: u8, motors: crate::gamepad::Motors| {
-            if let Some(session) = weak.upgrade() {
-                session.rumble(controller, motors);
-            }
-        });
+        let rumble = session.rumble_callback();
         let gamepads = GamepadManager::with_factory(
             session.id,
             owner.app.joypad_type,

@@ -293,12 +293,7 @@ impl SessionManager {
             app: session.app.title.clone(),
             source,
         })?;
-        let weak = Arc::downgrade(session);
-        let rumble = Arc::new(move |controller: u8, motors: crate::gamepad::Motors| {
-            if let Some(session) = weak.upgrade() {
-                session.rumble(controller, motors);
-            }
-        });
+        let rumble = session.rumble_callback();
         let seat = resources.compositor.as_ref().map(|c| c.input_sender());
         let gamepads = GamepadManager::with_factory(
             session.id,
