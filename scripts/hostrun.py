@@ -109,3 +109,18 @@ class FrameCounter:
 
     def join(self) -> None:
         self._thread.join(timeout=5)
+
+
+def cpu_steal() -> tuple[int, int]:
+    """(stolen, total) CPU ticks of the whole machine since boot (/proc/stat): on a virtual
+    machine, time the hypervisor gave to other guests while this one wanted to run."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
+def stolen_since(start: tuple[int, int]) -> str:
+    """The share of the machine's CPU time stolen since `start` (see `cpu_steal`), for a
+    benchmark to print beside its figures: a noisy neighbour makes them worse."""
+    stolen, total = cpu_steal()
+    share = (stolen - start[0]) / max(1, total - start[1])
+    return f"{share:.0%} of the CPU time stolen by the hypervisor"

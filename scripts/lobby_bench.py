@@ -4,15 +4,23 @@ guests, against the same number of separate sessions, all in one run on one mach
 is the real moonlight-common-c (tests/e2e/gwclient.py) in its own process; client CPU (decoding)
 is not the host's and is not counted.
 
-  separate   N+1 sessions, each its own desktop, app and encoder
-  same mode  owner + N guests at 640x360@30: the guests share the owner's encoder
+  separate   the owner's session and N more, each its own desktop, app and encoder
+  same mode  owner + N guests at 640x360@30: the guests share the owner's encoders
   mixed      owner + N guests at 480x270@30, 320x180@30, 800x450@30: one encoder each, one desktop
 
-Per guest = (CPU with N guests - CPU of the owner alone) / N; against a separate session's
-(CPU of N+1 separate sessions - CPU of one session) / N. Target: a guest in the owner's mode costs
-at most 10% of a separate session.
+Every scenario keeps one owner session streaming throughout and, three times (--rounds), adds
+the others and ends them again, measuring the host alone before and after each round: per
+guest = (CPU with N guests - the mean of the two alone windows around it) / N, averaged over the
+rounds, and per separate session the same with N separate sessions. (This VM's speed drifts:
+every thread's CPU for the same work moves by up to 30% from one 20 s window to the next, and
+a session's own cost by 0.01-0.05 cores from start to start, as much as a guest costs; one
+owner measured once for all scenarios gave per-guest figures from -0.007 to 0.015 cores.)
+Target: a guest in the owner's mode costs at most 10% of a separate session.
 
-  .venv/bin/python scripts/lobby_bench.py [--guests 3] [--seconds 10]
+  .venv/bin/python scripts/lobby_bench.py [--guests 3] [--seconds 10] [--rounds 3] [--threads]
+      [--hati target/release/hati] (the release build, what users run; the default)
+
+--threads prints each window's CPU by process and thread name (digits folded): where it goes.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostrun import ROOT, RunningHost  # noqa: E402
+from hostrun import ROOT, RunningHost, cpu_steal, stolen_since  # noqa: E402
 
 GWCLIENT = ROOT / "tests/e2e/gwclient.py"
 APP = "Wayland test"
@@ -91,45 +100,95 @@ def hati(host: RunningHost, *args: str) -> str:
     return result.stdout
 
 
+def thread_cpu_seconds(root: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """CPU seconds of every thread of `root` and the processes under it, by (pid, tid), with a
+    "process/thread" name whose digits are folded (`hati-send-#`)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    threads = {}
+    for pid in tree_cpu_seconds(root):
+        try:
+            process = Path(f"/proc/{pid}/comm").read_text().strip()
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                stat = (task / "stat").read_text()
+                name = re.sub(r"[0-9]+", "#", stat[stat.index("(") + 1 : stat.rindex(")")])
+                fields = stat.rsplit(")", 1)[1].split()
+                threads[(pid, int(task.name))] = (f"{process}/{name}", (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, ValueError):
+            continue
+    return threads
+
+
+SHOW_THREADS = False
+
+
 def measure(host: RunningHost, seconds: float) -> float:
-    """Host cores used over `seconds` (processes alive at both ends)."""
-    before, start = tree_cpu_seconds(host.pid), time.monotonic()
+    """Host cores used over `seconds` (threads alive at both ends); with --threads, prints
+    where they went."""
+    before, start = thread_cpu_seconds(host.pid), time.monotonic()
     time.sleep(seconds)
-    after, wall = tree_cpu_seconds(host.pid), time.monotonic() - start
-    return sum(after[pid] - before[pid] for pid in after if pid in before) / wall
+    after, wall = thread_cpu_seconds(host.pid), time.monotonic() - start
+    by_name: dict[str, float] = {}
+    for key, (name, cpu) in after.items():
+        if key in before:
+            by_name[name] = by_name.get(name, 0.0) + (cpu - before[key][1]) / wall
+    if SHOW_THREADS:
+        busiest = sorted(by_name.items(), key=lambda item: -item[1])
+        print("      " + ", ".join(f"{name} {cores:.3f}" for name, cores in busiest if cores >= 0.002), flush=True)
+    return sum(by_name.values())
 
 
-def scenario(host: RunningHost, work: Path, clients: list[Path], modes: list[tuple[int, int, int]],
-             lobby: bool, seconds: float, label: str) -> tuple[float, list[dict]]:
-    """Streams with `clients[0]` (owner) and, as guests (`lobby`) or separate sessions, the
-    others in `modes`; the host's cores over the window once all stream, and each client's
-    result."""
-    stream_seconds = seconds + 12
-    owner = spawn_stream(host, clients[0], APP, modes[0], stream_seconds + 4 * len(clients))
-    wait_streaming(owner)
-    processes = [owner]
-    if lobby and len(clients) > 1:
-        sessions = json.loads(json.dumps(admin(host, "/sessions")))
-        session = sessions[0]["id"]
-        hati(host, "lobby", "open", str(session), "--max", str(len(clients)))
-        title = admin(host, "/lobbies")[0]["join_title"]
-    for directory, mode in zip(clients[1:], modes[1:]):
-        process = spawn_stream(host, directory, title if lobby else APP, mode, stream_seconds)
-        wait_streaming(process)
-        processes.append(process)
-    time.sleep(2)  # every stream past its start
-    cores = measure(host, seconds)
-    results = [finish(p) for p in reversed(processes)][::-1]
+def quit_and_wait(host: RunningHost, clients: list[Path], remaining: int) -> None:
+    """Ends `clients`' sessions (Moonlight's quit) and waits until `remaining` are left."""
     for directory in clients:
         subprocess.run([sys.executable, str(GWCLIENT), "quit", "--host", "127.0.0.1", "--port", str(host.port),
                         "--config-dir", str(directory)], capture_output=True, text=True, timeout=60)
     deadline = time.monotonic() + 30
-    while admin(host, "/sessions") and time.monotonic() < deadline:
+    while len(admin(host, "/sessions")) > remaining and time.monotonic() < deadline:
         time.sleep(0.2)
-    shares = [sum(r.get("frames_per_second", [])[1:11]) / (10 * m[2]) for r, m in zip(results, modes)]
-    print(f"  {label:34s} host {cores:5.2f} cores; frames received {', '.join(f'{s:.0%}' for s in shares)}",
-          flush=True)
-    return cores, results
+
+
+def scenario(host: RunningHost, clients: list[Path], modes: list[tuple[int, int, int]],
+             lobby: bool, seconds: float, rounds: int, label: str) -> tuple[float, float]:
+    """One owner session (`clients[0]`) throughout; `rounds` times: the owner alone, then the
+    others in `modes` added as its guests (`lobby`) or as separate sessions, then ended. A
+    window of `seconds` alone before and after each round with them: the host's cores with them
+    minus the mean of the two alone windows around it, averaged over the rounds (this cancels
+    the drift of the machine's speed and of the owner's own cost); and that mean alone."""
+    others = clients[1:]
+    steal = cpu_steal()
+    transition = 5 * len(clients) + 10
+    owner = spawn_stream(host, clients[0], APP, modes[0],
+                         (2 * rounds + 1) * seconds + rounds * transition + 30)
+    wait_streaming(owner)
+    if lobby:
+        session = admin(host, "/sessions")[0]["id"]
+        hati(host, "lobby", "open", str(session), "--max", str(len(clients)))
+        title = admin(host, "/lobbies")[0]["join_title"]
+    time.sleep(2)  # past its start
+    alone = [measure(host, seconds)]
+    added, shares = [], []
+    for _ in range(rounds):
+        processes = []
+        for directory, mode in zip(others, modes[1:]):
+            process = spawn_stream(host, directory, title if lobby else APP, mode, seconds + 6)
+            wait_streaming(process)
+            processes.append(process)
+        time.sleep(2)  # every stream past its start
+        added.append(measure(host, seconds))
+        for process, mode in zip(processes, modes[1:]):
+            frames = finish(process).get("frames_per_second", [])[1:-1]
+            shares.append(sum(frames) / (len(frames) * mode[2]) if frames else 0.0)
+        quit_and_wait(host, others, 1)
+        time.sleep(2)
+        alone.append(measure(host, seconds))
+    owner_frames = finish(owner).get("frames_per_second", [])[1:-1]
+    quit_and_wait(host, clients[:1], 0)
+    differences = [cores - (before + after) / 2 for cores, before, after in zip(added, alone, alone[1:])]
+    owner_share = sum(owner_frames) / (len(owner_frames) * modes[0][2]) if owner_frames else 0.0
+    print(f"  {label:34s} alone {' '.join(f'{c:.3f}' for c in alone)}; with them "
+          f"{' '.join(f'{c:.3f}' for c in added)} cores; frames received: owner {owner_share:.0%}, "
+          f"the others {min(shares, default=0):.0%} at least; {stolen_since(steal)}", flush=True)
+    return sum(differences) / len(differences), sum(alone) / len(alone)
 
 
 def admin(host: RunningHost, path: str):
@@ -141,11 +200,20 @@ def admin(host: RunningHost, path: str):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hati", default=str(ROOT / "target/debug/hati"))
-    parser.add_argument("--test-client", default=str(ROOT / "target/debug/hati-test-client"))
+    parser.add_argument("--hati", default=str(ROOT / "target/release/hati"))
+    parser.add_argument("--test-client", default=str(ROOT / "target/release/hati-test-client"))
     parser.add_argument("--guests", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=10, help="each window")
+    parser.add_argument("--rounds", type=int, default=3, help="windows with the others, per scenario")
+    parser.add_argument("--threads", action="store_true", help="print each window's CPU by thread")
     args = parser.parse_args()
+    global SHOW_THREADS
+    SHOW_THREADS = args.threads
+    for binary in (args.hati, args.test_client):
+        if not Path(binary).exists():
+            print(f"{binary} is missing: cargo build --release --bin hati -p hati -p hati-compositor "
+                  "--bin hati-test-client", file=sys.stderr)
+            return 2
 
     from moonlight_python import MoonlightClient
 
@@ -161,25 +229,25 @@ def main() -> int:
             (new,) = [c for c in admin(host, "/clients") if c["id"] not in before]
             if k:
                 hati(host, "clients", "set", new["id"][:16], "--role", "player")
-        print(f"host {args.hati}; {os.cpu_count()} cores; window {args.seconds:.0f} s per scenario")
-        alone, _ = scenario(host, work, clients[:1], [OWNER_MODE], False, args.seconds, "owner alone (1 session)")
+        print(f"host {args.hati}; {os.cpu_count()} cores; {args.rounds} rounds of {args.seconds:.0f} s windows "
+              "per scenario (host cores: the owner alone before, between and after)")
         rows = []
         for n in range(1, args.guests + 1):
-            separate, _ = scenario(host, work, clients[: n + 1], [OWNER_MODE] * (n + 1), False, args.seconds,
-                                   f"{n + 1} separate sessions")
-            same, _ = scenario(host, work, clients[: n + 1], [OWNER_MODE] * (n + 1), True, args.seconds,
-                               f"owner + {n} guests, same mode")
-            mixed, _ = scenario(host, work, clients[: n + 1], [OWNER_MODE] + MIXED_MODES[:n], True, args.seconds,
-                                f"owner + {n} guests, mixed modes")
-            rows.append((n, separate, same, mixed))
+            group, owner_mode = clients[: n + 1], [OWNER_MODE] * (n + 1)
+            per = []
+            for label, modes, lobby in ((f"owner + {n} separate", owner_mode, False),
+                                        (f"owner + {n} guests, same mode", owner_mode, True),
+                                        (f"owner + {n} guests, mixed modes", [OWNER_MODE] + MIXED_MODES[:n], True)):
+                added, _ = scenario(host, group, modes, lobby, args.seconds, args.rounds, label)
+                per.append(added / n)
+            rows.append((n, *per))
         print("\nper guest, cores (and against a separate session):")
         for n, separate, same, mixed in rows:
-            per_separate = (separate - alone) / n
-            per_same = (same - alone) / n
-            per_mixed = (mixed - alone) / n
-            print(f"  {n} guest(s): separate session {per_separate:.3f}; same-mode guest {per_same:.3f} "
-                  f"({per_same / per_separate:.0%}); mixed-mode guest {per_mixed:.3f} "
-                  f"({per_mixed / per_separate:.0%})")
+            print(f"  {n} guest(s): separate session {separate:.3f}; same-mode guest {same:.3f} "
+                  f"({same / separate:.0%}); mixed-mode guest {mixed:.3f} ({mixed / separate:.0%})")
+        same_mode = [same / separate for _, separate, same, _ in rows]
+        print(f"same-mode guest against a separate session, mean over 1..{args.guests} guests: "
+              f"{sum(same_mode) / len(same_mode):.0%} (target at most 10%)")
         return 0
     finally:
         host.stop()

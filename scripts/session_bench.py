@@ -16,7 +16,7 @@
   serial N sessions one after another (3 s each); prints the host's RSS after each, to choose
          the allocator policy (run it with and without MALLOC_ARENA_MAX in the environment).
 
-  .venv/bin/python scripts/session_bench.py stall [--hati target/debug/hati]
+  .venv/bin/python scripts/session_bench.py stall [--hati target/release/hati] [--input-nice 0,-10]
   .venv/bin/python scripts/session_bench.py many --sessions 10 [--seconds 10]
   .venv/bin/python scripts/session_bench.py serial --sessions 12
 """
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostrun import ROOT, FrameCounter, RunningHost  # noqa: E402
+from hostrun import ROOT, FrameCounter, RunningHost, cpu_steal, stolen_since  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 30
 MOTION = re.compile(r"^t=(\d+) pointer (?:motion|enter) x=([\d.]+) y=([\d.]+)")
@@ -232,6 +232,7 @@ def stall(args) -> int:
 
 
 def stall_run(args, input_nice: int) -> None:
+    steal = cpu_steal()
     work = Path(tempfile.mkdtemp(prefix="hati-stall-"))
     client_bin = Path(args.test_client)
     apps = f"[streaming]\ninput_thread_nice = {input_nice}\n"
@@ -318,7 +319,8 @@ def stall_run(args, input_nice: int) -> None:
         print(f"  B's input in the host, from the control loop's receipt until its compositor "
               f"applied it: alone {delay_window(delays_start, delays_before_churn)}; during A's "
               f"churn {delay_window(delays_before_churn, delays_after_churn)}; "
-              f"{status.get('input_threads_raised')} threads raised", flush=True)
+              f"{status.get('input_threads_raised')} threads raised; this run: {stolen_since(steal)}",
+              flush=True)
     finally:
         host.stop()
 
@@ -467,8 +469,8 @@ def serial(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["stall", "many", "serial", "worker-mouse", "worker-churn", "worker-stream"])
-    parser.add_argument("--hati", default=str(ROOT / "target/debug/hati"))
-    parser.add_argument("--test-client", default=str(ROOT / "target/debug/hati-test-client"))
+    parser.add_argument("--hati", default=str(ROOT / "target/release/hati"))
+    parser.add_argument("--test-client", default=str(ROOT / "target/release/hati-test-client"))
     parser.add_argument("--baseline-s", type=float, default=15)
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--churn-nice", type=int, default=0)

@@ -27,9 +27,6 @@ pub const VIDEO_RTP: &str = "hati_rtp_video";
 pub const AUDIO_RTP: &str = "hati_rtp_audio";
 /// Name of the audio payloader.
 pub const AUDIO_PAYLOADER: &str = "hati_audiopay";
-/// Name of the `appsrc` a lobby guest's pipeline starts with when it shares the owner's
-/// encoder (see `stream::share`).
-pub const SHARED_SOURCE: &str = "hati_shared";
 /// Name of the appsink at the end of both pipelines.
 pub const SINK: &str = "hati_sink";
 
@@ -59,9 +56,9 @@ pub struct VideoRequest<'a> {
     pub encryption_key: Option<[u8; 16]>,
     /// The session has a desktop: it is the default source.
     pub desktop: bool,
-    /// A lobby guest sharing the owner's encoder: the `appsrc` its encoded frames arrive at
-    /// replaces the source, conversion and encoder.
-    pub shared_source: Option<String>,
+    /// A lobby guest sharing the owner's encoder: the pipeline starts at the payloader, which
+    /// takes the owner's encoded frames (`stream::share`); no source, conversion or encoder.
+    pub shared: bool,
 }
 
 /// The `gst-launch` description of a session's video pipeline.
@@ -97,17 +94,17 @@ pub fn video_description(
         ),
         ("session_id", request.session_id.to_string()),
     ];
-    let encoded = match &request.shared_source {
-        Some(source) => source.clone(),
-        None => format!(
-            "{} ! {}",
+    let encoded = if request.shared {
+        String::new()
+    } else {
+        format!(
+            "{} ! {} ! ",
             video_front(config, app, &values, request.desktop)?,
             video_part("video encoder", encoder, &values)?
-        ),
+        )
     };
     let mut description = format!(
-        "{encoded} ! \
-         moonlightvideopay name={VIDEO_PAYLOADER} single-buffer=true payload-size={} fec-percentage={fec} min-required-fec-packets={}",
+        "{encoded}moonlightvideopay name={VIDEO_PAYLOADER} single-buffer=true payload-size={} fec-percentage={fec} min-required-fec-packets={}",
         stream.packet_size, stream.min_required_fec_packets,
     );
     if let Some(key) = request.encryption_key {
@@ -237,7 +234,7 @@ pub fn webrtc_description(
         packet_duration_ms: 20,
         sink: request.sink.clone(),
         encryption: None,
-        shared_source: None,
+        shared: false,
     };
     let (audio_source, audio_encoder) = audio_parts(config, app, &audio_request)?;
     // Browsers reassemble RTP themselves: 1200-byte packets pass every tunnel and TURN relay.
@@ -263,9 +260,9 @@ pub struct AudioRequest<'a> {
     pub sink: Option<(String, String)>,
     /// AES key and `rikeyid` when audio is encrypted.
     pub encryption: Option<([u8; 16], i32)>,
-    /// A lobby guest sharing the owner's Opus encoder: the `appsrc` its packets arrive at
-    /// replaces the source and encoder.
-    pub shared_source: Option<String>,
+    /// A lobby guest sharing the owner's Opus encoder: the pipeline starts at the payloader,
+    /// which takes the owner's packets (`stream::share`).
+    pub shared: bool,
 }
 
 /// The `gst-launch` description of a session's audio pipeline.
@@ -274,15 +271,14 @@ pub fn audio_description(
     app: &AppConfig,
     request: &AudioRequest<'_>,
 ) -> Result<String, PipelineError> {
-    let encoded = match &request.shared_source {
-        Some(source) => source.clone(),
-        None => {
-            let (source, encoder) = audio_parts(config, app, request)?;
-            format!("{source} ! {encoder}")
-        }
+    let encoded = if request.shared {
+        String::new()
+    } else {
+        let (source, encoder) = audio_parts(config, app, request)?;
+        format!("{source} ! {encoder} ! ")
     };
     let mut description = format!(
-        "{encoded} ! moonlightaudiopay name={AUDIO_PAYLOADER} packet-duration={}",
+        "{encoded}moonlightaudiopay name={AUDIO_PAYLOADER} packet-duration={}",
         request.packet_duration_ms
     );
     if let Some((key, rikeyid)) = request.encryption {
@@ -380,7 +376,7 @@ mod tests {
             stream: &body,
             encryption_key: None,
             desktop: false,
-            shared_source: None,
+            shared: false,
         };
         let video = video_description(&config, app, &codecs, &request).unwrap();
         assert!(video.contains("x264enc"), "{video}");
@@ -404,7 +400,7 @@ mod tests {
             stream: &hevc,
             encryption_key: None,
             desktop: false,
-            shared_source: None,
+            shared: false,
         };
         assert!(matches!(
             video_description(&config, app, &codecs, &request),
@@ -417,7 +413,7 @@ mod tests {
             packet_duration_ms: 5,
             sink: None,
             encryption: Some(([0x11; 16], -5)),
-            shared_source: None,
+            shared: false,
         };
         let audio = audio_description(&config, app, &audio).unwrap();
         assert!(
@@ -445,7 +441,7 @@ mod tests {
             packet_duration_ms: 5,
             sink,
             encryption: None,
-            shared_source: None,
+            shared: false,
         };
         let without_sink = audio_description(&config, desktop, &request(None)).unwrap();
         assert!(without_sink.starts_with(SILENCE), "{without_sink}");

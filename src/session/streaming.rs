@@ -9,9 +9,8 @@ use hati_protocol::sdp::{DescribeBody, EncryptionFlags, HostFeatureFlags, Stream
 use super::{Session, SessionState, lock};
 use crate::bitrate::{BitrateController, Observation};
 use crate::events::{EndReason, Event};
-use crate::pipeline::SHARED_SOURCE;
 use crate::pipeline::{AudioRequest, PipelineError, VideoRequest, WebRtcRequest};
-use crate::stream::media::{Endpoint, SharedInput, StreamCounters};
+use crate::stream::media::{Endpoint, SharedInput, SharedMedium, StreamCounters};
 use crate::stream::share::{self, TapMode};
 use crate::stream::webrtc::{
     BrowserEvent, EVENT_QUEUE, SignallingHandle, StreamClosed, WebRtcStream,
@@ -445,9 +444,7 @@ impl Session {
             stream: config,
             encryption_key: config.video_encrypted().then_some(key.rikey),
             desktop: self.desktop().is_some(),
-            shared_source: shared_video
-                .as_ref()
-                .map(|caps| share::source_description(SHARED_SOURCE, caps, 4)),
+            shared: shared_video.is_some(),
         };
         let video = crate::pipeline::video_description(
             &self.config,
@@ -461,10 +458,7 @@ impl Session {
             packet_duration_ms: config.audio.packet_duration_ms,
             sink: self.audio_sink(),
             encryption: config.audio_encrypted().then_some((key.rikey, key.rikeyid)),
-            // Up to 16 packets (80 ms at 5 ms) queued before the oldest is dropped.
-            shared_source: shared_audio
-                .as_ref()
-                .map(|caps| share::source_description(SHARED_SOURCE, caps, 16)),
+            shared: shared_audio.is_some(),
         };
         let audio = crate::pipeline::audio_description(&self.config, &self.app, &audio_request)?;
         tracing::info!(
@@ -496,7 +490,11 @@ impl Session {
                 pacing: None,
             },
             self.desktop(),
-            self.shared_input(owner, shared_video.is_some(), shared_audio.is_some()),
+            self.shared_input(
+                owner,
+                shared_video.map(|caps| (video_mode, caps)),
+                shared_audio.map(|caps| (audio_mode, caps)),
+            ),
             on_error,
         )
         .map_err(|source| StartError::Stream {
@@ -524,17 +522,31 @@ impl Session {
     }
 
     /// What a guest's new stream takes from the owner's encoders (`video`, `audio`: the owner
-    /// runs them in the guest's mode).
-    fn shared_input(&self, owner: Option<Arc<Session>>, video: bool, audio: bool) -> SharedInput {
-        let Some(owner) = owner.filter(|_| video || audio) else {
+    /// runs them in the guest's mode, with these output formats).
+    fn shared_input(
+        &self,
+        owner: Option<Arc<Session>>,
+        video: Option<(TapMode, gst::Caps)>,
+        audio: Option<(TapMode, gst::Caps)>,
+    ) -> SharedInput {
+        let Some(owner) = owner.filter(|_| video.is_some() || audio.is_some()) else {
             return SharedInput::default();
         };
-        tracing::info!(parent: &self.span, owner = owner.id, video, audio, "sharing the lobby owner's encoders (same mode)");
+        let shares_video = video.is_some();
+        tracing::info!(parent: &self.span, owner = owner.id, video = shares_video, audio = audio.is_some(), "sharing the lobby owner's encoders (same mode)");
         SharedInput {
-            video: video.then(|| owner.video_tap.clone()),
-            audio: audio.then(|| owner.audio_tap.clone()),
+            video: video.map(|(mode, caps)| SharedMedium {
+                tap: owner.video_tap.clone(),
+                mode,
+                caps,
+            }),
+            audio: audio.map(|(mode, caps)| SharedMedium {
+                tap: owner.audio_tap.clone(),
+                mode,
+                caps,
+            }),
             session: self.id,
-            request_key_frame: video
+            request_key_frame: shares_video
                 .then(|| -> Box<dyn Fn() + Send + Sync> { Box::new(move || owner.request_idr()) }),
         }
     }

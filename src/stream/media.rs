@@ -17,10 +17,8 @@ use thiserror::Error;
 use super::Target;
 pub use super::counters::StreamCounters;
 use super::sender::{Pacing, VideoSender};
-use super::share::EncodedTap;
-use crate::pipeline::{
-    AUDIO_PAYLOADER, CAPTURE_ELEMENT, DESKTOP_SOURCE, SHARED_SOURCE, SINK, VIDEO_PAYLOADER,
-};
+use super::share::{EncodedTap, TapMode};
+use crate::pipeline::{AUDIO_PAYLOADER, CAPTURE_ELEMENT, DESKTOP_SOURCE, SINK, VIDEO_PAYLOADER};
 
 /// Audio packets (small, one per 5–20 ms) are sent on the streaming thread; these bound a
 /// burst of them after a stall, so the client's socket buffer is not overrun.
@@ -55,33 +53,41 @@ pub enum StreamError {
 /// What of a lobby guest's stream comes from the owner's encoders (see `share`).
 #[derive(Default)]
 pub struct SharedInput {
-    /// The owner's video tap, when the guest shares its video encoder.
-    pub video: Option<Arc<EncodedTap>>,
-    /// The owner's audio tap, when the guest shares its Opus encoder.
-    pub audio: Option<Arc<EncodedTap>>,
+    /// The owner's video, when the guest shares its video encoder.
+    pub video: Option<SharedMedium>,
+    /// The owner's sound, when the guest shares its Opus encoder.
+    pub audio: Option<SharedMedium>,
     /// The guest's session, its subscriber name on the taps.
     pub session: u32,
     /// Asks the shared video encoder for a key frame.
     pub request_key_frame: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
+/// One medium a guest takes from the owner: the owner's tap, the mode the guest asked for and
+/// the encoder's output format in it.
+pub struct SharedMedium {
+    /// The owner's tap.
+    pub tap: Arc<EncodedTap>,
+    /// The guest's (and the owner's) mode.
+    pub mode: TapMode,
+    /// The owner's encoded format.
+    pub caps: gst::Caps,
+}
+
 impl SharedInput {
-    fn taps(&self) -> impl Iterator<Item = (&Arc<EncodedTap>, &'static str)> {
-        let video = self.video.as_ref().map(|tap| (tap, VIDEO_SHARED));
-        let audio = self.audio.as_ref().map(|tap| (tap, AUDIO_SHARED));
+    /// Each shared medium with the name of the guest payloader it feeds.
+    fn media(&self) -> impl Iterator<Item = (&SharedMedium, &'static str)> {
+        let video = self.video.as_ref().map(|m| (m, VIDEO_PAYLOADER));
+        let audio = self.audio.as_ref().map(|m| (m, AUDIO_PAYLOADER));
         video.into_iter().chain(audio)
     }
 }
 
-/// Names of the two pipelines' shared-input `appsrc`s.
-const VIDEO_SHARED: &str = "video";
-const AUDIO_SHARED: &str = "audio";
-
 /// The running pipelines of a session; dropping it stops them.
 pub struct MediaStream {
     video: gst::Pipeline,
-    /// What comes from another session's encoders.
-    shared: SharedInput,
+    /// What comes from another session's encoders (boxed: rarely there, and large).
+    shared: Box<SharedInput>,
     audio: gst::Pipeline,
     video_sink: gst::Element,
     /// The video encoder, when its bitrate can change while playing.
@@ -179,28 +185,30 @@ impl MediaStream {
                 message: format!("no element named {SINK}"),
             })?;
         let bitrate_knob = BitrateKnob::find(&video_pipeline);
-        let mut shared_sources = Vec::new();
-        for (tap, kind) in shared.taps() {
-            let pipeline = if kind == VIDEO_SHARED {
-                &video_pipeline
+        let mut shared_inputs = Vec::new();
+        for (medium, payloader) in shared.media() {
+            let (kind, pipeline) = if payloader == VIDEO_PAYLOADER {
+                ("video", &video_pipeline)
             } else {
-                &audio_pipeline
+                ("audio", &audio_pipeline)
             };
-            let source = pipeline
-                .by_name(SHARED_SOURCE)
-                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            let sink = pipeline
+                .by_name(payloader)
+                .and_then(|e| e.static_pad("sink"))
                 .ok_or_else(|| StreamError::Parse {
-                    kind: if kind == VIDEO_SHARED {
-                        "video"
-                    } else {
-                        "audio"
-                    },
-                    message: format!("no appsrc named {SHARED_SOURCE}"),
+                    kind,
+                    message: format!("no {payloader} with a sink pad to share the owner's frames"),
                 })?;
-            shared_sources.push((tap.clone(), source));
+            shared_inputs.push((
+                kind,
+                medium.tap.clone(),
+                medium.mode,
+                medium.caps.clone(),
+                sink,
+            ));
         }
         let stream = Self {
-            shared,
+            shared: Box::new(shared),
             bitrate_knob,
             pacing_bitrate,
             video: video_pipeline,
@@ -220,8 +228,12 @@ impl MediaStream {
         if let Some(kbps) = stream.encoder_bitrate_kbps() {
             stream.pacing_bitrate.store(kbps, Ordering::Relaxed);
         }
-        for (tap, source) in shared_sources {
-            tap.subscribe(stream.shared.session, source);
+        for (kind, tap, mode, caps, sink) in shared_inputs {
+            tap.subscribe(stream.shared.session, mode, &caps, &sink)
+                .map_err(|e| StreamError::Start {
+                    kind,
+                    message: e.to_string(),
+                })?;
         }
         // A decoder can only start at a key frame.
         if let Some(request_key_frame) = &stream.shared.request_key_frame {
@@ -288,8 +300,8 @@ impl MediaStream {
 
 impl Drop for MediaStream {
     fn drop(&mut self) {
-        for (tap, _) in self.shared.taps() {
-            tap.unsubscribe(self.shared.session);
+        for (medium, _) in self.shared.media() {
+            medium.tap.unsubscribe(self.shared.session);
         }
         for pipeline in [&self.video, &self.audio] {
             // Errors that elements post while being torn down are not the stream's failure.

@@ -40,6 +40,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(line)
 
 
+# The tests of the release build's products (the container image, the Debian package) run last:
+# `make test` compiles the release binary in the background, at idle CPU priority, while the
+# other end-to-end tests run (scripts/test.sh), and these wait for it.
+RELEASE_FIXTURES = {"image", "deb"}
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    items.sort(key=lambda item: bool(RELEASE_FIXTURES & set(getattr(item, "fixturenames", ()))))
+
+
 # Under CI (`CI=true`, as `make test` runs there: root, Docker, PulseAudio, Wayland tools and
 # Chromium installed) a skipped test is a check that did not run, so it fails the run. A test
 # whose skip is acceptable in CI says so with `@pytest.mark.skip_allowed_in_ci(match=..., why=...)`:

@@ -327,7 +327,8 @@ def test_a_guest_in_the_owners_mode_shares_its_encoder(make_host, tmp_path):
     guest_session = bus.wait_for("guest_joined")["session"]
     host.wait_for_log(r"sharing the lobby owner's encoders \(same mode\) .*video=true audio=true", start=mark, timeout=10)
     pipelines = [p["name"] for p in host.admin("/pipelines")]
-    # The guest's video pipeline has no encoder of its own: it starts at the shared appsrc.
+    # The guest's video pipeline has no encoder of its own: it starts at the payloader the
+    # owner's tap feeds.
     assert f"hati-video-{guest_session}" in pipelines, pipelines
     guest_result, owner_result = result_of(joined), result_of(owner)
     seconds = guest_result["frames_per_second"][1:11]
