@@ -128,16 +128,16 @@ impl EncodedTap {
                 known.store(true, Ordering::Relaxed);
             }
             let subscribers = tap.subscribers.load();
-            if !rebased.swap(true, Ordering::Relaxed) {
-                for subscriber in subscribers.iter().filter(|s| s.mode == mode) {
-                    subscriber.pad.push_event(segment_from(base));
-                }
-            }
+            // This stream's first frame: guests subscribed before it get its base.
+            let first = !rebased.load(Ordering::Relaxed) && !rebased.swap(true, Ordering::Relaxed);
             if let Some(pts) = buffer.pts() {
                 tap.latest_ns
                     .store(pts.nseconds() + base, Ordering::Relaxed);
             }
             for subscriber in subscribers.iter().filter(|s| s.mode == mode) {
+                if first {
+                    subscriber.pad.push_event(segment_from(base));
+                }
                 // The guest's payloader runs here; an error there (its stream stopping) is
                 // the guest's, not the owner's.
                 let _ = subscriber.pad.push(buffer.clone());
