@@ -2,8 +2,9 @@
 # `make image`: Hati's container image, hati:<version> (also hati:latest), built from Debian's
 # packages alone (no registry is needed or used):
 #   1. base     a Debian 12 minbase root filesystem by debootstrap, imported into Docker;
-#   2. runtime  the base plus Hati's run-time packages (deploy/image/runtime-packages.txt and
-#               the libraries the binary links), apt lists and docs removed;
+#   2. runtime  the base plus Hati's run-time packages (deploy/image/runtime-packages.txt),
+#               apt lists and docs removed; the libraries the binary links are checked against
+#               it (scripts/shlibdeps.sh) and any the list does not pull in go in a second stage;
 #   3. image    the release binary, default config, udev rules, entrypoint, user, labels and
 #               HEALTHCHECK on top (deploy/image/Dockerfile).
 # Stages 1 and 2 are cached as Docker images tagged with a hash of their inputs, so a rebuild
@@ -14,11 +15,11 @@
 #   scripts/image.sh base      stage 1 only; prints the base image's tag (a clean Debian 12 root,
 #                              also used by the package test)
 #   scripts/image.sh binary    the release binary only; prints its path
-#   scripts/image.sh prefetch  stage 1, then the run-time packages (and what they recommend)
-#                              downloaded into the .deb cache without installing anything; the
-#                              test command runs this in the background while it compiles, so
-#                              the image and package tests find them there (network time, not
-#                              CPU time, is most of those stages on a fresh machine)
+#   scripts/image.sh prefetch  stages 1 and 2 and the run-time packages with what they recommend
+#                              (the package test's install) downloaded into the .deb cache; no
+#                              binary needed: the test command runs this in the background while
+#                              it compiles, so the image and package tests find the slow,
+#                              binary-independent part done
 # Environment: HATI_RELEASE_TARGET_DIR (cargo's target dir for the release build, default
 # target), HATI_DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
@@ -49,7 +50,7 @@ release_binary() {
 
 base_image() {
   local tag
-  tag="hati-debian:$SUITE-minbase-$(inputs_hash "$SUITE" "$MIRROR" "$SECURITY_MIRROR" minbase-v1)"
+  tag="hati-debian:$SUITE-minbase-$(inputs_hash "$SUITE" "$MIRROR" "$SECURITY_MIRROR" minbase-v2)"
   if have_image "$tag"; then
     echo "$tag"
     return
@@ -72,35 +73,46 @@ deb $MIRROR $SUITE-updates main
 deb $SECURITY_MIRROR $SUITE-security main
 SOURCES
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  # As Debian's own Docker images do: dpkg skips its fsync per unpacked file, which in a
+  # container only slows every install (a crash mid-build throws the container away anyway).
+  echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
   tar --numeric-owner -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$tag" >/dev/null
   rm -rf "$root"
   echo "$tag"
 }
 
-# The packages to install into the runtime stage: the listed ones and the binary's libraries.
-runtime_packages() {
-  local binary=$1
+# The packages deploy/image/runtime-packages.txt lists (required and recommended), and tini.
+listed_packages() {
   sed 's/#.*//' deploy/image/runtime-packages.txt | tr -s ' \t' '\n' | grep -v '^$'
-  scripts/shlibdeps.sh --names "$binary"
   echo tini
 }
 
+# Runs apt in a container of the given image with the .deb cache mounted and host networking
+# (apt reaches the mirror the way the host does). Extra `docker run` options before `--`.
+apt_container() {
+  local options=()
+  while [ "$1" != "--" ]; do options+=("$1"); shift; done
+  shift
+  mkdir -p "$CACHE/apt"
+  docker run "${options[@]}" --network host \
+    -v "$(realpath "$CACHE/apt"):/var/cache/apt/archives" \
+    -e DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+# Stage 2: the given image plus the given packages, cached under a hash of both.
 runtime_image() {
-  local base=$1 binary=$2 packages tag container
-  packages=$(runtime_packages "$binary" | sort -u | tr '\n' ' ')
-  tag="hati-runtime:$(inputs_hash "$base" "$packages" runtime-v1)"
+  local base=$1 packages tag container
+  shift
+  packages=$(printf '%s\n' "$@" | sort -u | tr '\n' ' ')
+  tag="hati-runtime:$(inputs_hash "$base" "$packages" runtime-v2)"
   if have_image "$tag"; then
     echo "$tag"
     return
   fi
   log "installing the run-time packages into $base: $packages"
-  mkdir -p "$CACHE/apt"
   container="hati-image-build-$$"
-  # Host network: apt reaches the mirror the way the host does. The .deb cache is a mount, so
-  # it never lands in the image.
-  docker run --name "$container" --network host \
-    -v "$(realpath "$CACHE/apt"):/var/cache/apt/archives" \
-    -e DEBIAN_FRONTEND=noninteractive "$base" sh -euc "
+  # The .deb cache is a mount, so it never lands in the image.
+  apt_container --name "$container" -- "$base" sh -euc "
       apt-get update -qq
       apt-get install -y -qq --no-install-recommends $packages >/dev/null
       rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* /usr/share/info/* \
@@ -113,23 +125,44 @@ runtime_image() {
   echo "$tag"
 }
 
+# The runtime stage for this binary: the listed packages' stage, plus a stage with the libraries
+# the binary links that the list does not already pull in (none today: GStreamer's plugin sets
+# depend on all of them), so a new library dependency never needs the list edited by hand.
+binary_runtime_image() {
+  local binary=$1 runtime linked installed missing
+  # shellcheck disable=SC2046 # one argument per package
+  runtime=$(runtime_image "$(base_image)" $(listed_packages))
+  linked=$(scripts/shlibdeps.sh --names "$binary")
+  # dpkg-query fails when any of them is unknown; those are the ones this looks for.
+  # shellcheck disable=SC2086 # one argument per package
+  installed=$(docker run --rm "$runtime" dpkg-query -W -f '${db:Status-Abbrev}${Package}\n' $linked 2>/dev/null || true)
+  missing=$(awk '$1 == "ii" { print $2 }' <<<"$installed" | sort | comm -13 - <(sort <<<"$linked"))
+  if [ -z "$missing" ]; then
+    echo "$runtime"
+    return
+  fi
+  log "the binary links libraries of packages the list does not pull in: $(tr '\n' ' ' <<<"$missing")"
+  # shellcheck disable=SC2086 # one argument per package
+  runtime_image "$runtime" $missing
+}
+
 prefetch() {
-  local base packages
+  local base
   base=$(base_image)
-  packages=$(sed 's/#.*//' deploy/image/runtime-packages.txt | tr -s ' \t' '\n' | grep -v '^$' | tr '\n' ' ')
-  mkdir -p "$CACHE/apt"
-  log "downloading the run-time packages into $CACHE/apt: $packages tini"
-  docker run --rm --network host -v "$(realpath "$CACHE/apt"):/var/cache/apt/archives" \
-    -e DEBIAN_FRONTEND=noninteractive "$base" sh -euc "
+  log "downloading the run-time packages and what they recommend into $CACHE/apt"
+  # shellcheck disable=SC2046 # one argument per package
+  apt_container --rm -- "$base" sh -euc "
       apt-get update -qq
-      apt-get install -y -qq --download-only $packages tini >/dev/null" >&2
+      apt-get install -y -qq --download-only $(listed_packages | tr '\n' ' ') >/dev/null" >&2
+  # shellcheck disable=SC2046 # one argument per package
+  runtime_image "$base" $(listed_packages) >/dev/null
   echo "$base"
 }
 
 final_image() {
   local binary runtime context revision inputs
   binary=$(release_binary)
-  runtime=$(runtime_image "$(base_image)" "$binary")
+  runtime=$(binary_runtime_image "$binary")
   context=$(mktemp -d)
   trap 'rm -rf "$context"' RETURN
   cp "$binary" "$context/hati"

@@ -11,10 +11,11 @@ export HATI_REQUIRE_DOCKER=1 HATI_REQUIRE_PULSEAUDIO=1 HATI_REQUIRE_WAYLAND=1
 
 step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 
-# The container image's Debian base and the run-time packages the image and package tests install
-# are downloads, not compilation: fetched in the background, at the lowest CPU priority, while
-# the Rust steps compile (scripts/image.sh prefetch). A failure here only means those tests
-# download for themselves (and report any real problem).
+# The container image's Debian stages (base, and the run-time packages installed on it) and the
+# packages the package test installs need no binary: made in the background while the Rust steps
+# compile (scripts/image.sh prefetch; nice reaches debootstrap, not apt in its container, which
+# competes as one ordinary process). A failure here only means those tests make them for
+# themselves (and report any real problem).
 prefetch_log=$(mktemp "${TMPDIR:-/tmp}/hati-prefetch.XXXXXX")
 nice -n 19 scripts/image.sh prefetch >"$prefetch_log" 2>&1 &
 prefetch=$!
@@ -48,9 +49,9 @@ release=$!
 
 step "end-to-end tests (real Moonlight client library)"
 if wait "$prefetch"; then
-  echo "prefetched the image's base and run-time packages in the background: $(tail -n 1 "$prefetch_log")"
+  echo "made the image's Debian stages and fetched the package test's .debs in the background: $(tail -n 1 "$prefetch_log")"
 else
-  echo "the background prefetch failed (the image and package tests download for themselves):"
+  echo "the background prefetch failed (the image and package tests make their stages themselves):"
   tail -n 5 "$prefetch_log"
 fi
 rm -f "$prefetch_log"
