@@ -17,8 +17,29 @@ step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 # competes as one ordinary process). A failure here only means those tests make them for
 # themselves (and report any real problem).
 prefetch_log=$(mktemp "${TMPDIR:-/tmp}/hati-prefetch.XXXXXX")
-nice -n 19 scripts/image.sh prefetch >"$prefetch_log" 2>&1 &
+# Each background job in a process group of its own (setsid), so that a run that stops early
+# (a failed step, Ctrl-C) ends them with everything they started.
+setsid nice -n 19 scripts/image.sh prefetch >"$prefetch_log" 2>&1 &
 prefetch=$!
+trap 'kill -- "-$prefetch" ${release:+"-$release"} 2>/dev/null || true' EXIT
+
+# The release binary, for the container image and the Debian package: compiled in the background
+# from the start at SCHED_IDLE, so it runs only on CPU time nothing else wants (clippy's and
+# cargo test's single-crate stretches, the end-to-end tests' waits on real time) and never takes
+# it from them; the image and package tests, which need the binary, run last and wait for it
+# (cargo's lock on the target dir). Its own cargo target dir, kept between runs (a clean checkout
+# rebuilds only Hati's crates when the dependencies did not change); the image's Debian stages
+# are cached as Docker images. The crates are fetched first, so neither cargo waits on the
+# other's downloads.
+cargo fetch --locked --quiet
+cache=${HATI_BUILD_CACHE:-/var/cache/hati-build}
+if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
+  export HATI_RELEASE_TARGET_DIR=${HATI_RELEASE_TARGET_DIR:-$cache/target}
+fi
+release_log=$(mktemp "${TMPDIR:-/tmp}/hati-release.XXXXXX")
+setsid chrt --idle 0 scripts/image.sh binary >"$release_log" 2>&1 &
+release=$!
+release_started=$SECONDS
 
 step "module cycles in the server crate (the check proves it can fail first)"
 python3 scripts/check_module_cycles.py --self-test
@@ -32,20 +53,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --workspace
-
-step "release binary for the container image and the Debian package (in the background)"
-# Its own cargo target dir, kept between runs (a clean checkout rebuilds only Hati's crates when
-# the dependencies did not change); the image's Debian stages are cached as Docker images.
-cache=${HATI_BUILD_CACHE:-/var/cache/hati-build}
-if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
-  export HATI_RELEASE_TARGET_DIR=${HATI_RELEASE_TARGET_DIR:-$cache/target}
-fi
-# At SCHED_IDLE: it compiles on the CPU time the end-to-end tests leave (they wait on real time
-# more than on the CPU) and never takes it from them; the image and package tests, which need
-# the binary, run last and wait for it (cargo's lock on the target dir).
-release_log=$(mktemp "${TMPDIR:-/tmp}/hati-release.XXXXXX")
-chrt --idle 0 scripts/image.sh binary >"$release_log" 2>&1 &
-release=$!
 
 step "end-to-end tests (real Moonlight client library)"
 if wait "$prefetch"; then
@@ -61,7 +68,9 @@ rm -f "$prefetch_log"
 cargo build --workspace --bins --tests
 e2e=0
 HATI_BIN="$PWD/target/debug/hati" .venv/bin/python -m pytest -v -rs --durations=20 tests/e2e || e2e=$?
-if ! wait "$release"; then
+if wait "$release"; then
+  echo "the release binary built in the background: $(tail -n 1 "$release_log"), started at $release_started s"
+else
   echo "the release build failed:"
   tail -n 30 "$release_log"
   e2e=1
