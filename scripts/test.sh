@@ -17,11 +17,17 @@ step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 # competes as one ordinary process). A failure here only means those tests make them for
 # themselves (and report any real problem).
 prefetch_log=$(mktemp "${TMPDIR:-/tmp}/hati-prefetch.XXXXXX")
-# Each background job in a process group of its own (setsid), so that a run that stops early
-# (a failed step, Ctrl-C) ends them with everything they started.
-setsid nice -n 19 scripts/image.sh prefetch >"$prefetch_log" 2>&1 &
+# A run that stops early (a failed step, Ctrl-C) ends the background jobs with everything they
+# started. (Not setsid: a new session is a new scheduler autogroup, which gets an equal share of
+# the CPU whatever the priority of the processes in it.)
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+nice -n 19 scripts/image.sh prefetch >"$prefetch_log" 2>&1 &
 prefetch=$!
-trap 'kill -- "-$prefetch" ${release:+"-$release"} 2>/dev/null || true' EXIT
+trap 'kill_tree "$prefetch"; [ -z "${release:-}" ] || kill_tree "$release"' EXIT
 
 # The release binary, for the container image and the Debian package: compiled in the background
 # from the start at SCHED_IDLE, so it runs only on CPU time nothing else wants (clippy's and
@@ -37,7 +43,7 @@ if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
   export HATI_RELEASE_TARGET_DIR=${HATI_RELEASE_TARGET_DIR:-$cache/target}
 fi
 release_log=$(mktemp "${TMPDIR:-/tmp}/hati-release.XXXXXX")
-setsid chrt --idle 0 scripts/image.sh binary >"$release_log" 2>&1 &
+chrt --idle 0 scripts/image.sh binary >"$release_log" 2>&1 &
 release=$!
 release_started=$SECONDS
 
