@@ -29,24 +29,6 @@ nice -n 19 scripts/image.sh prefetch >"$prefetch_log" 2>&1 &
 prefetch=$!
 trap 'kill_tree "$prefetch"; [ -z "${release:-}" ] || kill_tree "$release"' EXIT
 
-# The release binary, for the container image and the Debian package: compiled in the background
-# from the start at SCHED_IDLE, so it runs only on CPU time nothing else wants (clippy's and
-# cargo test's single-crate stretches, the end-to-end tests' waits on real time) and never takes
-# it from them; the image and package tests, which need the binary, run last and wait for it
-# (cargo's lock on the target dir). Its own cargo target dir, kept between runs (a clean checkout
-# rebuilds only Hati's crates when the dependencies did not change); the image's Debian stages
-# are cached as Docker images. The crates are fetched first, so neither cargo waits on the
-# other's downloads.
-cargo fetch --locked --quiet
-cache=${HATI_BUILD_CACHE:-/var/cache/hati-build}
-if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
-  export HATI_RELEASE_TARGET_DIR=${HATI_RELEASE_TARGET_DIR:-$cache/target}
-fi
-release_log=$(mktemp "${TMPDIR:-/tmp}/hati-release.XXXXXX")
-chrt --idle 0 scripts/image.sh binary >"$release_log" 2>&1 &
-release=$!
-release_started=$SECONDS
-
 step "module cycles in the server crate (the check proves it can fail first)"
 python3 scripts/check_module_cycles.py --self-test
 python3 scripts/check_module_cycles.py
@@ -59,6 +41,23 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --workspace
+
+step "release binary for the container image and the Debian package (in the background)"
+# Its own cargo target dir, kept between runs (a clean checkout rebuilds only Hati's crates when
+# the dependencies did not change); the image's Debian stages are cached as Docker images.
+cache=${HATI_BUILD_CACHE:-/var/cache/hati-build}
+if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
+  export HATI_RELEASE_TARGET_DIR=${HATI_RELEASE_TARGET_DIR:-$cache/target}
+fi
+# At SCHED_IDLE: it compiles on the CPU time the end-to-end tests leave (they wait on real time
+# more than on the CPU) and never takes it from them; the image and package tests, which need
+# the binary, run last and wait for it (cargo's lock on the target dir). Not from the start of
+# the run: tried once, clippy took 281 s instead of 210 (with another low-priority build running
+# too): even at idle priority a build competes for caches and a core's shared units.
+release_log=$(mktemp "${TMPDIR:-/tmp}/hati-release.XXXXXX")
+chrt --idle 0 scripts/image.sh binary >"$release_log" 2>&1 &
+release=$!
+release_started=$SECONDS
 
 step "end-to-end tests (real Moonlight client library)"
 if wait "$prefetch"; then

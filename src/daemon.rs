@@ -297,6 +297,10 @@ pub async fn run(
         let _ = task.await;
     }
     drop(mdns);
+    // Threads may still hold the host (and so the audio server) when the process exits: a
+    // private sound server is stopped here, not left to a `Drop` that might not run.
+    let audio = host.sessions.services().audio.clone();
+    let _ = tokio::task::spawn_blocking(move || audio.stop_private_daemon()).await;
     Ok(())
 }
 

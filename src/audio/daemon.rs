@@ -4,11 +4,18 @@
 //! realtime scheduling, and one module: the native protocol on `<runtime_dir>/native` with
 //! anonymous authentication (the socket sits in a directory only Hati's user can enter). Its
 //! state and configuration go under the runtime directory, so the user's own PulseAudio setup
-//! is never touched. Dropping the handle stops the daemon.
+//! is never touched.
+//!
+//! The daemon ends with Hati however Hati ends: [`PrivateDaemon::stop`] (the host's shutdown,
+//! and `Drop`) stops it; if Hati is killed, the kernel sends it SIGTERM (`PR_SET_PDEATHSIG`).
+//! That signal follows the *thread* that forked the daemon, so a keeper thread of its own forks
+//! it and lives exactly as long as it does, reaping it at the end.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,8 +35,26 @@ const PROGRAM: &str = "pulseaudio";
 /// A running private `pulseaudio`.
 #[derive(Debug)]
 pub struct PrivateDaemon {
-    child: Child,
+    pid: Pid,
     socket: PathBuf,
+    exit: Arc<Exit>,
+}
+
+/// The daemon's exit status once its keeper thread has reaped it.
+///
+/// Invariant: the keeper reaps the process only while holding `status`, and sets it in the same
+/// critical section, so whoever holds `status` and finds it `None` may signal `pid`: it is still
+/// this daemon (alive, or a zombie whose pid cannot be reused yet).
+#[derive(Debug, Default)]
+struct Exit {
+    status: Mutex<Option<ExitStatus>>,
+    reaped: Condvar,
+}
+
+impl Exit {
+    fn status(&self) -> Option<ExitStatus> {
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl PrivateDaemon {
@@ -55,7 +80,8 @@ impl PrivateDaemon {
         }
 
         let program = std::env::var_os("HATI_PULSEAUDIO").unwrap_or_else(|| PROGRAM.into());
-        let mut child = Command::new(&program)
+        let mut command = Command::new(&program);
+        command
             .args([
                 "-n",
                 "--daemonize=no",
@@ -77,25 +103,32 @@ impl PrivateDaemon {
             .env_remove("PULSE_SERVER")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| spawn_error(format!("cannot run {}: {e}", program.to_string_lossy())))?;
-        if let Some(stderr) = child.stderr.take() {
-            let span = tracing::debug_span!("pulseaudio", pid = child.id());
-            let _ = thread::Builder::new()
-                .name("pulseaudio-log".into())
-                .spawn(move || {
-                    let _entered = span.enter();
-                    crate::runner::process::for_each_line(stderr, |line| {
-                        tracing::debug!(target: "hati::pulseaudio", "{line}");
-                    });
-                });
+            .stderr(Stdio::piped());
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid), no
+        // allocation.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Hati died before the signal was armed: nobody would send it.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other(
+                        "hati exited while starting pulseaudio",
+                    ));
+                }
+                Ok(())
+            });
         }
+        let exit = Arc::new(Exit::default());
+        let pid = keep(command, exit.clone())
+            .map_err(|e| spawn_error(format!("cannot run {}: {e}", program.to_string_lossy())))?;
 
-        let mut daemon = Self { child, socket };
+        let daemon = Self { pid, socket, exit };
         let deadline = Instant::now() + START_TIMEOUT;
         while !daemon.socket.exists() {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
+            if let Some(status) = daemon.exit.status() {
                 return Err(spawn_error(format!(
                     "pulseaudio exited at start-up ({status}); run with RUST_LOG=hati::pulseaudio=debug to see why"
                 )));
@@ -107,8 +140,48 @@ impl PrivateDaemon {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        tracing::info!(socket = %daemon.socket.display(), pid = daemon.child.id(), "started a private pulseaudio");
+        tracing::info!(socket = %daemon.socket.display(), pid = daemon.pid.as_raw_nonzero().get(), "started a private pulseaudio");
         Ok(daemon)
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw_nonzero().get().unsigned_abs()
+    }
+
+    /// Whether the daemon has exited (and been reaped).
+    pub fn has_exited(&self) -> bool {
+        self.exit.status().is_some()
+    }
+
+    /// Stops the daemon: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]; returns once it has been
+    /// reaped. Blocks for up to that long: call it off the async runtime. Idempotent.
+    pub fn stop(&self) {
+        let mut status = self
+            .exit
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if status.is_some() {
+            return;
+        }
+        let _ = kill_process(self.pid, Signal::TERM);
+        let (next, timeout) = self
+            .exit
+            .reaped
+            .wait_timeout_while(status, STOP_TIMEOUT, |status| status.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        status = next;
+        if timeout.timed_out() && status.is_none() {
+            tracing::warn!(pid = self.pid(), "pulseaudio ignored SIGTERM; killing it");
+            let _ = kill_process(self.pid, Signal::KILL);
+            drop(
+                self.exit
+                    .reaped
+                    .wait_while(status, |status| status.is_none())
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
     }
 
     /// The daemon's socket.
@@ -124,20 +197,69 @@ impl PrivateDaemon {
 
 impl Drop for PrivateDaemon {
     fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
+        self.stop();
+    }
+}
+
+/// Forks `command` on a keeper thread that then waits for it and records its exit in `exit`
+/// (see [`Exit`]); its stderr goes to the debug log. Returns the child's pid.
+fn keep(mut command: Command, exit: Arc<Exit>) -> std::io::Result<Pid> {
+    let (started_tx, started) = std::sync::mpsc::sync_channel(1);
+    thread::Builder::new()
+        .name("pulseaudio".into())
+        .spawn(move || {
+            let mut child = match command.spawn() {
+                Ok(child) => child,
+                Err(error) => {
+                    let _ = started_tx.send(Err(error));
+                    return;
+                }
+            };
+            let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = started_tx.send(Err(std::io::Error::other("no pid")));
+                return;
+            };
+            if let Some(stderr) = child.stderr.take() {
+                let span = tracing::debug_span!("pulseaudio", pid = child.id());
+                let _ = thread::Builder::new()
+                    .name("pulseaudio-log".into())
+                    .spawn(move || {
+                        let _entered = span.enter();
+                        crate::runner::process::for_each_line(stderr, |line| {
+                            tracing::debug!(target: "hati::pulseaudio", "{line}");
+                        });
+                    });
+            }
+            let _ = started_tx.send(Ok(pid));
+            wait_for_exit_unreaped(pid);
+            let mut status = exit.status.lock().unwrap_or_else(PoisonError::into_inner);
+            *status = child.wait().ok().or(Some(ExitStatus::default()));
+            exit.reaped.notify_all();
+        })?;
+    started
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the keeper thread ended")))
+}
+
+/// Blocks until process `pid` (a child of this process) has exited, leaving it unreaped, so
+/// its pid stays reserved until [`Exit`]'s lock is held.
+fn wait_for_exit_unreaped(pid: Pid) {
+    loop {
+        // SAFETY: `info` is a plain C struct the call fills in; it outlives the call.
+        let result = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid.as_raw_nonzero().get().unsigned_abs(),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if result == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
             return;
         }
-        if let Some(pid) = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw) {
-            let _ = kill_process(pid, Signal::TERM);
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -101,6 +101,19 @@ impl SharedAudioServer {
         }
     }
 
+    /// Stops the private daemon, if one was started (the host's shutdown: sessions and their
+    /// sinks are gone by then). Blocks up to two seconds: call it off the async runtime.
+    pub fn stop_private_daemon(&self) {
+        if let Some(daemon) = self
+            .server
+            .get()
+            .and_then(Option::as_ref)
+            .and_then(|s| s.private_daemon())
+        {
+            daemon.stop();
+        }
+    }
+
     /// The server, connecting or starting it on first use. `None` (logged once) when neither
     /// works: apps then stream no sound.
     pub async fn get(&self) -> Option<Arc<AudioServer>> {
@@ -208,6 +221,11 @@ impl AudioServer {
     /// Whether this is a private daemon Hati started.
     pub fn is_private(&self) -> bool {
         self.daemon.is_some()
+    }
+
+    /// The private daemon Hati started, if this is one.
+    pub fn private_daemon(&self) -> Option<&PrivateDaemon> {
+        self.daemon.as_deref()
     }
 
     /// Creates the null sink of session `session_id` with `channels` channels (2, 6 or 8) at

@@ -41,8 +41,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 # The tests of the release build's products (the container image, the Debian package) run last:
-# `make test` compiles the release binary in the background, at idle CPU priority, from the start
-# of the run (scripts/test.sh), and these wait for it if it is not done yet.
+# `make test` compiles the release binary in the background, at idle CPU priority, while the
+# other end-to-end tests run (scripts/test.sh), and these wait for it.
 RELEASE_FIXTURES = {"image", "deb"}
 
 

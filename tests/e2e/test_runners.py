@@ -8,6 +8,7 @@ import io
 import math
 import os
 import re
+import select
 import shutil
 import struct
 import subprocess
@@ -288,6 +289,53 @@ def shared_pulse(tmp_path):
     yield f"unix:{socket_path}"
     daemon.terminate()
     daemon.wait(timeout=10)
+
+
+def private_pulseaudio_pids(state_dir: Path) -> list[int]:
+    """The processes of the private pulseaudio whose socket is under `state_dir`."""
+    marker = f"socket={state_dir}/".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # it exited meanwhile
+            continue
+        if argv and argv[0].endswith(b"pulseaudio") and any(marker in arg for arg in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Whether process `pid` exits within `timeout`, waiting on its pidfd (readable at exit)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("end", ["sigterm", "sigkill"])
+def test_the_private_sound_server_ends_with_the_host(make_host, end):
+    """A host that started its own pulseaudio takes it along when it stops (SIGTERM: the
+    shutdown path stops it) and when it is killed (SIGKILL: the kernel's parent-death signal).
+    Every e2e host used to leave one running."""
+    host = make_host()
+    host.start()
+    host.wait_for_log(r"audio server ready .*private=true")
+    pids = private_pulseaudio_pids(host.state_dir)
+    assert len(pids) == 1, f"expected the host's one private pulseaudio, found {pids}"
+    if end == "sigterm":
+        host.stop()
+    else:
+        host.kill()
+    assert wait_for_exit(pids[0], timeout=5), f"pulseaudio {pids[0]} outlived the host ({end})"
+    assert private_pulseaudio_pids(host.state_dir) == []
 
 
 def test_killed_host_leftovers_are_removed_at_next_start_and_other_hosts_kept(make_host, tmp_path, docker_image, shared_pulse):
