@@ -600,8 +600,12 @@ def test_a_browser_pairs_at_the_gateway_and_plays_on_a_node(make_host, browser):
     # Back to the list pauses the session on the node; Resume streams it again through the gateway.
     press_toolbar(browser, "back")
     node.bus().wait_for("session_paused", session=placed["session"], timeout=20)
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements("id", f"resume-{test_pattern}"))
-    browser.find_element("id", f"resume-{test_pattern}").click()
+    # The list re-renders as the node's events arrive: a button found a moment ago may be
+    # replaced before the click lands (a StaleElementReferenceException, seen in CI), so the
+    # wait finds and clicks it as one step and tries again on a replaced one.
+    from selenium.common.exceptions import StaleElementReferenceException
+    WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: d.find_element("id", f"resume-{test_pattern}").click() or True)
     node.bus().wait_for("session_resumed", session=placed["session"], timeout=20)
     wait_until_steady(browser, 60)
     shot(browser, "gateway-2-resumed")
