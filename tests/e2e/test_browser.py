@@ -237,7 +237,11 @@ def test_browser_pairs_plays_the_test_pattern_and_quits(host, browser):  # noqa:
     events.wait_for("session_paused", session=session["session"])
     WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, f"resume-{test_pattern}"))
     shot(browser, "4b-running-in-the-list")
-    browser.find_element(By.ID, f"resume-{test_pattern}").click()
+    # Found and clicked in one wait step: the list may re-render in between (as the gateway
+    # test's did in CI, a StaleElementReferenceException).
+    from selenium.common.exceptions import StaleElementReferenceException
+    WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: d.find_element(By.ID, f"resume-{test_pattern}").click() or True)
     events.wait_for("session_resumed", session=session["session"])
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.hati.state") == "playing")
     waited = wait_until_steady(browser, 60)
