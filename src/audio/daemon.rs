@@ -104,19 +104,16 @@ impl PrivateDaemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let parent = std::process::id();
-        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid), no
+        let parent = rustix::process::getpid();
+        // SAFETY: between fork and exec only two raw system calls (prctl, getppid) and no
         // allocation.
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Hati died before the signal was armed: nobody would send it.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other(
-                        "hati exited while starting pulseaudio",
-                    ));
+                rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
+                // Hati died before the signal was armed: nobody would send it. (ESRCH, not a
+                // message: no allocation between fork and exec.)
+                if rustix::process::getppid() != Some(parent) {
+                    return Err(rustix::io::Errno::SRCH.into());
                 }
                 Ok(())
             });
@@ -140,18 +137,13 @@ impl PrivateDaemon {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        tracing::info!(socket = %daemon.socket.display(), pid = daemon.pid.as_raw_nonzero().get(), "started a private pulseaudio");
+        tracing::info!(socket = %daemon.socket.display(), pid = daemon.pid(), "started a private pulseaudio");
         Ok(daemon)
     }
 
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.pid.as_raw_nonzero().get().unsigned_abs()
-    }
-
-    /// Whether the daemon has exited (and been reaped).
-    pub fn has_exited(&self) -> bool {
-        self.exit.status().is_some()
     }
 
     /// Stops the daemon: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]; returns once it has been
@@ -215,12 +207,7 @@ fn keep(mut command: Command, exit: Arc<Exit>) -> std::io::Result<Pid> {
                     return;
                 }
             };
-            let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = started_tx.send(Err(std::io::Error::other("no pid")));
-                return;
-            };
+            let pid = Pid::from_child(&child);
             if let Some(stderr) = child.stderr.take() {
                 let span = tracing::debug_span!("pulseaudio", pid = child.id());
                 let _ = thread::Builder::new()
@@ -246,20 +233,9 @@ fn keep(mut command: Command, exit: Arc<Exit>) -> std::io::Result<Pid> {
 /// Blocks until process `pid` (a child of this process) has exited, leaving it unreaped, so
 /// its pid stays reserved until [`Exit`]'s lock is held.
 fn wait_for_exit_unreaped(pid: Pid) {
-    loop {
-        // SAFETY: `info` is a plain C struct the call fills in; it outlives the call.
-        let result = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(
-                libc::P_PID,
-                pid.as_raw_nonzero().get().unsigned_abs(),
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if result == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-        {
-            return;
-        }
-    }
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    while let Err(rustix::io::Errno::INTR) = waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+    ) {}
 }

@@ -378,6 +378,22 @@ class Host:
                 self.process.wait()
 
 
+def private_pulseaudio_pids(state_dir: Path) -> list[int]:
+    """The processes of the private pulseaudio whose socket is under `state_dir`."""
+    marker = f"socket={state_dir}/".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # it exited meanwhile
+            continue
+        if argv and argv[0].endswith(b"pulseaudio") and any(marker in arg for arg in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
 @pytest.fixture
 def make_host(tmp_path):
     hosts: list[Host] = []

@@ -215,20 +215,6 @@ class Cluster:
             run("nft", "delete", "table", "inet", "hati_gw_test", check=False, ns=self.topology.ns["gateway"])
 
 
-def reap_sound_server(host: Host) -> None:
-    """A host killed with SIGKILL leaves its private PulseAudio running (a restart of that host
-    would clean it up): the test ends it, so nothing outlives the test."""
-    for pid in Path("/proc").iterdir():
-        if not pid.name.isdigit():
-            continue
-        try:
-            command = (pid / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "pulseaudio" in command and str(host.state_dir) in command:
-            os.kill(int(pid.name), signal.SIGTERM)
-
-
 def outcome(process: subprocess.Popen, timeout: float) -> dict:
     try:
         out, err = process.communicate(timeout=timeout)
@@ -344,8 +330,7 @@ def test_a_lost_node_ends_its_sessions_and_the_next_launch_goes_elsewhere(cluste
     victim = next(node for node in cluster.nodes.values() if node_session(node, placed["session"]))
     time.sleep(4)
     killed = time.time()
-    victim.kill()
-    reap_sound_server(victim)
+    victim.kill()  # its private PulseAudio goes with it (test_runners.py checks that)
     lost = bus.wait_for("node_lost", start=mark, timeout=10)
     ended = bus.wait_for("session_ended", start=mark, timeout=10, session=placed["session"])
     delay = lost["time_ms"] / 1000 - killed

@@ -22,7 +22,7 @@ import pytest
 from moonlight_python import MoonlightClient
 
 from test_desktop import TEST_CLIENT, limelight
-from conftest import report
+from conftest import private_pulseaudio_pids, report
 from test_pairing import pair
 from test_streaming import measure
 
@@ -289,22 +289,6 @@ def shared_pulse(tmp_path):
     yield f"unix:{socket_path}"
     daemon.terminate()
     daemon.wait(timeout=10)
-
-
-def private_pulseaudio_pids(state_dir: Path) -> list[int]:
-    """The processes of the private pulseaudio whose socket is under `state_dir`."""
-    marker = f"socket={state_dir}/".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # it exited meanwhile
-            continue
-        if argv and argv[0].endswith(b"pulseaudio") and any(marker in arg for arg in argv):
-            pids.append(int(entry.name))
-    return pids
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:
